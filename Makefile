@@ -1,0 +1,47 @@
+# Every target that needs Python tooling installs uv (when missing) and syncs the
+# locked environment first, so a machine with nothing but python3 can run them.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN := $(UV) run --frozen
+SUITES := servicekit books orders devstack
+
+.DEFAULT_GOAL := help
+.PHONY: help deps run test lint fmt migrate seed bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install uv if needed and sync the locked environment
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	@$(UV) sync --frozen --quiet
+
+run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are set); Ctrl-C stops it
+	@$(RUN) python -m devstack.run
+
+test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
+	@status=0; for suite in $(SUITES); do \
+		echo "==> $$suite"; \
+		$(RUN) pytest -c pyproject.toml --rootdir $$suite $$suite/tests $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+lint: deps ## ruff (lint + format check) and mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy servicekit/src books/src orders/src workers/src devstack/src
+
+fmt: deps ## Format and auto-fix with ruff
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+migrate: deps ## Apply database migrations (to the URLs in the environment or the local stack)
+	@$(RUN) python -m devstack.run migrate
+
+seed: deps ## Load demo books with COPY (SEED_BOOKS=1000 by default) into the running stack
+	@$(RUN) python -m books.seed --count $${SEED_BOOKS:-1000}
+
+bench: deps ## Benchmark the running stack against raw-driver baselines
+	@$(RUN) python -m devstack.bench
+
+clean: ## Remove the local stack's data, virtualenv and caches
+	rm -rf .data .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,52 @@
+"""Builds the books FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from books.catalog.router import router as catalog_router
+from books.config import Settings, get_settings
+from books.db import create_engine, create_sessionmaker
+from books.errors import install_error_handlers
+from books.system import router as system_router
+from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging("books", settings.log_level)
+    engine = create_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Bookstore books API",
+        version="1.0.0",
+        description="The catalog: books, prices and covers. Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+
+    install_error_handlers(app)
+    app.include_router(system_router)
+    app.include_router(catalog_router)
+    app.add_middleware(
+        CorrelationIdMiddleware,
+        header_name=REQUEST_ID_HEADER,
+        validator=is_acceptable_request_id,
+    )
+    Instrumentator(
+        excluded_handlers=["/metrics", "/health", "/ready"],
+        should_group_status_codes=False,
+    ).instrument(app).expose(app, include_in_schema=False)
+    return app

@@ -1,0 +1,116 @@
+"""All SQL about books."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from books.catalog.models import Book
+from books.catalog.schemas import BookListQuery
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+
+
+def _filters(query: BookListQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Book.active]
+    if query.author is not None:
+        conditions.append(func.lower(Book.author) == query.author.lower())
+    if query.q is not None:
+        pattern = f"%{_escape_like(query.q)}%"
+        conditions.append(or_(Book.title.ilike(pattern), Book.author.ilike(pattern)))
+    if query.min_price is not None:
+        conditions.append(Book.price >= query.min_price)
+    if query.max_price is not None:
+        conditions.append(Book.price <= query.max_price)
+    if (ids := query.id_list) is not None:
+        conditions.append(Book.id.in_(ids))
+    return conditions
+
+
+class BookRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, values: dict[str, Any]) -> Book:
+        book = Book(**values)
+        self.session.add(book)
+        await self.session.flush()
+        await self.session.refresh(book)
+        return book
+
+    async def get_active(self, *, book_id: int) -> Book | None:
+        result = await self.session.execute(select(Book).where(Book.id == book_id, Book.active))
+        return result.scalar_one_or_none()
+
+    async def list_active(self, *, query: BookListQuery) -> list[Book]:
+        statement: Select[tuple[Book]] = (
+            select(Book)
+            .where(*_filters(query))
+            .order_by(Book.created_at.desc(), Book.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count_active(self, *, query: BookListQuery) -> int:
+        """Unfiltered totals come from the trigger-maintained counter, not a scan."""
+        if not query.is_filtered:
+            counter = await self.session.scalar(
+                text("SELECT active_books FROM catalog_counters WHERE id = 1")
+            )
+            return int(counter or 0)
+        total = await self.session.scalar(
+            select(func.count()).select_from(Book).where(*_filters(query))
+        )
+        return int(total or 0)
+
+    async def update_active(self, *, book_id: int, values: dict[str, Any]) -> Book | None:
+        """Write only the given columns, so concurrent edits of other fields survive."""
+        statement = (
+            update(Book)
+            .where(Book.id == book_id, Book.active)
+            .values(**values, updated_at=func.now())
+            .returning(Book)
+        )
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return result.scalar_one_or_none()
+
+    async def deactivate(self, *, book_id: int) -> bool:
+        statement = (
+            update(Book)
+            .where(Book.id == book_id, Book.active)
+            .values(active=False, updated_at=func.now())
+            .returning(Book.id)
+        )
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def replace_image(
+        self, *, book_id: int, image: dict[str, str] | None
+    ) -> tuple[Book, dict[str, Any] | None] | None:
+        """Set the cover and return the book with the cover it had before, atomically."""
+        previous = (
+            select(Book.id, Book.image)
+            .where(Book.id == book_id, Book.active)
+            .with_for_update()
+            .subquery()
+        )
+        statement = (
+            update(Book)
+            .where(Book.id == previous.c.id)
+            .values(image=image, updated_at=func.now())
+            .returning(Book, previous.c.image)
+        )
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        row = result.one_or_none()
+        return None if row is None else (row[0], row[1])

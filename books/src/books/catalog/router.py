@@ -1,0 +1,92 @@
+"""HTTP layer of the catalog: parse, call one service method, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from books.catalog.schemas import BookCreate, BookListQuery, BookPage, BookRead, BookUpdate
+from books.catalog.service import CatalogServiceDep
+from books.http import problem_responses, require_json
+from servicekit.pagination import link_header
+
+router = APIRouter(prefix="/v1/books", tags=["books"])
+
+BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookRead,
+    responses=problem_responses(415, 422),
+    dependencies=[Depends(require_json)],
+)
+async def create_book(
+    payload: BookCreate, service: CatalogServiceDep, response: Response
+) -> BookRead:
+    """Add a book to the catalog."""
+    book = await service.create_book(data=payload)
+    response.headers["Location"] = f"/v1/books/{book.id}"
+    return BookRead.model_validate(book)
+
+
+@router.get("", response_model=BookPage, responses=problem_responses(422))
+async def list_books(
+    query: Annotated[BookListQuery, Query()],
+    service: CatalogServiceDep,
+    request: Request,
+    response: Response,
+) -> BookPage:
+    """List active books, newest first, with optional filters."""
+    books, total = await service.list_books(query=query)
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["Link"] = link_header(
+        request.url.path,
+        request.query_params.multi_items(),
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return BookPage(
+        data=[BookRead.model_validate(book) for book in books],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+@router.get("/{book_id}", response_model=BookRead, responses=problem_responses(404, 422))
+async def get_book(book_id: BookId, service: CatalogServiceDep) -> BookRead:
+    """Fetch one active book."""
+    return BookRead.model_validate(await service.get_book(book_id=book_id))
+
+
+@router.patch(
+    "/{book_id}",
+    response_model=BookRead,
+    responses=problem_responses(404, 415, 422),
+    dependencies=[Depends(require_json)],
+)
+@router.put(
+    "/{book_id}",
+    response_model=BookRead,
+    responses=problem_responses(404, 415, 422),
+    dependencies=[Depends(require_json)],
+    description="Same as PATCH: only the fields sent change (kept for the seed contract).",
+)
+async def update_book(book_id: BookId, changes: BookUpdate, service: CatalogServiceDep) -> BookRead:
+    """Change some fields of a book."""
+    return BookRead.model_validate(await service.update_book(book_id=book_id, changes=changes))
+
+
+@router.delete(
+    "/{book_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 422),
+)
+async def delete_book(book_id: BookId, service: CatalogServiceDep) -> Response:
+    """Soft-delete a book: it disappears from reads; orders keep their snapshots."""
+    await service.delete_book(book_id=book_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,186 @@
+"""Wire formats of the catalog: money as 2-decimal strings, timestamps in UTC with `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_PRICE = Decimal("99999999.99")
+MAX_BATCH_IDS = 100
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+Money = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        le=MAX_PRICE,
+        max_digits=10,
+        decimal_places=2,
+        allow_inf_nan=False,
+        examples=["19.99"],
+        json_schema_extra={"type": "string", "pattern": r"^\d{1,8}(\.\d{1,2})?$"},
+    ),
+    PlainSerializer(_money, return_type=str),
+]
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Description = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)
+]
+
+
+class CoverImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl
+    public_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class BookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "The Great Gatsby",
+                    "author": "F. Scott Fitzgerald",
+                    "description": "A classic American novel set in the Jazz Age.",
+                    "price": "19.99",
+                }
+            ]
+        },
+    )
+
+    title: Title
+    author: Author
+    description: Description
+    price: Money
+    image: CoverImage | None = None
+
+    def column_values(self) -> dict[str, object]:
+        return self.model_dump(exclude={"image"}) | {
+            "image": self.image.model_dump(mode="json") if self.image else None
+        }
+
+
+class BookUpdate(BaseModel):
+    """Partial update: only the fields present change; `image` alone may be null."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"price": "24.99", "description": "Updated."}]},
+    )
+
+    title: Title | None = None
+    author: Author | None = None
+    description: Description | None = None
+    price: Money | None = None
+    image: CoverImage | None = None
+
+    @model_validator(mode="after")
+    def _present_and_not_null(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        nulls = [name for name in self.model_fields_set - {"image"} if getattr(self, name) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, object]:
+        """Column values for the fields the client sent."""
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        if self.image is not None:
+            values["image"] = self.image.model_dump(mode="json")
+        return values
+
+
+class BookRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    author: str
+    description: str
+    price: Money
+    active: bool
+    image: CoverImage | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BookPage(BaseModel):
+    data: list[BookRead]
+    total: int = Field(description="Number of books matching the query (not just this page).")
+    limit: int
+    offset: int
+
+
+class BookListQuery(BaseModel):
+    """Query string of `GET /v1/books`."""
+
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
+    offset: int = Field(default=0, ge=0, le=2**31 - 1, description="Items to skip.")
+    author: Author | None = Field(default=None, description="Exact author, case-insensitive.")
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | (
+        None
+    ) = Field(default=None, description="Text contained in the title or author, case-insensitive.")
+    min_price: Money | None = None
+    max_price: Money | None = None
+    ids: str | None = Field(
+        default=None,
+        pattern=r"^\s*\d+\s*(,\s*\d+\s*)*$",
+        description=f"Comma-separated book ids (at most {MAX_BATCH_IDS}) for batch lookups.",
+        examples=["1,2,3"],
+    )
+
+    @field_validator("ids")
+    @classmethod
+    def _bounded_ids(cls, ids: str | None) -> str | None:
+        if ids is not None and len(ids.split(",")) > MAX_BATCH_IDS:
+            raise ValueError(f"at most {MAX_BATCH_IDS} ids per request")
+        return ids
+
+    @model_validator(mode="after")
+    def _price_range(self) -> Self:
+        if (
+            self.min_price is not None
+            and self.max_price is not None
+            and self.min_price > self.max_price
+        ):
+            raise ValueError("min_price must not exceed max_price")
+        return self
+
+    @property
+    def id_list(self) -> list[int] | None:
+        if self.ids is None:
+            return None
+        return sorted({int(part) for part in self.ids.split(",")})
+
+    @property
+    def is_filtered(self) -> bool:
+        return any(
+            value is not None
+            for value in (self.author, self.q, self.min_price, self.max_price, self.ids)
+        )

@@ -1,0 +1,56 @@
+"""Catalog rules: what may be created, changed, listed and removed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from books.catalog.models import Book
+from books.catalog.repository import BookRepository
+from books.catalog.schemas import BookCreate, BookListQuery, BookUpdate
+from books.db import SessionDep
+from books.errors import BookNotFound
+from books.metrics import BOOKS_CREATED, BOOKS_DELETED
+
+
+class CatalogService:
+    def __init__(self, books: BookRepository) -> None:
+        self.books = books
+
+    async def create_book(self, *, data: BookCreate, image: dict[str, str] | None = None) -> Book:
+        values = data.column_values()
+        if image is not None:
+            values["image"] = image
+        book = await self.books.add(values)
+        BOOKS_CREATED.inc()
+        return book
+
+    async def get_book(self, *, book_id: int) -> Book:
+        book = await self.books.get_active(book_id=book_id)
+        if book is None:
+            raise BookNotFound(book_id)
+        return book
+
+    async def list_books(self, *, query: BookListQuery) -> tuple[list[Book], int]:
+        books = await self.books.list_active(query=query)
+        total = await self.books.count_active(query=query)
+        return books, total
+
+    async def update_book(self, *, book_id: int, changes: BookUpdate) -> Book:
+        book = await self.books.update_active(book_id=book_id, values=changes.changes())
+        if book is None:
+            raise BookNotFound(book_id)
+        return book
+
+    async def delete_book(self, *, book_id: int) -> None:
+        if not await self.books.deactivate(book_id=book_id):
+            raise BookNotFound(book_id)
+        BOOKS_DELETED.inc()
+
+
+def get_catalog_service(session: SessionDep) -> CatalogService:
+    return CatalogService(BookRepository(session))
+
+
+CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]

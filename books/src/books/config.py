@@ -1,0 +1,53 @@
+"""Settings of the books service, read from the environment (prefix `BOOKS_`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def async_database_url(url: str) -> str:
+    """SQLAlchemy URL for psycopg 3 from a plain `postgresql://` URL."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    raise ValueError("database URL must start with postgresql://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKS_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5433/books_db"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"
+
+    cover_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    cover_folder: str = "bookstore/covers"
+    # The Cloudinary variables keep the names the Cloudinary SDK and the seed use.
+    cloudinary_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CLOUDINARY_URL", "BOOKS_CLOUDINARY_URL")
+    )
+    cloudinary_cloud_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("CLOUDINARY_CLOUD_NAME")
+    )
+    cloudinary_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("CLOUDINARY_API_KEY")
+    )
+    cloudinary_api_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CLOUDINARY_API_SECRET")
+    )
+    upload_preset: str | None = Field(default=None, validation_alias=AliasChoices("UPLOAD_PRESET"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg(cls, url: str) -> str:
+        return async_database_url(url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,168 @@
+"""Domain errors and their RFC 9457 problem+json rendering."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from servicekit.logs import REQUEST_ID_HEADER, current_request_id
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger(__name__)
+
+
+class BookstoreError(Exception):
+    """Base of every error the service reports to clients."""
+
+    status: int = 500
+    title: str = "Internal Server Error"
+    type: str = "about:blank"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class BookNotFound(BookstoreError):
+    status, title, type = 404, "Book not found", "/problems/book-not-found"
+
+    def __init__(self, book_id: int) -> None:
+        super().__init__(f"No active book has id {book_id}.")
+
+
+class InvalidFilter(BookstoreError):
+    status, title, type = 422, "Invalid query", "/problems/validation-error"
+
+
+class UnsupportedMediaType(BookstoreError):
+    status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
+
+
+class CoverTooLarge(BookstoreError):
+    status, title, type = 413, "Cover too large", "/problems/cover-too-large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"Cover images may be at most {max_bytes} bytes.")
+
+
+class CoverStorageNotConfigured(BookstoreError):
+    status, title, type = 501, "Cover storage not configured", "/problems/covers-disabled"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Set CLOUDINARY_URL (or CLOUDINARY_CLOUD_NAME, CLOUDINARY_API_KEY and "
+            "CLOUDINARY_API_SECRET) to enable cover uploads."
+        )
+
+
+class CoverStorageFailed(BookstoreError):
+    status, title, type = 502, "Cover storage failed", "/problems/cover-storage-failed"
+
+    def __init__(self) -> None:
+        super().__init__("The image service did not accept the cover; nothing was changed.")
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic/FastAPI errors as `{"field", "in", "message"}` items."""
+    items = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        where = loc[0] if loc and loc[0] in ("body", "query", "path", "header") else "body"
+        path = loc[1:] if loc and loc[0] == where else loc
+        field = ".".join(p if not p.isdigit() else f"[{p}]" for p in path).replace(".[", "[")
+        items.append({"field": field or where, "in": where, "message": error.get("msg", "")})
+    return items
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    title: str,
+    detail: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": current_request_id(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _bookstore_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BookstoreError)
+    return problem_response(
+        request,
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_=exc.type,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(exc.errors())
+    return problem_response(
+        request,
+        status=422,
+        title="Validation failed",
+        detail=f"{len(errors)} field(s) are invalid: " + ", ".join(e["field"] for e in errors),
+        type_="/problems/validation-error",
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = HTTPStatus(exc.status_code)
+    detail = exc.detail if exc.detail != status.phrase else status.description
+    if status == HTTPStatus.NOT_FOUND and exc.detail == status.phrase:
+        detail = f"There is nothing at {request.url.path}."
+    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    return problem_response(
+        request,
+        status=status.value,
+        title=status.phrase,
+        detail=str(detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Starlette answers unhandled errors outside the request-id middleware, so the
+    # header that middleware would add is set here.
+    request_id = current_request_id()
+    return problem_response(
+        request,
+        status=500,
+        title="Internal Server Error",
+        detail="The server failed to handle this request; it has been logged.",
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BookstoreError, _bookstore_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

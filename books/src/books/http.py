@@ -1,0 +1,52 @@
+"""Pieces every router uses: the problem+json schema for docs, content-type checks."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+
+from books.errors import PROBLEM_JSON, UnsupportedMediaType
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["price"])
+    in_: str = Field(alias="in", examples=["body"])
+    message: str = Field(examples=["Decimal input should have no more than 2 decimal places"])
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str = Field(examples=["/problems/validation-error"])
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(examples=["/v1/books"])
+    request_id: str | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="Present on validation errors: one item per bad field."
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given error statuses (plus 500)."""
+    return {
+        code: {
+            "description": HTTPStatus(code).phrase,
+            "model": Problem,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in (*statuses, 500)
+    }
+
+
+async def require_json(request: Request) -> None:
+    """Bodies must be JSON; anything else is a 415 rather than a confusing 422."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(
+            f"Send the body as application/json (got {content_type or 'no Content-Type'})."
+        )

@@ -1,0 +1,11 @@
+"""Business metrics of the books service (HTTP metrics come from the instrumentator)."""
+
+from prometheus_client import Counter
+
+BOOKS_CREATED = Counter("books_created_total", "Books added to the catalog.")
+BOOKS_DELETED = Counter("books_deleted_total", "Books soft-deleted from the catalog.")
+COVER_UPLOADS = Counter(
+    "books_cover_uploads_total",
+    "Cover uploads to the image service, by outcome.",
+    ["outcome"],
+)

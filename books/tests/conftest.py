@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+
+from books.app import create_app
+from books.config import Settings
+from devstack.pytest_plugin import create_database, drop_database
+
+BOOKS_DIR = Path(__file__).resolve().parents[1]
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(BOOKS_DIR / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+@pytest.fixture(scope="session")
+def books_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A books database migrated once per session with the production migrations."""
+    url = create_database(postgres_server_url, "books_test")
+    command.upgrade(alembic_config(url), "head")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def books_settings(books_database_url: str) -> Settings:
+    return Settings(database_url=books_database_url)
+
+
+@pytest.fixture(scope="session")
+async def books_app(books_settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(books_settings)
+    yield app
+    await app.state.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_catalog(books_database_url: str) -> None:
+    """Each test starts with an empty catalog (TRUNCATE skips the count triggers)."""
+    with psycopg.connect(books_database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE books RESTART IDENTITY")
+        conn.execute("UPDATE catalog_counters SET active_books = 0")
+
+
+@pytest.fixture
+async def client(books_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=books_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://books.test") as client:
+        yield client
+
+
+@pytest.fixture
+def db(books_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection for asserting what was (not) written."""
+    with psycopg.connect(books_database_url, autocommit=True) as conn:
+        yield conn
+
+
+def book_payload(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "title": "The Great Gatsby",
+        "author": "F. Scott Fitzgerald",
+        "description": "A classic American novel set in the Jazz Age.",
+        "price": "19.99",
+    }
+    payload.update(overrides)
+    return payload
+
+
+@pytest.fixture
+def make_book(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    """Factory: create a book through the API and return its JSON."""
+
+    async def make(**overrides: Any) -> dict[str, Any]:
+        response = await client.post("/v1/books", json=book_payload(**overrides))
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    return make
+
+
+def count_books(db: psycopg.Connection[Any]) -> int:
+    row = db.execute("SELECT count(*) FROM books").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+__all__ = ["Decimal", "assert_problem", "book_payload", "count_books"]

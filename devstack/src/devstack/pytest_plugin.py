@@ -1,0 +1,68 @@
+"""Session-wide test servers: PostgreSQL and Redis.
+
+`TEST_DATABASE_URL` (a server where the tests may create databases) and
+`TEST_REDIS_URL` (a Redis database the tests may flush) are used when set;
+otherwise embedded servers start once per test session on free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Admin URL of a PostgreSQL server the tests may create databases on."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Redis database the tests own (flushed by the tests that use it)."""
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+        return
+    data_dir = tmp_path_factory.mktemp("valkey")
+    with EmbeddedValkey(data_dir, free_port(), persist=False) as server:
+        yield server.url
+
+
+def with_database(server_url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    base, _, query = server_url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{database}" + (f"?{query}" if query else "")
+
+
+def create_database(server_url: str, prefix: str) -> str:
+    """Create a fresh, uniquely named database and return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    name = database_url.partition("?")[0].rpartition("/")[2]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]

@@ -1,0 +1,77 @@
+from urllib.parse import parse_qsl, urlsplit
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from servicekit.pagination import link_header, page_offsets
+
+
+def parse_links(header: str) -> dict[str, str]:
+    links = {}
+    for part in header.split(", "):
+        url, rel = part.split("; ")
+        links[rel.removeprefix('rel="').removesuffix('"')] = url.strip("<>")
+    return links
+
+
+class TestLinkHeader:
+    def test_matches_the_seed_contract(self) -> None:
+        header = link_header("/v1/books", [], total=50, limit=10, offset=20)
+        links = parse_links(header)
+        assert links["next"] == "/v1/books?limit=10&offset=30"
+        assert links["prev"] == "/v1/books?limit=10&offset=10"
+        assert links["first"] == "/v1/books?limit=10&offset=0"
+        assert links["last"] == "/v1/books?limit=10&offset=40"
+
+    def test_keeps_other_query_parameters(self) -> None:
+        query = [("limit", "5"), ("author", "Ann & Bo"), ("offset", "5"), ("q", "x")]
+        links = parse_links(link_header("/v1/books", query, total=20, limit=5, offset=5))
+        assert dict(parse_qsl(urlsplit(links["next"]).query)) == {
+            "limit": "5",
+            "offset": "10",
+            "author": "Ann & Bo",
+            "q": "x",
+        }
+
+    def test_empty_collection_has_only_first_and_last(self) -> None:
+        links = parse_links(link_header("/v1/books", [], total=0, limit=20, offset=0))
+        assert links == {
+            "first": "/v1/books?limit=20&offset=0",
+            "last": "/v1/books?limit=20&offset=0",
+        }
+
+
+@given(
+    total=st.integers(min_value=0, max_value=10_000),
+    limit=st.integers(min_value=1, max_value=200),
+    offset=st.integers(min_value=0, max_value=20_000),
+)
+def test_page_offsets_properties(total: int, limit: int, offset: int) -> None:
+    offsets = page_offsets(total=total, limit=limit, offset=offset)
+    last = offsets["last"]
+    assert offsets["first"] == 0
+    assert last % limit == 0
+    assert last <= max(total - 1, 0) < last + limit or total == 0
+    assert ("next" in offsets) == (offset + limit < total)
+    if "next" in offsets:
+        assert offsets["next"] == offset + limit <= last
+    assert ("prev" in offsets) == (offset > 0)
+    if "prev" in offsets:
+        assert 0 <= offsets["prev"] < offset
+        assert offsets["prev"] <= last
+
+
+@given(
+    total=st.integers(min_value=1, max_value=2_000),
+    limit=st.integers(min_value=1, max_value=100),
+)
+def test_following_next_visits_every_item_once(total: int, limit: int) -> None:
+    seen, offset = 0, 0
+    while True:
+        seen += min(limit, total - offset)
+        offsets = page_offsets(total=total, limit=limit, offset=offset)
+        if "next" not in offsets:
+            break
+        offset = offsets["next"]
+    assert seen == total
+    assert offset == page_offsets(total=total, limit=limit, offset=0)["last"]
