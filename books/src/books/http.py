@@ -6,9 +6,19 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from books.errors import PROBLEM_JSON, UnsupportedMediaType
+
+
+class DocumentedRoute(APIRoute):
+    """Uses the endpoint's one-line docstring as its OpenAPI summary (FastAPI uses its name)."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        if kwargs.get("summary") is None and endpoint.__doc__:
+            kwargs["summary"] = endpoint.__doc__.strip().splitlines()[0].rstrip(".")
+        super().__init__(path, endpoint, **kwargs)
 
 
 class FieldError(BaseModel):

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-router = APIRouter(tags=["system"])
+from books.http import DocumentedRoute
+
+router = APIRouter(tags=["system"], route_class=DocumentedRoute)
 
 
 @router.get("/health")

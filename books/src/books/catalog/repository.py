@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, text, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
@@ -16,7 +16,7 @@ def _escape_like(value: str) -> str:
 
 
 def _filters(query: BookListQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Book.active]
+    conditions: list[ColumnElement[bool]] = [Book.active.is_(True)]
     if query.author is not None:
         conditions.append(func.lower(Book.author) == query.author.lower())
     if query.q is not None:
@@ -47,7 +47,7 @@ class BookRepository:
         return result.scalar_one_or_none()
 
     async def list_active(self, *, query: BookListQuery) -> list[Book]:
-        statement: Select[tuple[Book]] = (
+        statement = (
             select(Book)
             .where(*_filters(query))
             .order_by(Book.created_at.desc(), Book.id.desc())

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from books.catalog.schemas import BookCreate, BookListQuery, BookPage, BookRead, BookUpdate
 from books.catalog.service import CatalogServiceDep
-from books.http import problem_responses, require_json
+from books.http import DocumentedRoute, problem_responses, require_json
 from servicekit.pagination import link_header
 
-router = APIRouter(prefix="/v1/books", tags=["books"])
+router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRoute)
 
 BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
 
@@ -74,6 +74,7 @@ async def get_book(book_id: BookId, service: CatalogServiceDep) -> BookRead:
     response_model=BookRead,
     responses=problem_responses(404, 415, 422),
     dependencies=[Depends(require_json)],
+    summary="Change some fields of a book",
     description="Same as PATCH: only the fields sent change (kept for the seed contract).",
 )
 async def update_book(book_id: BookId, changes: BookUpdate, service: CatalogServiceDep) -> BookRead:
