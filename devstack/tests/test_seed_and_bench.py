@@ -1,0 +1,328 @@
+"""`make seed` (books.seed) and `make bench` (devstack.bench) against real servers."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+
+from books.config import get_settings
+from books.seed import SeedError, demo_rows, seed_books
+from books.seed import main as seed_main
+from devstack import bench
+from devstack.pytest_plugin import create_database, drop_database
+from devstack.servers import free_port
+
+BOOKS_DIR = Path(__file__).resolve().parents[2] / "books"
+
+
+@pytest.fixture(scope="module")
+def books_url(postgres_server_url: str) -> Iterator[str]:
+    """A books database migrated with the production migrations."""
+    url = create_database(postgres_server_url, "seed_bench")
+    config = Config(str(BOOKS_DIR / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture
+def db(books_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection to an empty catalog."""
+    with psycopg.connect(books_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE books RESTART IDENTITY")
+        conn.execute("UPDATE catalog_counters SET active_books = 0")
+        yield conn
+
+
+def scalar(db: psycopg.Connection[Any], query: str) -> Any:
+    row = db.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def unused_url() -> str:
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/books_db"
+
+
+class TestDemoRows:
+    def test_prices_are_shop_prices_with_two_decimals(self) -> None:
+        rows = demo_rows(random.Random(1), 500, now=datetime.now(UTC))
+        prices = [row[3] for row in rows]
+        assert all(isinstance(price, Decimal) for price in prices)
+        assert all(price.as_tuple().exponent == -2 for price in prices)
+        assert all(Decimal("0") <= price < Decimal("100") for price in prices)
+
+    def test_books_are_spread_over_past_years(self) -> None:
+        now = datetime.now(UTC)
+        rows = demo_rows(random.Random(2), 500, now=now)
+        created = [row[4] for row in rows]
+        assert len(set(created)) == len(created)
+        assert (max(created) - min(created)).days > 365
+        assert all(row[4] <= row[5] <= now for row in rows)
+
+    def test_texts_are_not_blank(self) -> None:
+        for title, author, description, *_ in demo_rows(
+            random.Random(3), 200, now=datetime.now(UTC)
+        ):
+            assert title.strip()
+            assert author.strip()
+            assert description.strip()
+
+    def test_same_random_seed_gives_same_books(self) -> None:
+        now = datetime.now(UTC)
+        assert demo_rows(random.Random(4), 20, now=now) == demo_rows(random.Random(4), 20, now=now)
+
+
+class TestSeedBooks:
+    def test_loads_the_requested_number_of_books_in_chunks(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        result = seed_books(books_url, count=2_500, chunk_size=1_000)
+        assert result.rows == 2_500
+        assert scalar(db, "SELECT count(*) FROM books WHERE active") == 2_500
+
+    def test_counter_equals_count_after_several_copies(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        """The statement-level triggers keep the total exact under COPY."""
+        seed_books(books_url, count=1_234, chunk_size=500)
+        seed_books(books_url, count=766, chunk_size=1_000)
+        counter = scalar(db, "SELECT active_books FROM catalog_counters WHERE id = 1")
+        assert counter == scalar(db, "SELECT count(*) FROM books WHERE active") == 2_000
+
+    def test_prices_and_timestamps_are_valid(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        seed_books(books_url, count=1_000)
+        low, high, scales = db.execute(
+            "SELECT min(price), max(price), array_agg(DISTINCT scale(price)) FROM books"
+        ).fetchone() or (None, None, None)
+        assert low is not None
+        assert high is not None
+        assert Decimal("0") <= low <= high <= Decimal("99999999.99")
+        assert scales == [2]
+        assert scalar(db, "SELECT count(*) FROM books WHERE updated_at < created_at") == 0
+        assert scalar(db, "SELECT count(*) FROM books WHERE created_at > now()") == 0
+
+    def test_reports_progress_after_each_chunk(self, books_url: str) -> None:
+        reports: list[tuple[int, int]] = []
+        seed_books(
+            books_url,
+            count=250,
+            chunk_size=100,
+            progress=lambda done, total, _elapsed: reports.append((done, total)),
+        )
+        assert reports == [(100, 250), (200, 250), (250, 250)]
+
+    def test_unmigrated_database_is_a_clear_error(self, postgres_server_url: str) -> None:
+        url = create_database(postgres_server_url, "seed_unmigrated")
+        try:
+            with pytest.raises(SeedError, match="not migrated: run `make migrate`"):
+                seed_books(url, count=10)
+        finally:
+            drop_database(postgres_server_url, url)
+
+    def test_unreachable_database_is_a_clear_error(self, books_url: str) -> None:
+        with pytest.raises(SeedError, match="cannot reach the books database"):
+            seed_books(unused_url(), count=10)
+
+
+class TestSeedCommand:
+    @pytest.fixture(autouse=True)
+    def _fresh_settings(self) -> Iterator[None]:
+        get_settings.cache_clear()
+        yield
+        get_settings.cache_clear()
+
+    def test_prints_rows_per_second(
+        self,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("BOOKS_DATABASE_URL", books_url)
+        assert seed_main(["--count", "30"]) == 0
+        output = capsys.readouterr().out
+        assert "seeded 30/30 books" in output
+        assert "rows/s" in output
+        assert scalar(db, "SELECT count(*) FROM books") == 30
+
+    def test_unreachable_database_exits_without_traceback(
+        self,
+        books_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("BOOKS_DATABASE_URL", unused_url())
+        assert seed_main(["--count", "30"]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("error: cannot reach the books database")
+        assert "Traceback" not in error
+
+
+class TestPercentiles:
+    def test_interpolates_between_ranks(self) -> None:
+        p50, p95, p99 = bench.percentiles([float(value) for value in range(100, 0, -1)]) or ()
+        assert p50 == pytest.approx(50.5)
+        assert p95 == pytest.approx(95.05)
+        assert p99 == pytest.approx(99.01)
+
+    def test_single_sample_is_every_percentile(self) -> None:
+        assert bench.percentiles([7.0]) == (7.0, 7.0, 7.0)
+
+    def test_no_samples_have_no_percentiles(self) -> None:
+        assert bench.percentiles([]) is None
+
+
+class TestSummarize:
+    def test_counts_errors_as_requests_but_not_in_latencies(self) -> None:
+        summary = bench.summarize("x", [1.0, 2.0, 3.0], errors=1, seconds=2.0)
+        assert summary.requests == 4
+        assert summary.errors == 1
+        assert summary.rps == pytest.approx(2.0)
+        assert summary.p50_ms == pytest.approx(2.0)
+
+    def test_all_errors_leave_latencies_empty(self) -> None:
+        summary = bench.summarize("x", [], errors=3, seconds=1.0, first_error="HTTP 500")
+        assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (None, None, None)
+        assert "HTTP 500" in bench.render([bench.Report("s", summaries=[summary])])
+
+    def test_ratio_compares_rps_and_p50(self) -> None:
+        api = bench.summarize("api", [4.0], errors=0, seconds=1.0)
+        raw = bench.summarize("raw", [1.0, 1.0, 1.0, 1.0], errors=0, seconds=1.0)
+        assert bench.ratio_note(api, raw) == "API/raw for GET by id: RPS 0.25x, p50 4.00x"
+
+
+class TestMeasure:
+    async def test_stops_at_the_request_cap(self) -> None:
+        calls: list[int] = []
+
+        async def call(user: int) -> None:
+            calls.append(user)
+
+        summary = await bench.measure("cap", call, bench.Load(3, 60.0, 10, 0))
+        assert summary.requests == len(calls) == 10
+        assert set(calls) <= {0, 1, 2}
+
+    async def test_failures_are_counted_with_the_first_message(self) -> None:
+        async def call(user: int) -> None:
+            raise LookupError("book not found")
+
+        summary = await bench.measure("fail", call, bench.Load(2, 60.0, 4, 0))
+        assert summary.errors == summary.requests == 4
+        assert summary.first_error == "book not found"
+
+
+@pytest.fixture(scope="module")
+def books_api(books_url: str) -> Iterator[str]:
+    """The books app served by uvicorn in its own process, as `make run` does."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--factory", "books.app:create_app"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        env={**os.environ, "BOOKS_DATABASE_URL": books_url},
+        stdout=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "uvicorn exited"
+            try:
+                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def bench_args(api: str, database: str, *extra: str) -> list[str]:
+    return [
+        "--books-url", api, "--books-database-url", database,
+        "--concurrency", "2", "--requests", "5", "--duration", "60", "--warmup", "0",
+        *extra,
+    ]  # fmt: skip
+
+
+class TestBenchCommand:
+    def test_tiny_run_prints_every_scenario_and_the_ratio(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=50)
+        assert bench.main(bench_args(books_api, books_url, "--min-books", "10")) == 0
+        output = capsys.readouterr().out
+        for name in (
+            "GET /health",
+            "GET /v1/books/{id}",
+            "raw psycopg SELECT by id",
+            "GET /v1/books?limit=20 ",
+            "GET /v1/books?limit=20&offset=50000",
+            "POST /v1/books",
+        ):
+            assert name in output
+        assert "API/raw for GET by id: RPS" in output
+        assert "first error" not in output
+        assert scalar(db, "SELECT count(*) FROM books") == 55
+
+    def test_seed_option_fills_the_catalog_to_the_minimum(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=20)
+        args = bench_args(books_api, books_url, "--min-books", "60", "--seed")
+        assert bench.main(args) == 0
+        assert "books: 60 active books" in capsys.readouterr().out
+
+    def test_too_small_catalog_says_how_to_seed(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=20)
+        assert bench.main(bench_args(books_api, books_url, "--min-books", "100")) == 1
+        output = capsys.readouterr().out
+        assert "books: skipped" in output
+        assert "SEED_BOOKS=80 make seed" in output
+        assert scalar(db, "SELECT count(*) FROM books") == 20
+
+    def test_unreachable_service_is_skipped_with_a_note(
+        self, books_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        api = f"http://127.0.0.1:{free_port()}"
+        assert bench.main(bench_args(api, books_url, "--only", "books")) == 1
+        assert f"books: skipped - no books service at {api}" in capsys.readouterr().out
+
+    def test_refuses_non_local_targets(self, books_url: str) -> None:
+        with pytest.raises(SystemExit):
+            bench.parse_args(bench_args("http://example.com", books_url))
