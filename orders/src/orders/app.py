@@ -1,0 +1,107 @@
+"""Builds the orders Litestar application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp
+
+from orders.books_client import BooksClient, create_breakers, create_http_client
+from orders.config import Settings, get_settings
+from orders.db import create_engine, create_sessionmaker, provide_session
+from orders.errors import EXCEPTION_HANDLERS
+from orders.idempotency import IdempotencyStore, purge_forever
+from orders.orders.controllers import OrderController
+from orders.system import health, ready
+from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging("orders", settings.log_level)
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    books_http = create_http_client(settings)
+    idempotency_store = (
+        IdempotencyStore(
+            sessionmaker,
+            ttl_s=settings.idempotency_ttl_s,
+            lock_timeout_s=settings.idempotency_lock_timeout_s,
+        )
+        if settings.idempotency_enabled
+        else None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        purger = (
+            asyncio.create_task(
+                purge_forever(idempotency_store, interval_s=settings.idempotency_purge_interval_s)
+            )
+            if idempotency_store is not None
+            else None
+        )
+        try:
+            yield
+        finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
+            await books_http.aclose()
+            await engine.dispose()
+
+    prometheus = PrometheusConfig(
+        app_name="orders",
+        prefix="orders",
+        group_path=True,
+        exclude=["^/metrics", "^/health", "^/ready"],
+    )
+    app = Litestar(
+        route_handlers=[health, ready, OrderController, MetricsController],
+        dependencies={"session": Provide(provide_session)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[prometheus.middleware],
+        lifespan=[lifespan],
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="Bookstore orders API",
+            version="1.0.0",
+            description="Orders of books, priced from the catalog at the time they are placed. "
+            "Errors are RFC 9457 problem+json.",
+            path="/docs",
+            use_handler_docstrings=True,
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+    app.state.books_http = books_http
+    app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
+    app.state.idempotency_store = idempotency_store
+    # Litestar answers unrouted requests (404, 405) before any app middleware runs, so
+    # the request id is set around its whole ASGI handler: every response carries one.
+    app.asgi_handler = cast(
+        "ASGIApp",
+        CorrelationIdMiddleware(
+            cast("Any", app.asgi_handler),
+            header_name=REQUEST_ID_HEADER,
+            validator=is_acceptable_request_id,
+        ),
+    )
+    return app

@@ -1,0 +1,165 @@
+"""Client of the books service: one batch lookup per order, bounded in time, never a hang.
+
+Every lookup runs inside a circuit breaker (purgatory): after `books_breaker_threshold`
+failed lookups in a row, lookups fail at once for `books_breaker_reset_s`, then one is let
+through to probe. Inside the breaker, connection errors and 5xx answers are retried with
+jittered backoff (stamina) — safe because the lookup is a GET — and the whole lookup,
+retries included, is cut off after `books_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Literal
+
+import httpx
+import msgspec
+import stamina
+from purgatory import AsyncCircuitBreakerFactory, Event
+from purgatory.domain.messages.events import ContextChanged
+from purgatory.domain.model import OpenedState
+
+from orders.config import Settings
+from orders.errors import BooksContractBroken, BooksUnavailable
+from orders.metrics import (
+    BOOKS_CLIENT_LATENCY,
+    BOOKS_CLIENT_REQUESTS,
+    CIRCUIT_BREAKER_STATE,
+    CIRCUIT_STATES,
+)
+from servicekit.logs import REQUEST_ID_HEADER, current_request_id
+
+BOOKS_CIRCUIT = "books"
+MAX_UNIT_PRICE = Decimal("99999999.99")
+logger = logging.getLogger(__name__)
+
+
+class BookSnapshot(msgspec.Struct):
+    """What an order keeps of a book: the fields of the books API it needs."""
+
+    id: int
+    title: str
+    author: str
+    price: Decimal
+    active: bool
+
+    def __post_init__(self) -> None:
+        if not Decimal(0) <= self.price <= MAX_UNIT_PRICE or self.price != self.price.quantize(
+            Decimal("0.01")
+        ):
+            raise ValueError(f"price {self.price} is not a valid amount")
+
+
+class _BookPage(msgspec.Struct):
+    data: list[BookSnapshot]
+
+
+class _BooksServerError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"books answered {status}")
+
+
+class _UnexpectedAnswer(Exception):
+    pass
+
+
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, httpx.TransportError | _BooksServerError)
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process-wide connection pool to books."""
+    return httpx.AsyncClient(
+        base_url=settings.books_url,
+        timeout=httpx.Timeout(settings.books_timeout_s),
+        limits=httpx.Limits(
+            max_connections=settings.books_pool_size,
+            max_keepalive_connections=settings.books_pool_size,
+        ),
+    )
+
+
+def create_breakers(settings: Settings) -> AsyncCircuitBreakerFactory:
+    breakers = AsyncCircuitBreakerFactory(
+        default_threshold=settings.books_breaker_threshold,
+        default_ttl=settings.books_breaker_reset_s,
+        # A client that hangs up is not a sign that books is unwell.
+        exclude=[asyncio.CancelledError],
+    )
+    breakers.add_listener(_track_breaker_state)
+    return breakers
+
+
+def _track_breaker_state(
+    name: str,
+    event_type: Literal["circuit_breaker_created", "state_changed", "failed", "recovered"],
+    event: Event,
+) -> None:
+    if event_type == "circuit_breaker_created":
+        CIRCUIT_BREAKER_STATE.labels(name).set(CIRCUIT_STATES["closed"])
+    elif isinstance(event, ContextChanged):
+        CIRCUIT_BREAKER_STATE.labels(name).set(CIRCUIT_STATES[event.state])
+        logger.warning("circuit breaker %s is now %s", name, event.state)
+
+
+class BooksClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        breakers: AsyncCircuitBreakerFactory,
+        settings: Settings,
+    ) -> None:
+        self.http = http
+        self.breakers = breakers
+        self.settings = settings
+
+    async def active_books(self, *, book_ids: Sequence[int]) -> dict[int, BookSnapshot]:
+        """The active books among `book_ids`; missing and soft-deleted ones are absent."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with await self.breakers.get_breaker(BOOKS_CIRCUIT):
+                books = await self._lookup(book_ids)
+        except OpenedState as exc:
+            outcome = "circuit_open"
+            reopens_in = exc.opened_at + self.settings.books_breaker_reset_s - time.time()
+            raise BooksUnavailable(retry_after=max(1, math.ceil(reopens_in))) from exc
+        except (httpx.TransportError, _BooksServerError, TimeoutError) as exc:
+            outcome = "unavailable"
+            logger.warning("books lookup failed: %r", exc)
+            raise BooksUnavailable(retry_after=1) from exc
+        except (_UnexpectedAnswer, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            outcome = "bad_answer"
+            logger.error("books answered outside its contract: %s", exc)
+            raise BooksContractBroken() from exc
+        finally:
+            BOOKS_CLIENT_REQUESTS.labels(outcome).inc()
+            BOOKS_CLIENT_LATENCY.labels(outcome).observe(time.perf_counter() - started)
+        return books
+
+    async def _lookup(self, book_ids: Sequence[int]) -> dict[int, BookSnapshot]:
+        params = {"ids": ",".join(map(str, book_ids)), "limit": str(max(len(book_ids), 1))}
+        request_id = current_request_id()
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+        async with asyncio.timeout(self.settings.books_timeout_s):
+            async for attempt in stamina.retry_context(
+                on=_retryable,
+                attempts=self.settings.books_retry_attempts,
+                timeout=None,
+                wait_initial=self.settings.books_retry_wait_initial_s,
+                wait_max=self.settings.books_retry_wait_max_s,
+                wait_jitter=self.settings.books_retry_jitter_s,
+            ):
+                with attempt:
+                    response = await self.http.get("/v1/books", params=params, headers=headers)
+                    if response.status_code >= 500:
+                        raise _BooksServerError(response.status_code)
+        if response.status_code != 200:
+            raise _UnexpectedAnswer(f"GET /v1/books answered {response.status_code}")
+        page = msgspec.json.decode(response.content, type=_BookPage)
+        return {book.id: book for book in page.data if book.active}

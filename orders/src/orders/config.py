@@ -1,0 +1,69 @@
+"""Settings of the orders service, read from the environment (prefix `ORDERS_`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+ENV_PREFIX = "ORDERS_"
+
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+
+
+def async_database_url(url: str) -> str:
+    """SQLAlchemy URL for psycopg 3 from a plain `postgresql://` URL."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    raise ValueError("database URL must start with postgresql://")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = "postgresql://postgres@127.0.0.1:5433/orders_db"
+    db_pool_size: Annotated[int, Meta(ge=1)] = 10
+    db_max_overflow: Annotated[int, Meta(ge=0)] = 10
+    db_pool_timeout_s: Positive = 5.0
+    log_level: str = "INFO"
+
+    books_url: str = "http://127.0.0.1:8001"
+    # The whole books lookup, retries included, never takes longer than this.
+    books_timeout_s: Positive = 2.0
+    books_retry_attempts: Annotated[int, Meta(ge=1, le=10)] = 3
+    books_retry_wait_initial_s: NonNegative = 0.05
+    books_retry_wait_max_s: NonNegative = 0.5
+    books_retry_jitter_s: NonNegative = 0.05
+    books_breaker_threshold: Annotated[int, Meta(ge=1)] = 5
+    books_breaker_reset_s: Positive = 30.0
+    books_pool_size: Annotated[int, Meta(ge=1)] = 20
+
+    idempotency_enabled: bool = True
+    idempotency_ttl_s: Annotated[int, Meta(ge=1)] = 24 * 60 * 60
+    # A claim older than this whose request never finished (a crash) may be taken over.
+    idempotency_lock_timeout_s: Positive = 30.0
+    idempotency_purge_interval_s: Positive = 300.0
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return async_database_url(self.database_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `ORDERS_*` variables; bad values fail loudly at startup."""
+        environ = os.environ if environ is None else environ
+        values = {
+            name.removeprefix(ENV_PREFIX).lower(): value
+            for name, value in environ.items()
+            if name.startswith(ENV_PREFIX)
+        }
+        return msgspec.convert(values, cls, strict=False)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings.from_env()

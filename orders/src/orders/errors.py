@@ -1,0 +1,242 @@
+"""Domain errors and their RFC 9457 problem+json rendering, Litestar's own errors included."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from servicekit.logs import current_request_id
+
+PROBLEM_JSON = "application/problem+json"
+VALIDATION_ERROR = "/problems/validation-error"
+logger = logging.getLogger(__name__)
+
+
+class OrdersError(Exception):
+    """Base of every error the service reports to clients."""
+
+    status: int = 500
+    title: str = "Internal Server Error"
+    type: str = "about:blank"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors
+
+
+class OrderNotFound(OrdersError):
+    status, title, type = 404, "Order not found", "/problems/order-not-found"
+
+    def __init__(self, order_id: int) -> None:
+        super().__init__(f"No order has id {order_id}.")
+
+
+class UnknownBooks(OrdersError):
+    status, title, type = 422, "Unknown books", "/problems/unknown-books"
+
+    def __init__(self, positions: dict[int, int]) -> None:
+        ids = ", ".join(str(book_id) for book_id in positions)
+        super().__init__(
+            f"These books do not exist or are no longer sold: {ids}.",
+            errors=[
+                {
+                    "field": f"items[{index}].book_id",
+                    "in": "body",
+                    "message": f"book {book_id} does not exist or is no longer sold",
+                }
+                for book_id, index in positions.items()
+            ],
+        )
+        self.book_ids = list(positions)
+
+
+class IdempotencyKeyReused(OrdersError):
+    status, title, type = 422, "Idempotency key reused", "/problems/idempotency-key-reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was used with a different request body; use a new key."
+        )
+
+
+class IdempotencyKeyInFlight(OrdersError):
+    status, title, type = 409, "Request in progress", "/problems/idempotency-key-in-flight"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
+class BooksUnavailable(OrdersError):
+    status, title, type = 503, "Books service unavailable", "/problems/books-unavailable"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(
+            "The books service could not be reached, so the order was not placed; "
+            "nothing was recorded. Retry later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class BooksContractBroken(OrdersError):
+    status, title, type = 502, "Bad answer from the books service", "/problems/books-bad-gateway"
+
+    def __init__(self) -> None:
+        super().__init__("The books service answered in an unexpected way; nothing was recorded.")
+
+
+class UnsupportedMediaType(OrdersError):
+    status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    in_: str = msgspec.field(name="in")
+    message: str
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    title: str,
+    detail: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    errors: Iterable[dict[str, str]] | None = None,
+) -> Response[Problem]:
+    problem = Problem(
+        type=type_,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        request_id=current_request_id(),
+    )
+    if errors is not None:
+        problem.errors = [FieldError(e["field"], e["in"], e["message"]) for e in errors]
+    return Response(problem, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter's name on the wire (`Idempotency-Key`), not its Python name."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # unrouted request: no handler to ask
+        return key
+    return getattr(getattr(parameter, "kwarg_definition", None), "name", None) or key
+
+
+def _field_errors(request: Request[Any, Any, Any], extra: Sequence[Any]) -> list[dict[str, str]]:
+    """Litestar's `{"key", "source", "message"}` items as `{"field", "in", "message"}`."""
+    items = []
+    for error in extra:
+        source = error.get("source") or "body"
+        where = str(getattr(source, "value", source))
+        key = str(error.get("key") or "")
+        message = str(error.get("message", ""))
+        if where == "body" and key == "data":
+            # The body as a whole: missing, or failing a rule that spans fields.
+            key = "body"
+            if message == "'data'":
+                message = "a JSON body is required"
+        elif where != "body":
+            key = _wire_name(request, key)
+        items.append({"field": key or where, "in": where, "message": message})
+    return items
+
+
+def _orders_error(request: Request[Any, Any, Any], exc: OrdersError) -> Response[Problem]:
+    return problem_response(
+        request,
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_=exc.type,
+        headers=exc.headers,
+        errors=exc.errors,
+    )
+
+
+def _validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    # Litestar answers bad input with 400; every service here says 422 with field errors.
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = _field_errors(request, extra)
+    if not errors:
+        errors = [{"field": "body", "in": "body", "message": str(exc.detail)}]
+    return problem_response(
+        request,
+        status=422,
+        title="Validation failed",
+        detail=f"{len(errors)} field(s) are invalid: " + ", ".join(e["field"] for e in errors),
+        type_=VALIDATION_ERROR,
+        errors=errors,
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = HTTPStatus(exc.status_code)
+    if status == HTTPStatus.BAD_REQUEST:
+        # Litestar's 400s are bodies it could not parse (malformed JSON).
+        return _validation_error(request, ValidationException(detail=exc.detail))
+    detail = exc.detail if exc.detail != status.phrase else status.description
+    if status == HTTPStatus.NOT_FOUND and exc.detail == status.phrase:
+        detail = f"There is nothing at {request.url.path}."
+    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    return problem_response(
+        request,
+        status=status.value,
+        title=status.phrase,
+        detail=str(detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        title="Internal Server Error",
+        detail="The server failed to handle this request; it has been logged.",
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    OrdersError: _orders_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}

@@ -1,0 +1,226 @@
+"""Idempotency keys: the first request with a key does the work, retries get its response.
+
+A key is claimed with one atomic `INSERT … ON CONFLICT` (never check-then-insert). The
+claim commits on its own, so a concurrent retry sees it at once and is told the first
+request is still running (409) instead of queueing behind an uncommitted row. The
+response is stored by the request's own transaction, beside the order it describes, so
+a stored response exists exactly when its order does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orders.db import Base
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    lock_token: Mapped[uuid.UUID] = mapped_column(UUID)
+    locked_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True))
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True))
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Claimed:
+    key: str
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Replay:
+    response: StoredResponse
+
+
+@dataclass(frozen=True)
+class InFlight:
+    pass
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    pass
+
+
+ClaimOutcome = Claimed | Replay | InFlight | Mismatch
+
+
+def fingerprint(*parts: bytes) -> str:
+    """Digest of what makes two requests "the same": method, path and canonical body."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+# Takes the key when it is new, expired, or held by a request that died mid-way
+# (claimed long ago, never completed); otherwise leaves the row alone and returns nothing.
+_CLAIM = text(
+    """
+    INSERT INTO idempotency_keys AS k
+        (key, fingerprint, lock_token, locked_at, created_at, expires_at)
+    VALUES (:key, :fingerprint, :token, now(), now(), now() + make_interval(secs => :ttl))
+    ON CONFLICT (key) DO UPDATE SET
+        fingerprint = excluded.fingerprint,
+        lock_token = excluded.lock_token,
+        locked_at = excluded.locked_at,
+        created_at = excluded.created_at,
+        expires_at = excluded.expires_at,
+        response_status = NULL,
+        response_headers = NULL,
+        response_body = NULL,
+        order_id = NULL,
+        completed_at = NULL
+    WHERE k.expires_at <= now()
+       OR (k.completed_at IS NULL AND k.locked_at <= now() - make_interval(secs => :stale))
+    RETURNING k.lock_token
+    """
+)
+
+
+class IdempotencyStore:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        ttl_s: int,
+        lock_timeout_s: float,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.ttl_s = ttl_s
+        self.lock_timeout_s = lock_timeout_s
+
+    async def claim(self, *, key: str, fingerprint: str) -> ClaimOutcome:
+        token = uuid.uuid4()
+        params = {
+            "key": key,
+            "fingerprint": fingerprint,
+            "token": token,
+            "ttl": self.ttl_s,
+            "stale": self.lock_timeout_s,
+        }
+        # A record released between our INSERT and SELECT is simply claimed again.
+        for _ in range(3):
+            async with self.sessionmaker.begin() as session:
+                if (await session.execute(_CLAIM, params)).scalar_one_or_none() is not None:
+                    return Claimed(key=key, token=token)
+                record = await session.scalar(
+                    select(IdempotencyRecord).where(IdempotencyRecord.key == key)
+                )
+            if record is None:
+                continue
+            if record.fingerprint != fingerprint:
+                return Mismatch()
+            if record.response_status is None:
+                return InFlight()
+            return Replay(
+                StoredResponse(
+                    status=record.response_status,
+                    headers=record.response_headers or {},
+                    body=record.response_body or b"",
+                )
+            )
+        return InFlight()
+
+    async def release(self, claim: Claimed) -> None:
+        """Give the key back after a failure, so the client's retry runs afresh."""
+        async with self.sessionmaker.begin() as session:
+            # SKIP LOCKED: if this request's own transaction still holds the row, waiting
+            # for it would wait forever; the claim then simply goes stale instead.
+            ours = (
+                select(IdempotencyRecord.key)
+                .where(
+                    IdempotencyRecord.key == claim.key,
+                    IdempotencyRecord.lock_token == claim.token,
+                    IdempotencyRecord.completed_at.is_(None),
+                )
+                .with_for_update(skip_locked=True)
+            )
+            await session.execute(
+                delete(IdempotencyRecord).where(IdempotencyRecord.key.in_(ours.scalar_subquery()))
+            )
+
+    async def purge_expired(self) -> int:
+        async with self.sessionmaker.begin() as session:
+            result = await session.execute(
+                delete(IdempotencyRecord)
+                .where(IdempotencyRecord.expires_at <= func.now())
+                .returning(IdempotencyRecord.key)
+            )
+            return len(result.all())
+
+
+async def complete(
+    session: AsyncSession, claim: Claimed, *, response: StoredResponse, order_id: int
+) -> bool:
+    """Store the response in the caller's transaction; False when the claim was lost."""
+    values: dict[str, Any] = {
+        "response_status": response.status,
+        "response_headers": response.headers,
+        "response_body": response.body,
+        "order_id": order_id,
+        "completed_at": func.now(),
+    }
+    result = await session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.key == claim.key,
+            IdempotencyRecord.lock_token == claim.token,
+            IdempotencyRecord.completed_at.is_(None),
+        )
+        .values(**values)
+        .returning(IdempotencyRecord.key),
+        execution_options={"synchronize_session": False},
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def purge_forever(store: IdempotencyStore, *, interval_s: float) -> None:
+    """Delete expired keys now and then (a claim ignores them anyway; this frees the space)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if purged := await store.purge_expired():
+                logger.info("purged %d expired idempotency keys", purged)
+        except Exception:
+            logger.exception("purging expired idempotency keys failed")

@@ -1,0 +1,26 @@
+"""Business metrics of the orders service (HTTP metrics come from Litestar's Prometheus plugin)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ORDERS_CREATED = Counter(
+    "orders_created_total",
+    "Order placement attempts, by outcome.",
+    ["outcome"],
+)
+BOOKS_CLIENT_REQUESTS = Counter(
+    "orders_books_client_requests_total",
+    "Batch lookups against the books service, by outcome.",
+    ["outcome"],
+)
+BOOKS_CLIENT_LATENCY = Histogram(
+    "orders_books_client_request_duration_seconds",
+    "Duration of batch lookups against the books service, retries included.",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
+CIRCUIT_BREAKER_STATE = Gauge(
+    "orders_circuit_breaker_state",
+    "State of a circuit breaker: 0 closed, 1 half-open, 2 open.",
+    ["circuit"],
+)
+CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}

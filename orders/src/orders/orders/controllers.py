@@ -1,0 +1,147 @@
+"""HTTP layer of orders: parse, call one service method, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.http import DocumentedOperation, json_body, problem_responses
+from orders.orders.models import OrderStatus
+from orders.orders.schemas import (
+    DEFAULT_PAGE_SIZE,
+    MAX_ID,
+    MAX_PAGE_SIZE,
+    OrderCreate,
+    OrderPage,
+    OrderRead,
+)
+from orders.orders.service import OrderService
+from servicekit.pagination import link_header
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def provide_order_service(session: NamedDependency[AsyncSession], state: State) -> OrderService:
+    return OrderService(
+        session, books=state.books_client, idempotency_store=state.idempotency_store
+    )
+
+
+class OrderController(Controller):
+    path = "/v1/orders"
+    tags = ["orders"]
+    dependencies = {"service": Provide(provide_order_service, sync_to_thread=False)}
+
+    @post(
+        "",
+        guards=[json_body(OrderCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(409, 415, 422, 502, 503),
+        response_description="The order, placed now or earlier under the same Idempotency-Key.",
+        response_headers=[
+            ResponseHeader(
+                name="Location", description="URL of the order.", documentation_only=True
+            )
+        ],
+    )
+    async def create_order(
+        self,
+        data: JSONBody[OrderCreate],
+        service: NamedDependency[OrderService],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name=IDEMPOTENCY_KEY,
+                min_length=1,
+                max_length=255,
+                pattern=r"^[\x21-\x7e]+$",
+                description="Any unique string (a UUID is ideal). A retry with the same key "
+                "and body returns the first answer instead of placing a second order.",
+            ),
+        ] = None,
+    ) -> Response[OrderRead]:
+        """Place an order for one or more books."""
+        placed = await service.place_order(data=data, idempotency_key=idempotency_key)
+        headers = dict(placed.response.headers)
+        media_type = headers.pop("content-type")
+        if placed.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            # The stored bytes are the encoded OrderRead: a replay sends them unchanged.
+            cast("OrderRead", placed.response.body),
+            status_code=placed.response.status,
+            headers=headers,
+            media_type=media_type,
+        )
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=[
+            ResponseHeader(
+                name="X-Total-Count", description="Orders matching.", documentation_only=True
+            ),
+            ResponseHeader(
+                name="Link",
+                description="RFC 8288 first/prev/next/last page links.",
+                documentation_only=True,
+            ),
+        ],
+    )
+    async def list_orders(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        service: NamedDependency[OrderService],
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=1, description=f"Page size; values above {MAX_PAGE_SIZE} are capped."
+            ),
+        ] = DEFAULT_PAGE_SIZE,
+        offset: Annotated[
+            int, QueryParameter(ge=0, le=2**31 - 1, description="Items to skip.")
+        ] = 0,
+        status: Annotated[
+            OrderStatus | None, QueryParameter(description="Only this status.")
+        ] = None,
+        customer_id: Annotated[
+            int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this customer's orders.")
+        ] = None,
+    ) -> Response[OrderPage]:
+        """List orders, newest first."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        orders, total = await service.list_orders(
+            limit=limit, offset=offset, status=status, customer_id=customer_id
+        )
+        links = link_header(
+            request.url.path,
+            request.query_params.multi_items(),
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+        page = OrderPage(
+            data=[OrderRead.of(order) for order in orders], total=total, limit=limit, offset=offset
+        )
+        return Response(page, headers={"X-Total-Count": str(total), "Link": links})
+
+    # Declared as a string so a non-integer id is a 422 with a field error (as in books),
+    # not a 404 from the router; the annotation does the conversion and bounds.
+    @get(
+        "/{order_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def get_order(
+        self,
+        service: NamedDependency[OrderService],
+        order_id: Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Order id.")],
+    ) -> OrderRead:
+        """Fetch one order with its lines."""
+        return OrderRead.of(await service.get_order(order_id=order_id))

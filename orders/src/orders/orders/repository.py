@@ -1,0 +1,64 @@
+"""All SQL about orders."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from orders.orders.models import Order, OrderItem, OrderStatus
+
+
+def _filters(*, status: OrderStatus | None, customer_id: int | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(Order.status == status)
+    if customer_id is not None:
+        conditions.append(Order.customer_id == customer_id)
+    return conditions
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self, *, customer_id: int | None, total_price: Decimal, items: list[OrderItem]
+    ) -> Order:
+        order = Order(
+            status=OrderStatus.PENDING,
+            customer_id=customer_id,
+            total_price=total_price,
+            items=items,
+        )
+        self.session.add(order)
+        await self.session.flush()
+        return order
+
+    async def get(self, *, order_id: int) -> Order | None:
+        return await self.session.scalar(
+            select(Order).where(Order.id == order_id).options(selectinload(Order.items))
+        )
+
+    async def list(
+        self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
+    ) -> list[Order]:
+        statement = (
+            select(Order)
+            .where(*_filters(status=status, customer_id=customer_id))
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .limit(limit)
+            .offset(offset)
+            .options(selectinload(Order.items))
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count(self, *, status: OrderStatus | None, customer_id: int | None) -> int:
+        total = await self.session.scalar(
+            select(func.count())
+            .select_from(Order)
+            .where(*_filters(status=status, customer_id=customer_id))
+        )
+        return int(total or 0)

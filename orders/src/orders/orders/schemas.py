@@ -1,0 +1,107 @@
+"""Wire formats of orders: money as 2-decimal strings, timestamps in UTC with `Z`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from orders.orders.models import Order, OrderItem, OrderStatus
+
+MAX_ITEMS = 100
+MAX_QUANTITY = 10_000
+MAX_UNIT_PRICE = Decimal("99999999.99")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_ID = 2**63 - 1
+CENT = Decimal("0.01")
+
+Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
+Money = Annotated[str, Meta(pattern=r"^\d+\.\d{2}$", examples=["19.99"])]
+
+
+def money(value: Decimal) -> str:
+    return f"{value.quantize(CENT):f}"
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class OrderItemCreate(msgspec.Struct, forbid_unknown_fields=True):
+    book_id: Id
+    quantity: Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+
+
+class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    items: Annotated[list[OrderItemCreate], Meta(min_length=1, max_length=MAX_ITEMS)]
+    customer_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        counts = Counter(item.book_id for item in self.items)
+        if duplicates := sorted(book_id for book_id, count in counts.items() if count > 1):
+            ids = ", ".join(map(str, duplicates))
+            raise ValueError(f"items: each book may appear once; repeated book_id: {ids}")
+
+    @property
+    def book_ids(self) -> list[int]:
+        return [item.book_id for item in self.items]
+
+
+class OrderItemRead(msgspec.Struct, kw_only=True):
+    id: int
+    order_id: int
+    book_id: int
+    book_title: str
+    book_author: str
+    quantity: int
+    unit_price: Money
+    total_price: Money
+    created_at: datetime
+
+    @classmethod
+    def of(cls, item: OrderItem) -> OrderItemRead:
+        return cls(
+            id=item.id,
+            order_id=item.order_id,
+            book_id=item.book_id,
+            book_title=item.book_title,
+            book_author=item.book_author,
+            quantity=item.quantity,
+            unit_price=money(item.unit_price),
+            total_price=money(item.total_price),
+            created_at=utc(item.created_at),
+        )
+
+
+class OrderRead(msgspec.Struct, kw_only=True):
+    id: int
+    status: OrderStatus
+    customer_id: int | None
+    total_price: Money
+    items: list[OrderItemRead]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderRead:
+        return cls(
+            id=order.id,
+            status=order.status,
+            customer_id=order.customer_id,
+            total_price=money(order.total_price),
+            items=[OrderItemRead.of(item) for item in order.items],
+            created_at=utc(order.created_at),
+            updated_at=utc(order.updated_at),
+        )
+
+
+class OrderPage(msgspec.Struct, kw_only=True):
+    data: list[OrderRead]
+    total: Annotated[int, Meta(description="Orders matching the filters (not just this page).")]
+    limit: int
+    offset: int

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from litestar import Litestar
+
+from devstack.pytest_plugin import create_database, drop_database
+from devstack.servers import free_port
+from devstack.services import ServiceProcess
+from orders.app import create_app
+from orders.config import Settings
+
+ORDERS_DIR = Path(__file__).resolve().parents[1]
+BOOKS_DIR = ORDERS_DIR.parent / "books"
+TABLES = ("orders", "order_items", "outbox", "idempotency_keys")
+
+
+def alembic_config(service_dir: Path, database_url: str) -> Config:
+    config = Config(str(service_dir / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+@pytest.fixture(scope="session")
+def orders_database_url(postgres_server_url: str) -> Iterator[str]:
+    """An orders database migrated once per session with the production migrations."""
+    url = create_database(postgres_server_url, "orders_test")
+    command.upgrade(alembic_config(ORDERS_DIR, url), "head")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def books_database_url(postgres_server_url: str) -> Iterator[str]:
+    """The books service's own database, migrated with the books migrations."""
+    url = create_database(postgres_server_url, "books_for_orders")
+    command.upgrade(alembic_config(BOOKS_DIR, url), "head")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def books_service(books_database_url: str) -> Iterator[ServiceProcess]:
+    """The real books service, a uvicorn process on its own port."""
+    with ServiceProcess(
+        "books.app:create_app", free_port(), {"BOOKS_DATABASE_URL": books_database_url}
+    ) as service:
+        yield service
+
+
+def orders_settings(database_url: str, books_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "books_url": books_url}
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+async def orders_app(
+    orders_database_url: str, books_service: ServiceProcess
+) -> AsyncIterator[Litestar]:
+    app = create_app(orders_settings(orders_database_url, books_service.url))
+    yield app
+    await app.state.books_http.aclose()
+    await app.state.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_orders(orders_database_url: str) -> None:
+    with psycopg.connect(orders_database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+
+
+def asgi_client(app: Litestar) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://orders.test")
+
+
+@pytest.fixture
+async def client(orders_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(orders_app) as client:
+        yield client
+
+
+@pytest.fixture
+async def books(books_service: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP client of the running books service."""
+    async with httpx.AsyncClient(base_url=books_service.url) as client:
+        yield client
+
+
+@pytest.fixture
+def db(orders_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection for asserting what was (not) written."""
+    with psycopg.connect(orders_database_url, autocommit=True) as conn:
+        yield conn
+
+
+def book_payload(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "title": "The Great Gatsby",
+        "author": "F. Scott Fitzgerald",
+        "description": "A classic American novel set in the Jazz Age.",
+        "price": "19.99",
+    }
+    payload.update(overrides)
+    return payload
+
+
+@pytest.fixture
+def make_book(books: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    """Factory: create a book through the books API and return its JSON."""
+
+    async def make(**overrides: Any) -> dict[str, Any]:
+        response = await books.post("/v1/books", json=book_payload(**overrides))
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    return make
+
+
+def row_counts(db: psycopg.Connection[Any]) -> dict[str, int]:
+    counts = {}
+    for table in TABLES:
+        row = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert row is not None
+        counts[table] = int(row[0])
+    return counts
+
+
+def assert_nothing_written(db: psycopg.Connection[Any]) -> None:
+    assert row_counts(db) == dict.fromkeys(TABLES, 0)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def order_body(*lines: tuple[int, int], **extra: Any) -> dict[str, Any]:
+    return {"items": [{"book_id": b, "quantity": q} for b, q in lines], **extra}
