@@ -11,6 +11,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from books.catalog.router import router as catalog_router
 from books.config import Settings, get_settings
+from books.covers.router import router as covers_router
 from books.db import create_engine, create_sessionmaker
 from books.errors import install_error_handlers
 from books.system import router as system_router
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system_router)
     app.include_router(catalog_router)
+    app.include_router(covers_router)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=REQUEST_ID_HEADER,

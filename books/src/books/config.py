@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     cloudinary_api_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("CLOUDINARY_API_SECRET")
     )
+    cloudinary_upload_prefix: str | None = Field(
+        default=None, validation_alias=AliasChoices("CLOUDINARY_UPLOAD_PREFIX")
+    )
     upload_preset: str | None = Field(default=None, validation_alias=AliasChoices("UPLOAD_PRESET"))
+    cloudinary_timeout_s: float = Field(default=20.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

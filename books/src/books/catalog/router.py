@@ -8,6 +8,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from books.catalog.schemas import BookCreate, BookListQuery, BookPage, BookRead, BookUpdate
 from books.catalog.service import CatalogServiceDep
+from books.covers import forms
+from books.covers.forms import (
+    BookCreateForm,
+    media_type,
+    multipart_request_body,
+    read_book_form,
+    read_json,
+    unsupported_body,
+    validate_body,
+)
+from books.covers.service import CoverServiceDep
 from books.http import DocumentedRoute, problem_responses, require_json
 from servicekit.pagination import link_header
 
@@ -20,14 +31,23 @@ BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookRead,
-    responses=problem_responses(415, 422),
-    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 413, 415, 422, 501, 502),
+    openapi_extra=multipart_request_body(BookCreateForm, json_model=BookCreate),
 )
 async def create_book(
-    payload: BookCreate, service: CatalogServiceDep, response: Response
+    request: Request, service: CatalogServiceDep, covers: CoverServiceDep, response: Response
 ) -> BookRead:
     """Add a book to the catalog."""
-    book = await service.create_book(data=payload)
+    match media_type(request):
+        case forms.JSON:
+            book = await service.create_book(
+                data=validate_body(BookCreate, await read_json(request))
+            )
+        case forms.MULTIPART:
+            data, cover = await read_book_form(request, max_file_bytes=covers.max_bytes)
+            book = await covers.create_book(data=data, cover=cover)
+        case _:
+            raise unsupported_body(request, forms.JSON, forms.MULTIPART)
     response.headers["Location"] = f"/v1/books/{book.id}"
     return BookRead.model_validate(book)
 
