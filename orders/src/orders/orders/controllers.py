@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, cast
+from urllib.parse import parse_qsl
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
@@ -121,7 +122,8 @@ class OrderController(Controller):
         )
         links = link_header(
             request.url.path,
-            request.query_params.multi_items(),
+            # The raw query, not Litestar's parsed one: that one does not keep the order.
+            parse_qsl(request.url.query, keep_blank_values=True),
             total=total,
             limit=limit,
             offset=offset,
