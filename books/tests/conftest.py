@@ -48,9 +48,10 @@ async def books_app(books_settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(autouse=True)
 def _empty_catalog(books_database_url: str) -> None:
-    """Each test starts with an empty catalog (TRUNCATE skips the count triggers)."""
+    """Each test starts with an empty catalog and stock ledger (TRUNCATE skips the count
+    triggers; CASCADE empties the tables that reference these)."""
     with psycopg.connect(books_database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE books RESTART IDENTITY")
+        conn.execute("TRUNCATE books, stock_reservations RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
 
 

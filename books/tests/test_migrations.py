@@ -19,6 +19,9 @@ def empty_database(postgres_server_url: str) -> Iterator[str]:
     drop_database(postgres_server_url, url)
 
 
+TABLES = {"books", "catalog_counters", "stock_reservations", "stock_movements"}
+
+
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -31,11 +34,11 @@ class TestMigrations:
     def test_upgrade_downgrade_upgrade(self, empty_database: str) -> None:
         config = alembic_config(empty_database)
         command.upgrade(config, "head")
-        assert tables(empty_database) == {"books", "catalog_counters"}
+        assert tables(empty_database) == TABLES
         command.downgrade(config, "base")
         assert tables(empty_database) == set()
         command.upgrade(config, "head")
-        assert tables(empty_database) == {"books", "catalog_counters"}
+        assert tables(empty_database) == TABLES
 
     @pytest.mark.parametrize(
         ("column", "value", "constraint"),
@@ -43,6 +46,7 @@ class TestMigrations:
             ("title", "'  '", "books_title_not_blank"),
             ("price", "-1", "books_price_not_negative"),
             ("image", "'[1]'::jsonb", "books_image_is_object"),
+            ("stock", "-1", "books_stock_not_negative"),
         ],
     )
     def test_database_enforces_the_rules(

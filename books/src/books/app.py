@@ -14,6 +14,7 @@ from books.config import Settings, get_settings
 from books.covers.router import router as covers_router
 from books.db import create_engine, create_sessionmaker
 from books.errors import install_error_handlers
+from books.inventory.router import router as inventory_router
 from books.system import router as system_router
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system_router)
     app.include_router(catalog_router)
     app.include_router(covers_router)
+    # Only the workers call it; the public OpenAPI document does not mention it.
+    app.include_router(inventory_router, include_in_schema=False)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=REQUEST_ID_HEADER,

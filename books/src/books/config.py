@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
+    # Shared by the whole stack; without it the internal API refuses every call.
+    service_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SERVICE_KEY", "BOOKS_SERVICE_KEY")
+    )
 
     cover_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     cover_folder: str = "bookstore/covers"

@@ -9,3 +9,13 @@ COVER_UPLOADS = Counter(
     "Cover uploads to the image service, by outcome.",
     ["outcome"],
 )
+STOCK_RESERVATIONS = Counter(
+    "books_stock_reservations_total",
+    "Stock reservation requests, by outcome (reserved, rejected, replayed).",
+    ["outcome"],
+)
+STOCK_RELEASES = Counter(
+    "books_stock_releases_total",
+    "Stock release requests, by outcome (released, replayed, not_reserved).",
+    ["outcome"],
+)

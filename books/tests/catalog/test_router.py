@@ -31,6 +31,7 @@ class TestCreateBook:
             "id": 1,
             "active": True,
             "image": None,
+            "stock": None,
             "created_at": body["created_at"],
             "updated_at": body["updated_at"],
         }

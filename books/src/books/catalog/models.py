@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Numeric, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Integer, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,5 +23,7 @@ class Book(Base):
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     image: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    # None: stock is not tracked and the book can always be ordered.
+    stock: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

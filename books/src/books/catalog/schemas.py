@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +20,7 @@ from pydantic import (
 
 MAX_PRICE = Decimal("99999999.99")
 MAX_BATCH_IDS = 100
+MAX_STOCK = 2**31 - 1
 
 
 def _money(value: Decimal) -> str:
@@ -48,6 +49,17 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Description = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)
+]
+# Strict: `true` or `"5"` must not become a stock level.
+Stock = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_STOCK,
+        description="Copies for sale; null means stock is not tracked.",
+        examples=[12],
+    ),
 ]
 
 
@@ -78,6 +90,7 @@ class BookCreate(BaseModel):
     description: Description
     price: Money
     image: CoverImage | None = None
+    stock: Stock | None = None
 
     def column_values(self) -> dict[str, object]:
         return self.model_dump(exclude={"image"}) | {
@@ -86,7 +99,7 @@ class BookCreate(BaseModel):
 
 
 class BookUpdate(BaseModel):
-    """Partial update: only the fields present change; `image` alone may be null."""
+    """Partial update: only the fields present change; `image` and `stock` may be null."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -98,12 +111,17 @@ class BookUpdate(BaseModel):
     description: Description | None = None
     price: Money | None = None
     image: CoverImage | None = None
+    stock: Stock | None = None
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"image", "stock"})
 
     @model_validator(mode="after")
     def _present_and_not_null(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
-        nulls = [name for name in self.model_fields_set - {"image"} if getattr(self, name) is None]
+        nulls = [
+            name for name in self.model_fields_set - self.NULLABLE if getattr(self, name) is None
+        ]
         if nulls:
             raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
         return self
@@ -126,6 +144,7 @@ class BookRead(BaseModel):
     price: Money
     active: bool
     image: CoverImage | None
+    stock: int | None
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -1,0 +1,131 @@
+"""All SQL of the stock ledger and of stock levels on books."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+
+from books.catalog.models import Book
+from books.inventory.models import MovementKind, StockMovement, StockReservation
+from books.inventory.schemas import ReservationStatus, StockLine
+
+
+class Take(Enum):
+    TRACKED = "tracked"
+    UNTRACKED = "untracked"
+    REFUSED = "refused"
+
+
+class StockLevel(NamedTuple):
+    active: bool
+    stock: int | None
+
+
+class StockRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(self, *, reference: str, lines: Sequence[StockLine]) -> bool:
+        """Insert the reservation row unless the reference exists (waiting for an in-flight
+        claim of it to commit or roll back); True if this call owns the reference."""
+        statement = (
+            insert(StockReservation)
+            .values(
+                reference=reference,
+                status=ReservationStatus.RESERVED,
+                lines=[line.model_dump() for line in lines],
+            )
+            .on_conflict_do_nothing(index_elements=[StockReservation.reference])
+            .returning(StockReservation.reference)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none() is not None
+
+    async def get(self, *, reference: str, lock: bool = False) -> StockReservation | None:
+        statement = select(StockReservation).where(StockReservation.reference == reference)
+        if lock:
+            statement = statement.with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def savepoint(self) -> AsyncSessionTransaction:
+        return await self.session.begin_nested()
+
+    async def take(self, *, book_id: int, quantity: int) -> Take:
+        statement = (
+            update(Book)
+            .where(
+                Book.id == book_id,
+                Book.active,
+                Book.stock.is_(None) | (Book.stock >= quantity),
+            )
+            .values(stock=Book.stock - quantity, updated_at=func.now())
+            .returning(Book.stock)
+        )
+        row = (
+            await self.session.execute(statement, execution_options={"synchronize_session": False})
+        ).one_or_none()
+        if row is None:
+            return Take.REFUSED
+        return Take.UNTRACKED if row.stock is None else Take.TRACKED
+
+    async def give_back(self, *, book_id: int, quantity: int) -> None:
+        """Soft-deleted books get their stock back too; untracked ones stay untracked."""
+        statement = (
+            update(Book)
+            .where(Book.id == book_id, Book.stock.is_not(None))
+            .values(stock=Book.stock + quantity, updated_at=func.now())
+        )
+        await self.session.execute(statement, execution_options={"synchronize_session": False})
+
+    async def stock_levels(self, *, book_ids: Sequence[int]) -> dict[int, StockLevel]:
+        rows = await self.session.execute(
+            select(Book.id, Book.active, Book.stock).where(Book.id.in_(book_ids))
+        )
+        return {row.id: StockLevel(active=row.active, stock=row.stock) for row in rows}
+
+    async def set_outcome(
+        self,
+        *,
+        reference: str,
+        status: ReservationStatus,
+        shortages: list[dict[str, Any]] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "updated_at": func.now()}
+        if shortages is not None:
+            values["shortages"] = shortages
+        await self.session.execute(
+            update(StockReservation)
+            .where(StockReservation.reference == reference)
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+
+    async def record_movements(
+        self, *, reference: str, kind: MovementKind, lines: Sequence[StockLine]
+    ) -> None:
+        if lines:
+            await self.session.execute(
+                insert(StockMovement),
+                [
+                    {
+                        "reference": reference,
+                        "book_id": line.book_id,
+                        "kind": kind,
+                        "quantity": line.quantity,
+                    }
+                    for line in lines
+                ],
+            )
+
+    async def movements(self, *, reference: str, kind: MovementKind) -> list[StockLine]:
+        """In book-id order, the order every writer locks books in."""
+        rows = await self.session.execute(
+            select(StockMovement.book_id, StockMovement.quantity)
+            .where(StockMovement.reference == reference, StockMovement.kind == kind)
+            .order_by(StockMovement.book_id)
+        )
+        return [StockLine(book_id=row.book_id, quantity=row.quantity) for row in rows]

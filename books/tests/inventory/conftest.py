@@ -1,0 +1,82 @@
+"""Inventory tests run the books app with a service key and a pool sized for the race tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from books.app import create_app
+from books.config import Settings
+
+SERVICE_KEY = "test-service-key-3f9c1e"
+KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
+RESERVATIONS = "/internal/v1/stock/reservations"
+RELEASES = "/internal/v1/stock/releases"
+
+
+def inventory_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "SERVICE_KEY": SERVICE_KEY,
+        # Concurrent requests queue for a connection instead of failing the race tests.
+        "db_pool_size": 20,
+        "db_max_overflow": 0,
+        "db_pool_timeout_s": 60.0,
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+async def books_app(books_database_url: str) -> AsyncIterator[FastAPI]:
+    """Replaces the suite's app (and so what `client` and `make_book` use) in this folder."""
+    app = create_app(inventory_settings(books_database_url))
+    yield app
+    await app.state.engine.dispose()
+
+
+def lines(*items: tuple[int, int]) -> list[dict[str, int]]:
+    return [{"book_id": book_id, "quantity": quantity} for book_id, quantity in items]
+
+
+@pytest.fixture
+def reserve(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    """Factory: POST a reservation of `(book_id, quantity)` lines with the service key."""
+
+    async def reserve(reference: str, *items: tuple[int, int]) -> httpx.Response:
+        body = {"reference": reference, "lines": lines(*items)}
+        return await client.post(RESERVATIONS, json=body, headers=KEY_HEADER)
+
+    return reserve
+
+
+@pytest.fixture
+def release(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    """Factory: POST a release of a reference with the service key."""
+
+    async def release(reference: str) -> httpx.Response:
+        return await client.post(RELEASES, json={"reference": reference}, headers=KEY_HEADER)
+
+    return release
+
+
+def stock_of(db: psycopg.Connection[Any], book_id: int) -> int | None:
+    row = db.execute("SELECT stock FROM books WHERE id = %s", (book_id,)).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def movements(db: psycopg.Connection[Any]) -> list[tuple[str, int, str, int]]:
+    rows = db.execute(
+        "SELECT reference, book_id, kind, quantity FROM stock_movements ORDER BY id"
+    ).fetchall()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def reservations(db: psycopg.Connection[Any]) -> dict[str, str]:
+    rows = db.execute("SELECT reference, status FROM stock_reservations").fetchall()
+    return {row[0]: row[1] for row in rows}
