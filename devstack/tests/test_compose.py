@@ -311,12 +311,6 @@ def load_settings(package: str, env: dict[str, str], monkeypatch: pytest.MonkeyP
     return settings()
 
 
-# books reads an empty variable as a value: with the example's empty CLOUDINARY_URL every
-# POST /v1/books answers 500. Fixed by `env_ignore_empty=True` in books.config.Settings,
-# after which this set must be emptied (the strict xfail turns red as a reminder).
-EMPTY_READ_AS_VALUE = {"books"}
-
-
 def empty_example_variables() -> list[Any]:
     """(service, variable) for each variable the example leaves empty and a service gets."""
     empty = {name for name, value in env_example().items() if value == ""}
@@ -325,12 +319,7 @@ def empty_example_variables() -> list[Any]:
         for name, value in environment_of(service).items():
             match = _VARIABLE.fullmatch(value)
             if match and (match["braced"] or match["bare"]) in empty:
-                marks = (
-                    [pytest.mark.xfail(strict=True, reason="books: env_ignore_empty missing")]
-                    if dockerfile_of(service).package in EMPTY_READ_AS_VALUE
-                    else []
-                )
-                params.append(pytest.param(service, name, marks=marks))
+                params.append(pytest.param(service, name))
     return params
 
 

@@ -17,7 +17,8 @@ def async_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOOKS_", extra="ignore")
+    # An empty variable (as `.env` files leave optional ones) means "not set".
+    model_config = SettingsConfigDict(env_prefix="BOOKS_", extra="ignore", env_ignore_empty=True)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5433/books_db"
     db_pool_size: int = Field(default=10, ge=1)
