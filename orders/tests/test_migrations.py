@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import psycopg
+from alembic import command
+
+from devstack.pytest_plugin import create_database, drop_database
+from tests.conftest import ORDERS_DIR, TABLES, alembic_config
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+class TestMigrations:
+    def test_upgrade_downgrade_upgrade(self, postgres_server_url):
+        url = create_database(postgres_server_url, "orders_migrations")
+        try:
+            config = alembic_config(ORDERS_DIR, url)
+            command.upgrade(config, "head")
+            assert tables(url) == set(TABLES)
+            command.downgrade(config, "base")
+            assert tables(url) == set()
+            command.upgrade(config, "head")
+            assert tables(url) == set(TABLES)
+        finally:
+            drop_database(postgres_server_url, url)
+
+    def test_outbox_has_an_index_for_undelivered_oldest_first(self, orders_database_url):
+        with psycopg.connect(orders_database_url) as conn:
+            row = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'outbox_undelivered_idx'"
+            ).fetchone()
+        assert row is not None
+        assert "(id)" in row[0]
+        assert "WHERE (delivered_at IS NULL)" in row[0]
+
+    def test_status_check_rejects_unknown_status(self, orders_database_url):
+        with psycopg.connect(orders_database_url) as conn:
+            try:
+                conn.execute("INSERT INTO orders (status, total_price) VALUES ('shipped', 1)")
+            except psycopg.errors.CheckViolation:
+                return
+        raise AssertionError("an unknown status was accepted")
