@@ -51,7 +51,7 @@ def _empty_catalog(books_database_url: str) -> None:
     """Each test starts with an empty catalog and stock ledger (TRUNCATE skips the count
     triggers; CASCADE empties the tables that reference these)."""
     with psycopg.connect(books_database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE books, stock_reservations RESTART IDENTITY CASCADE")
+        conn.execute("TRUNCATE books, stock_reservations, outbox RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
 
 
@@ -90,6 +90,14 @@ def make_book(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
         return response.json()  # type: ignore[no-any-return]
 
     return make
+
+
+def discarded_images(db: psycopg.Connection[Any]) -> list[str]:
+    """public_ids of the images handed to the workers for deletion, oldest first."""
+    rows = db.execute(
+        "SELECT payload->>'public_id' FROM outbox WHERE topic = 'cover.discarded' ORDER BY id"
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def count_books(db: psycopg.Connection[Any]) -> int:

@@ -19,7 +19,7 @@ def empty_database(postgres_server_url: str) -> Iterator[str]:
     drop_database(postgres_server_url, url)
 
 
-TABLES = {"books", "catalog_counters", "stock_reservations", "stock_movements"}
+TABLES = {"books", "catalog_counters", "stock_reservations", "stock_movements", "outbox"}
 
 
 def tables(url: str) -> set[str]:

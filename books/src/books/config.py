@@ -30,6 +30,13 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SERVICE_KEY", "BOOKS_SERVICE_KEY")
     )
 
+    # The outbox relay (`python -m books.relay`) hands side effects to RQ on this Redis.
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6380/0",
+        validation_alias=AliasChoices("REDIS_URL", "BOOKS_REDIS_URL"),
+    )
+    relay_metrics_port: int = Field(default=9103, ge=1, le=65535)
+
     cover_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     cover_folder: str = "bookstore/covers"
     # The Cloudinary variables keep the names the Cloudinary SDK and the seed use.
@@ -50,6 +57,11 @@ class Settings(BaseSettings):
     )
     upload_preset: str | None = Field(default=None, validation_alias=AliasChoices("UPLOAD_PRESET"))
     cloudinary_timeout_s: float = Field(default=20.0, gt=0)
+
+    @property
+    def psycopg_database_url(self) -> str:
+        """The database URL for plain psycopg (the relay, scripts)."""
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     @field_validator("database_url")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import filetype
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from books.catalog.models import Book
@@ -16,6 +17,7 @@ from books.catalog.schemas import BookCreate
 from books.catalog.service import CatalogService, CatalogServiceDep
 from books.config import Settings
 from books.covers.storage import CoverStorage
+from books.db import SessionDep
 from books.errors import (
     BookNotFound,
     CoverStorageFailed,
@@ -23,6 +25,7 @@ from books.errors import (
     UnsupportedMediaType,
 )
 from books.metrics import COVER_UPLOADS
+from servicekit.outbox import add_event
 
 logger = logging.getLogger(__name__)
 
@@ -54,42 +57,47 @@ def image_extension(data: bytes) -> str:
     return extension
 
 
-async def discard_image(storage: CoverStorage, public_id: str) -> None:
-    """Best effort: a leftover image costs storage, never correctness."""
-    try:
-        await run_in_threadpool(storage.destroy, public_id)
-    except Exception:
-        logger.exception("could not delete cover image %s; it stays in Cloudinary", public_id)
+COVER_DISCARDED = "cover.discarded"
 
 
-class CoverCleanup:
-    """Images to delete once the request's transaction has ended: the new upload when it
-    rolled back, the replaced cover when it committed."""
+class UploadRollback:
+    """Uploads to delete again if the request's transaction rolls back.
+
+    Images that a committed change replaced are deleted by a worker instead, through the
+    outbox. An upload whose row never committed has no outbox row to carry it, so it is
+    deleted here, best effort: a leftover image costs storage, never correctness.
+    """
 
     def __init__(self, storage: CoverStorage | None) -> None:
         self.storage = storage
-        self.on_rollback: list[str] = []
-        self.on_commit: list[str] = []
+        self.uploaded: list[str] = []
 
-    async def settle(self, *, committed: bool) -> None:
+    async def undo(self) -> None:
         if self.storage is None:
             return
-        for public_id in self.on_commit if committed else self.on_rollback:
-            await discard_image(self.storage, public_id)
+        for public_id in self.uploaded:
+            try:
+                await run_in_threadpool(self.storage.destroy, public_id)
+            except Exception:
+                logger.exception(
+                    "could not delete cover image %s; it stays in Cloudinary", public_id
+                )
 
 
 class CoverService:
     def __init__(
         self,
         catalog: CatalogService,
+        session: AsyncSession,
         storage: CoverStorage | None,
-        cleanup: CoverCleanup,
+        rollback: UploadRollback,
         *,
         max_bytes: int,
     ) -> None:
         self.catalog = catalog
+        self.session = session
         self.storage = storage
-        self.cleanup = cleanup
+        self.rollback = rollback
         self.max_bytes = max_bytes
 
     async def replace_cover(self, *, book_id: int, data: bytes) -> Book:
@@ -101,7 +109,7 @@ class CoverService:
         if replaced is None:
             raise BookNotFound(book_id)
         book, previous = replaced
-        self._delete_after_commit(previous)
+        await self._discard(previous)
         return book
 
     async def remove_cover(self, *, book_id: int) -> None:
@@ -109,7 +117,7 @@ class CoverService:
         replaced = await self.catalog.books.replace_image(book_id=book_id, image=None)
         if replaced is None:
             raise BookNotFound(book_id)
-        self._delete_after_commit(replaced[1])
+        await self._discard(replaced[1])
 
     async def create_book(self, *, data: BookCreate, cover: bytes | None) -> Book:
         """Upload the cover first, so a failing image service leaves no row behind."""
@@ -131,12 +139,15 @@ class CoverService:
             count_upload(CoverUploadOutcome.FAILED)
             raise
         count_upload(CoverUploadOutcome.SUCCESS)
-        self.cleanup.on_rollback.append(image["public_id"])
+        self.rollback.uploaded.append(image["public_id"])
         return image
 
-    def _delete_after_commit(self, previous: dict[str, Any] | None) -> None:
+    async def _discard(self, previous: dict[str, Any] | None) -> None:
+        """The replaced image is deleted by a worker once this transaction commits."""
         if previous and previous.get("public_id"):
-            self.cleanup.on_commit.append(str(previous["public_id"]))
+            await add_event(
+                self.session, topic=COVER_DISCARDED, payload={"public_id": previous["public_id"]}
+            )
 
 
 def _settings(request: Request) -> Settings:
@@ -151,25 +162,27 @@ def get_cover_storage(request: Request) -> CoverStorage | None:
 CoverStorageDep = Annotated[CoverStorage | None, Depends(get_cover_storage)]
 
 
-async def get_cover_cleanup(storage: CoverStorageDep) -> AsyncIterator[CoverCleanup]:
+async def get_upload_rollback(storage: CoverStorageDep) -> AsyncIterator[UploadRollback]:
     """Request-scoped, so it ends after the session dependency has committed or rolled back
     (a failed commit reaches it as the exception)."""
-    cleanup = CoverCleanup(storage)
+    rollback = UploadRollback(storage)
     try:
-        yield cleanup
+        yield rollback
     except BaseException:
-        await cleanup.settle(committed=False)
+        await rollback.undo()
         raise
-    await cleanup.settle(committed=True)
 
 
 def get_cover_service(
     request: Request,
     catalog: CatalogServiceDep,
+    session: SessionDep,
     storage: CoverStorageDep,
-    cleanup: Annotated[CoverCleanup, Depends(get_cover_cleanup, scope="request")],
+    rollback: Annotated[UploadRollback, Depends(get_upload_rollback, scope="request")],
 ) -> CoverService:
-    return CoverService(catalog, storage, cleanup, max_bytes=_settings(request).cover_max_bytes)
+    return CoverService(
+        catalog, session, storage, rollback, max_bytes=_settings(request).cover_max_bytes
+    )
 
 
 CoverServiceDep = Annotated[CoverService, Depends(get_cover_service)]

@@ -1,0 +1,27 @@
+"""`python -m books.relay`: delivers the books outbox to the workers' queues."""
+
+from __future__ import annotations
+
+from books.config import get_settings
+from servicekit.logs import configure_logging
+from servicekit.relay import OutboxRelay, Route, serve
+
+ROUTES = {
+    "cover.discarded": Route("maintenance", "workers.covers.delete_image"),
+}
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("books-relay", settings.log_level)
+    relay = OutboxRelay(
+        database_url=settings.psycopg_database_url,
+        redis_url=settings.redis_url,
+        routes=ROUTES,
+        job_id_prefix="books-outbox-",
+    )
+    serve(relay, metrics_port=settings.relay_metrics_port)
+
+
+if __name__ == "__main__":
+    main()
