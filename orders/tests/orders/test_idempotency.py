@@ -3,7 +3,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.conftest import assert_nothing_written, assert_problem, order_body, row_counts
+from orders.app import create_app
+from tests.conftest import (
+    asgi_client,
+    assert_nothing_written,
+    assert_problem,
+    order_body,
+    orders_settings,
+    row_counts,
+)
 
 ONE_OF_EACH = {"orders": 1, "order_items": 1, "outbox": 1, "idempotency_keys": 1}
 
@@ -140,3 +148,22 @@ class TestPurgeExpiredKeys:
         assert await orders_app.state.idempotency_store.purge_expired() == 1
         assert db.execute("SELECT key FROM idempotency_keys").fetchall() == [("k-keep",)]
         assert row_counts(db)["orders"] == 2
+
+
+class TestIdempotencyDisabled:
+    async def test_key_is_ignored_when_switched_off(
+        self, orders_database_url, books_service, make_book, db
+    ):
+        app = create_app(
+            orders_settings(orders_database_url, books_service.url, idempotency_enabled=False)
+        )
+        book = await make_book()
+        async with asgi_client(app) as client:
+            for _ in range(2):
+                response = await client.post(
+                    "/v1/orders", json=order_body((book["id"], 1)), headers=key_headers("k-off")
+                )
+                assert response.status_code == 201
+        await app.state.books_http.aclose()
+        await app.state.engine.dispose()
+        assert row_counts(db) == {"orders": 2, "order_items": 2, "outbox": 2, "idempotency_keys": 0}
