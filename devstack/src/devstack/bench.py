@@ -239,7 +239,8 @@ async def ensure_books(options: Options, report: Report) -> int | None:
     try:
         books = await count_books(url)
     except psycopg.Error as error:
-        report.skipped = f"cannot query the books database at {describe(url)}: {error}"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        report.skipped = f"cannot query the books database at {describe(url)}: {reason}"
         return None
     missing = options.min_books - books
     if missing <= 0:
