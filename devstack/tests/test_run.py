@@ -19,6 +19,7 @@ from devstack.servers import free_port
 class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.books_port = free_port()
+        self.orders_port = free_port()
         self.env = {
             **{
                 k: v for k, v in os.environ.items() if not k.endswith(("DATABASE_URL", "REDIS_URL"))
@@ -27,12 +28,18 @@ class Stack:
             "STACK_POSTGRES_PORT": str(free_port()),
             "STACK_REDIS_PORT": str(free_port()),
             "BOOKS_PORT": str(self.books_port),
+            "ORDERS_PORT": str(self.orders_port),
+            "BOOKS_RELAY_METRICS_PORT": str(free_port()),
         }
         self.process: subprocess.Popen[str] | None = None
 
     @property
     def books_url(self) -> str:
         return f"http://127.0.0.1:{self.books_port}"
+
+    @property
+    def orders_url(self) -> str:
+        return f"http://127.0.0.1:{self.orders_port}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -46,7 +53,8 @@ class Stack:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stdout.read()  # type: ignore[union-attr]
             try:
-                if httpx.get(f"{self.books_url}/ready", timeout=1).status_code == 200:
+                urls = (f"{self.books_url}/ready", f"{self.orders_url}/health")
+                if all(httpx.get(url, timeout=1).status_code == 200 for url in urls):
                     return
             except httpx.TransportError:
                 pass
@@ -71,20 +79,30 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 class TestMakeRun:
-    def test_book_survives_a_restart(self, stack: Stack) -> None:
+    def test_book_and_order_survive_a_restart(self, stack: Stack) -> None:
         stack.start()
         created = httpx.post(
             f"{stack.books_url}/v1/books",
             json={"title": "Kept", "author": "A", "description": "D", "price": "1.00"},
         )
         assert created.status_code == 201
+        order = httpx.post(
+            f"{stack.orders_url}/v1/orders",
+            json={"items": [{"book_id": created.json()["id"], "quantity": 2}]},
+        )
+        assert order.status_code == 201
         output = stack.stop(signal.SIGTERM)
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
+        assert f"docs {stack.orders_url}/docs" in output
 
         stack.start()
         fetched = httpx.get(f"{stack.books_url}{created.headers['location']}")
         assert fetched.json() == created.json()
+        assert (
+            httpx.get(f"{stack.orders_url}{order.headers['location']}").json()["items"]
+            == (order.json()["items"])
+        )
         stack.stop(signal.SIGINT)
 
     def test_stop_leaves_no_server_running(self, stack: Stack, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,11 +46,22 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Worker:
+    """A background process of the stack (relays, RQ workers) with its metrics port."""
+
+    name: str
+    module: str
+    metrics_port_env: str
+    metrics_port: int
+
+
+@dataclass(frozen=True)
 class StackConfig:
     data_dir: Path
     postgres_port: int
     redis_port: int
     services: tuple[Service, ...]
+    workers: tuple[Worker, ...]
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -66,8 +78,26 @@ class StackConfig:
                     "BOOKS_DATABASE_URL",
                     "books_db",
                 ),
+                Service(
+                    "orders",
+                    int(env.get("ORDERS_PORT", "8082")),
+                    "orders.app:create_app",
+                    "ORDERS_DATABASE_URL",
+                    "orders_db",
+                ),
+            ),
+            workers=(
+                Worker(
+                    "books-relay",
+                    "books.relay",
+                    "BOOKS_RELAY_METRICS_PORT",
+                    int(env.get("BOOKS_RELAY_METRICS_PORT", "9103")),
+                ),
             ),
         )
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
 
 
 def _database_url(server_url: str, database: str) -> str:
@@ -135,32 +165,58 @@ def migrate(config: StackConfig, env: dict[str, str]) -> None:
             raise StackError(f"migrating {service.name} failed:\n{result.stderr.strip()}")
 
 
+def service_key(config: StackConfig) -> dict[str, str]:
+    """The key the services demand on internal calls: from the environment, or generated
+    once and kept with the stack's data."""
+    if key := os.environ.get("SERVICE_KEY"):
+        return {"SERVICE_KEY": key}
+    path = config.data_dir / "service_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return {"SERVICE_KEY": path.read_text().strip()}
+
+
 def _print_banner(config: StackConfig, env: dict[str, str]) -> None:
     lines = ["", "Bookstore is starting:"]
     for service in config.services:
         base = f"http://127.0.0.1:{service.port}"
-        lines.append(f"  {service.name:<8} {base}   docs {base}/docs   metrics {base}/metrics")
-    lines.append(f"  redis    {env['REDIS_URL']}")
-    lines.append(f"  data     {config.data_dir}")
+        lines.append(f"  {service.name:<12} {base}   docs {base}/docs   metrics {base}/metrics")
+    for worker in config.workers:
+        lines.append(f"  {worker.name:<12} metrics http://127.0.0.1:{worker.metrics_port}/metrics")
+    lines.append(f"  {'redis':<12} {env['REDIS_URL']}")
+    lines.append(f"  {'data':<12} {config.data_dir}")
     lines.append("Press Ctrl-C to stop.\n")
     print("\n".join(lines), flush=True)
 
 
 def serve(config: StackConfig, env: dict[str, str]) -> int:
-    for service in config.services:
-        if not port_is_free(service.port):
+    ports = [(s.name, s.port, f"{s.name.upper()}_PORT") for s in config.services] + [
+        (w.name, w.metrics_port, w.metrics_port_env) for w in config.workers
+    ]
+    for name, port, variable in ports:
+        if not port_is_free(port):
             raise StackError(
-                f"port {service.port} for {service.name} is taken: stop what listens there "
-                f"or set {service.name.upper()}_PORT"
+                f"port {port} for {name} is taken: stop what listens there or set {variable}"
             )
+    env = {
+        **os.environ,
+        **env,
+        "ORDERS_BOOKS_URL": f"http://127.0.0.1:{config.service('books').port}",
+        **{worker.metrics_port_env: str(worker.metrics_port) for worker in config.workers},
+    }
     manager = Manager()
     for service in config.services:
         manager.add_process(
             service.name,
             f"exec {sys.executable} -m uvicorn --factory {service.factory} "
             f"--host 127.0.0.1 --port {service.port} --no-server-header",
-            env={**os.environ, **env},
+            env=env,
             cwd=str(REPO_ROOT),
+        )
+    for worker in config.workers:
+        manager.add_process(
+            worker.name, f"exec {sys.executable} -m {worker.module}", env=env, cwd=str(REPO_ROOT)
         )
     _print_banner(config, env)
     manager.loop()
@@ -180,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "migrate":
                 return 0
             with redis(config) as redis_env:
-                return serve(config, {**db_env, **redis_env})
+                return serve(config, {**db_env, **redis_env, **service_key(config)})
     except (StackError, PortInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
