@@ -42,9 +42,9 @@ def books_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def db(books_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A direct connection to an empty catalog."""
+    """A direct connection to an empty catalog (CASCADE: tables that reference books)."""
     with psycopg.connect(books_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE books RESTART IDENTITY")
+        conn.execute("TRUNCATE books RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
         yield conn
 
