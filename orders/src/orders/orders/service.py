@@ -24,9 +24,10 @@ from orders.metrics import ORDERS_CREATED
 from orders.orders.models import Order, OrderItem, OrderStatus
 from orders.orders.repository import OrderRepository
 from orders.orders.schemas import OrderCreate, OrderItemCreate, OrderRead, money
-from orders.outbox import ORDER_PLACED, Outbox
+from servicekit.outbox import add_event
 
 ORDERS_PATH = "/v1/orders"
+ORDER_PLACED = "order.placed"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class OrderService:
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
-        self.outbox = Outbox(session)
         self.books = books
         self.idempotency_store = idempotency_store
 
@@ -110,7 +110,7 @@ class OrderService:
             raise UnknownBooks(unknown)
         lines, total = price_lines(data.items, books)
         order = await self.orders.add(customer_id=data.customer_id, total_price=total, items=lines)
-        await self.outbox.add(topic=ORDER_PLACED, payload=_order_placed(order))
+        await add_event(self.session, topic=ORDER_PLACED, payload=_order_placed(order))
         response = StoredResponse(
             status=201,
             headers={"location": f"{ORDERS_PATH}/{order.id}", "content-type": "application/json"},
