@@ -1,0 +1,226 @@
+"""Jobs per second of each way to run RQ workers: `python -m workers.bench [--redis-url URL]`.
+
+Each setup drains the same number of jobs from its own queue in a child process while the
+parent polls the finished-job registry; the clock runs from the child's start to the last
+job finished (fork and worker start-up included, as in real life). The first row is RQ's
+hello world (plain `Worker`, pickle, a trivial function, default job options) measured in
+the same run, so the others read as ratios to it. The other setups run our worker classes
+with what production uses: JSON, the relay's job options, metrics, the request-id context.
+`devstack.bench` calls `run_worker_bench` for `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue, Retry, Worker
+from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
+from rq.worker_pool import WorkerPool
+
+DEFAULT_JOBS = 2000
+POLL_S = 0.005
+# The job options the outbox relay sets (see the issue 4 contracts).
+RELAY_JOB_OPTIONS: dict[str, Any] = {
+    "retry": Retry(max=5, interval=[1, 5, 15, 60, 300]),
+    "timeout": 30,
+    "result_ttl": 3600,
+    "failure_ttl": 7 * 24 * 3600,
+}
+
+
+def noop(payload: dict[str, Any]) -> None:
+    """The job whose cost is RQ's own."""
+
+
+def hello(name: str) -> str:
+    """RQ's hello-world job."""
+    return f"Hello {name}"
+
+
+@dataclass(frozen=True)
+class WorkerBenchRow:
+    setup: str
+    processes: int
+    jobs: int
+    seconds: float
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    processes: int
+    # Runs in the child process: drain `queue_name` in burst mode, then return.
+    run: Callable[[str, str, int], None]
+    baseline: bool = False
+
+
+def _run_hello_world(redis_url: str, queue_name: str, processes: int) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    Worker([queue_name], connection=connection).work(burst=True, logging_level="WARNING")
+
+
+def _run_single(worker_class_name: str) -> Callable[[str, str, int], None]:
+    def run(redis_url: str, queue_name: str, processes: int) -> None:
+        worker_class = _worker_class(worker_class_name)
+        connection = redis.Redis.from_url(redis_url)
+        worker_class([queue_name], connection=connection).work(burst=True, logging_level="WARNING")
+
+    return run
+
+
+def _run_pool(worker_class_name: str) -> Callable[[str, str, int], None]:
+    def run(redis_url: str, queue_name: str, processes: int) -> None:
+        connection = redis.Redis.from_url(redis_url)
+        pool = WorkerPool(
+            [queue_name],
+            connection=connection,
+            num_workers=processes,
+            worker_class=_worker_class(worker_class_name),
+            serializer=JSONSerializer,
+        )
+        pool.start(burst=True, logging_level="WARNING")
+
+    return run
+
+
+def _worker_class(name: str) -> type[BaseWorker]:
+    from workers import worker
+
+    worker_class: type[BaseWorker] = getattr(worker, name)
+    return worker_class
+
+
+def default_setups(processes: int) -> list[Setup]:
+    """RQ's hello world, then each worker class alone and in pools of `processes` and twice
+    that (the jobs wait on HTTP, so more processes than cores may pay)."""
+    return [
+        Setup("rq hello world: Worker, pickle, default options", 1, _run_hello_world, True),
+        Setup("ForkingJobWorker (fork per job)", 1, _run_single("ForkingJobWorker")),
+        Setup("SimpleJobWorker", 1, _run_single("SimpleJobWorker")),
+        Setup("WorkerPool of ForkingJobWorker", processes, _run_pool("ForkingJobWorker")),
+        Setup("WorkerPool of SimpleJobWorker", processes, _run_pool("SimpleJobWorker")),
+        Setup("WorkerPool of SimpleJobWorker", 2 * processes, _run_pool("SimpleJobWorker")),
+    ]
+
+
+def _child(setup: Setup, redis_url: str, queue_name: str, metrics_dir: str) -> None:
+    import logging
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    logging.basicConfig(level=logging.WARNING)
+    setup.run(redis_url, queue_name, setup.processes)
+
+
+def measure(
+    setup: Setup,
+    redis_url: str,
+    *,
+    jobs: int,
+    function: str = "workers.bench.noop",
+    payload: Callable[[int], dict[str, Any]] = lambda number: {"number": number},
+) -> WorkerBenchRow:
+    """Enqueue `jobs` jobs, then time one setup draining them."""
+    connection = redis.Redis.from_url(redis_url)
+    run_id = uuid.uuid4().hex[:8]
+    queue_name = f"bench-{run_id}"
+    try:
+        if setup.baseline:
+            queue = Queue(queue_name, connection=connection)
+            datas = [
+                Queue.prepare_data(hello, args=("World",), job_id=f"bench-{run_id}-{n}")
+                for n in range(jobs)
+            ]
+        else:
+            queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+            datas = [
+                Queue.prepare_data(
+                    function,
+                    args=(payload(n),),
+                    job_id=f"bench-{run_id}-{n}",
+                    meta={"request_id": f"bench-{run_id}-{n}"},
+                    **RELAY_JOB_OPTIONS,
+                )
+                for n in range(jobs)
+            ]
+        for start in range(0, jobs, 500):
+            queue.enqueue_many(datas[start : start + 500])
+        finished_key = queue.finished_job_registry.key
+        with tempfile.TemporaryDirectory(prefix="workers-bench-metrics-") as metrics_dir:
+            context = multiprocessing.get_context("fork")
+            child = context.Process(
+                target=_child, args=(setup, redis_url, queue_name, metrics_dir), daemon=False
+            )
+            started = time.perf_counter()
+            child.start()
+            while int(connection.zcard(finished_key)) < jobs:
+                if not child.is_alive() and int(connection.zcard(finished_key)) < jobs:
+                    raise RuntimeError(f"{setup.name} stopped before finishing its jobs")
+                time.sleep(POLL_S)
+            seconds = time.perf_counter() - started
+            child.join(timeout=30)
+        return WorkerBenchRow(setup.name, setup.processes, jobs, seconds)
+    finally:
+        _delete_keys(connection, run_id)
+
+
+def _delete_keys(connection: redis.Redis, run_id: str) -> None:
+    keys = list(connection.scan_iter(match=f"*bench-{run_id}*", count=1000))
+    for start in range(0, len(keys), 500):
+        connection.delete(*keys[start : start + 500])
+
+
+def run_worker_bench(
+    redis_url: str,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    processes: int = 2,
+    setups: Sequence[Setup] | None = None,
+) -> list[WorkerBenchRow]:
+    """One row per setup, the RQ hello-world baseline first."""
+    return [
+        measure(setup, redis_url, jobs=jobs)
+        for setup in (setups if setups is not None else default_setups(processes))
+    ]
+
+
+def render(rows: Sequence[WorkerBenchRow]) -> str:
+    baseline = rows[0].jobs_per_s if rows else 0.0
+    lines = [f"{'setup':<50} {'procs':>5} {'jobs':>6} {'jobs/s':>8} {'x baseline':>10}"]
+    for row in rows:
+        ratio = row.jobs_per_s / baseline if baseline else 0.0
+        lines.append(
+            f"{row.setup:<50} {row.processes:>5} {row.jobs:>6} "
+            f"{row.jobs_per_s:>8.0f} {ratio:>10.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+    )
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args(argv)
+    print(render(run_worker_bench(args.redis_url, jobs=args.jobs, processes=args.processes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Settings of the workers, read from the environment (prefix `WORKERS_`).
+
+`REDIS_URL` and `SERVICE_KEY` are shared with the rest of the stack and keep their plain
+names. Cloudinary is configured the way its SDK reads it: `CLOUDINARY_URL`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Listened to in this order: a placed order waits on stock, a mail or a cleanup can wait.
+QUEUES = ("orders", "borrows", "notifications", "maintenance")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKERS_", extra="ignore")
+
+    books_url: str = "http://127.0.0.1:8001"
+    orders_url: str = "http://127.0.0.1:8082"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6380/0",
+        validation_alias=AliasChoices("REDIS_URL", "WORKERS_REDIS_URL"),
+    )
+    service_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SERVICE_KEY", "WORKERS_SERVICE_KEY")
+    )
+    queues: Annotated[tuple[str, ...], NoDecode] = QUEUES
+    # Worker processes, each with its own Redis connection and HTTP connection pools.
+    processes: int = Field(default=2, ge=1)
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    # A job's HTTP call gives up after these; the job then fails and RQ retries it later.
+    http_connect_timeout_s: float = Field(default=2.0, gt=0)
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    cloudinary_timeout_s: float = Field(default=20.0, gt=0)
+
+    # How fast a job whose worker died (SIGKILL, OOM, lost host) runs again: its entry in
+    # the StartedJobRegistry expires `job_timeout + 60` s after it started, and the next
+    # registry cleanup (every `maintenance_interval_s`, checked at least every
+    # `worker_ttl_s - 15` s while idle) requeues it. With the relay's 30 s job timeout
+    # that is at most about 90 + 15 + 15 s.
+    maintenance_interval_s: int = Field(default=15, ge=1)
+    worker_ttl_s: int = Field(default=30, ge=16)
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

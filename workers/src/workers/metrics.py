@@ -1,0 +1,118 @@
+"""Prometheus metrics of the workers, served on their own port.
+
+Events are counters incremented where they happen (a job started, succeeded, was retried,
+failed for good, was found abandoned), so a rate survives registries whose entries expire.
+What is waiting right now (queue depth, failed and scheduled jobs) is read from Redis at
+scrape time by a collector, never kept in a gauge that could go stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+from rq import Queue
+from rq.job import Job
+
+logger = logging.getLogger(__name__)
+
+JOB_LABELS = ("queue", "function")
+
+JOBS_STARTED = Counter("workers_jobs_started_total", "Jobs a worker began to run.", JOB_LABELS)
+JOBS_SUCCEEDED = Counter(
+    "workers_jobs_succeeded_total", "Jobs that ran to the end without an error.", JOB_LABELS
+)
+JOBS_RETRIED = Counter(
+    "workers_jobs_retried_total", "Failed runs that RQ scheduled to run again.", JOB_LABELS
+)
+JOBS_FAILED = Counter(
+    "workers_jobs_failed_total",
+    "Jobs that failed for good and moved to the FailedJobRegistry.",
+    JOB_LABELS,
+)
+JOBS_ABANDONED = Counter(
+    "workers_jobs_abandoned_total",
+    "Jobs whose worker died mid-run, found by the registry cleanup (then retried or failed).",
+    JOB_LABELS,
+)
+JOB_DURATION = Histogram(
+    "workers_job_duration_seconds",
+    "Time from a job's start to its outcome being recorded.",
+    JOB_LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def job_labels(job: Job) -> tuple[str, str]:
+    """(queue, function) of a job; a job whose data cannot be read still gets counted."""
+    try:
+        function = job.func_name
+    except Exception:  # a corrupt job raises DeserializationError or worse
+        function = "<unreadable>"
+    return job.origin, function or "<unknown>"
+
+
+class QueueCollector(Collector):
+    """Gauges read from Redis at scrape time: jobs waiting, failed, and scheduled per queue."""
+
+    def __init__(self, connection: redis.Redis, queue_names: Sequence[str]) -> None:
+        self.connection = connection
+        self.queues = [Queue(name, connection=connection) for name in queue_names]
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("workers_redis_up", "1 when the last scrape could read Redis.")
+        depth = GaugeMetricFamily(
+            "workers_queue_depth", "Jobs waiting in each queue.", labels=["queue"]
+        )
+        failed = GaugeMetricFamily(
+            "workers_failed_jobs",
+            "Jobs in each queue's FailedJobRegistry (the dead-letter queue).",
+            labels=["queue"],
+        )
+        scheduled = GaugeMetricFamily(
+            "workers_scheduled_jobs",
+            "Jobs waiting for their retry time in each queue's ScheduledJobRegistry.",
+            labels=["queue"],
+        )
+        now = time.time()
+        try:
+            with self.connection.pipeline(transaction=False) as pipeline:
+                for queue in self.queues:
+                    pipeline.llen(queue.key)
+                    # Entries past their failure_ttl are on their way out; do not count them.
+                    pipeline.zcount(queue.failed_job_registry.key, now, "+inf")
+                    pipeline.zcard(queue.scheduled_job_registry.key)
+                counts = pipeline.execute()
+        except redis.RedisError as exc:
+            logger.warning("could not read queue sizes from Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        for index, queue in enumerate(self.queues):
+            waiting, in_failed, in_scheduled = counts[3 * index : 3 * index + 3]
+            depth.add_metric([queue.name], waiting)
+            failed.add_metric([queue.name], in_failed)
+            scheduled.add_metric([queue.name], in_scheduled)
+        yield from (up, depth, failed, scheduled)
+
+
+def serve_metrics(port: int, connection: redis.Redis, queue_names: Sequence[str]) -> None:
+    """Serve /metrics on `port` from a background thread.
+
+    With PROMETHEUS_MULTIPROC_DIR set (several worker processes, or forked work horses),
+    the counters of every process are summed from that directory.
+    """
+    registry: CollectorRegistry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(QueueCollector(connection, queue_names))
+    start_http_server(port, registry=registry)

@@ -1,0 +1,177 @@
+"""The RQ worker process: `python -m workers.worker`.
+
+CHOICE_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+from asgi_correlation_id import correlation_id
+from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
+from rq.worker_pool import WorkerPool
+
+from servicekit.logs import configure_logging, is_acceptable_request_id
+from workers import metrics
+from workers.config import Settings, get_settings
+from workers.errors import PermanentJobError
+
+logger = logging.getLogger(__name__)
+
+REDIS_RETRY_MAX_S = 10.0
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class JobWorker(BaseWorker):
+    """What every worker class here adds to RQ's: JSON jobs, the request id of the job in
+    logs and outgoing calls, metrics, no retries for permanent errors, and the settings
+    that bound how long an abandoned job waits."""
+
+    def __init__(
+        self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any
+    ) -> None:
+        settings = get_settings()
+        kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("worker_ttl", settings.worker_ttl_s)
+        kwargs.setdefault("maintenance_interval", settings.maintenance_interval_s)
+        super().__init__(queues, *args, **kwargs)
+        self.push_exc_handler(_count_abandoned)  # type: ignore[no-untyped-call]
+        self.push_exc_handler(_stop_retrying_permanent_errors)  # type: ignore[no-untyped-call]
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        labels = metrics.job_labels(job)
+        metrics.JOBS_STARTED.labels(*labels).inc()
+        token = correlation_id.set(job_request_id(job))
+        started = time.perf_counter()
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            metrics.JOB_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            correlation_id.reset(token)
+
+    def handle_job_success(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry,
+        execution: Execution,
+    ) -> None:
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        metrics.JOBS_SUCCEEDED.labels(*metrics.job_labels(job)).inc()
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        # The same test RQ makes inside, taken before it spends one of the retries.
+        retried = job.should_retry and self._stopped_job_id != job.id
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        counter = metrics.JOBS_RETRIED if retried else metrics.JOBS_FAILED
+        counter.labels(*metrics.job_labels(job)).inc()
+
+
+class SimpleJobWorker(JobWorker, SimpleWorker):
+    """Runs each job in the worker process itself."""
+
+
+class ForkingJobWorker(JobWorker, Worker):
+    """Forks a work horse per job."""
+
+
+def job_request_id(job: Job) -> str:
+    """The request that caused the job (from the outbox row), or a fresh id to follow it by."""
+    request_id = job.meta.get("request_id")
+    if isinstance(request_id, str) and is_acceptable_request_id(request_id):
+        return request_id
+    return uuid.uuid4().hex
+
+
+def _stop_retrying_permanent_errors(
+    job: Job,
+    exc_type: type[BaseException] | None,
+    exc_value: BaseException | None,
+    traceback: TracebackType | None,
+) -> bool:
+    if isinstance(exc_value, PermanentJobError) and job.retries_left:
+        logger.warning("job %s failed permanently, not retrying: %s", job.id, exc_value)
+        job.retries_left = 0
+    return True
+
+
+def _count_abandoned(
+    job: Job,
+    exc_type: type[BaseException] | None,
+    exc_value: BaseException | None,
+    traceback: TracebackType | None,
+) -> bool:
+    if exc_type is AbandonedJobError:
+        logger.warning("job %s was abandoned by a dead worker", job.id)
+        metrics.JOBS_ABANDONED.labels(*metrics.job_labels(job)).inc()
+    return True
+
+
+def wait_for_redis(connection: redis.Redis) -> None:
+    """Block until Redis answers, backing off up to REDIS_RETRY_MAX_S between tries."""
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except redis.ConnectionError as exc:
+            logger.warning("Redis is not reachable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, REDIS_RETRY_MAX_S)
+
+
+def main(settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    configure_logging("workers", settings.log_level)
+    if settings.service_key is None:
+        logger.error("SERVICE_KEY is not set: the books and orders internal APIs would refuse")
+        return 2
+    if not os.environ.get(MULTIPROC_DIR_ENV):
+        # prometheus_client picks its value store at import time, so the worker processes
+        # can only share counters if the variable is set before anything imports it.
+        os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
+        os.execv(sys.executable, [sys.executable, "-m", "workers.worker"])  # noqa: S606
+    # Files of processes from an earlier run would add their counts to this one's.
+    for stale in Path(os.environ[MULTIPROC_DIR_ENV]).glob("*.db"):
+        stale.unlink()
+    connection = redis.Redis.from_url(settings.redis_url)
+    wait_for_redis(connection)
+    if settings.metrics_port:
+        metrics.serve_metrics(settings.metrics_port, connection, settings.queues)
+    pool = WorkerPool(
+        settings.queues,
+        connection=connection,
+        num_workers=settings.processes,
+        worker_class=SimpleJobWorker,
+        serializer=JSONSerializer,
+    )
+    # Returns once every worker has finished its job after SIGTERM/SIGINT (warm shutdown).
+    pool.start(burst=False, logging_level=settings.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Workers run against the real thing: Redis, and books and orders as uvicorn processes on
+their own migrated databases, all sharing one service key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from alembic import command
+from alembic.config import Config
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from devstack.pytest_plugin import create_database, drop_database
+from devstack.servers import free_port
+from devstack.services import ServiceProcess
+from servicekit.relay import JobPolicy, OutboxRelay, Route
+from workers import clients
+from workers.config import QUEUES, get_settings
+from workers.worker import SimpleJobWorker
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE_KEY = "workers-test-service-key-5d2a"
+KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
+BOOKS_TABLES = "books, stock_reservations, stock_movements, outbox"
+ORDERS_TABLES = "orders, order_items, outbox, idempotency_keys"
+# What orders' relay routes (the issue 4 contract); the relay itself is servicekit's.
+RELAY_POLICY = JobPolicy()
+ORDER_ROUTES = {
+    "order.placed": Route("orders", "workers.stock.place_order"),
+    "order.cancelled": Route("orders", "workers.stock.cancel_order"),
+    "order.confirmed": Route("notifications", "workers.notifications.order_confirmed"),
+}
+
+
+def migrated_database(server_url: str, service: str) -> str:
+    url = create_database(server_url, f"{service}_for_workers")
+    config = Config(str(ROOT / service / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def books_database_url(postgres_server_url: str) -> Iterator[str]:
+    url = migrated_database(postgres_server_url, "books")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def orders_database_url(postgres_server_url: str) -> Iterator[str]:
+    url = migrated_database(postgres_server_url, "orders")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+def books_env(database_url: str) -> dict[str, str]:
+    return {"BOOKS_DATABASE_URL": database_url, "SERVICE_KEY": SERVICE_KEY}
+
+
+@pytest.fixture(scope="session")
+def books_service(books_database_url: str) -> Iterator[ServiceProcess]:
+    with ServiceProcess("books.app:create_app", free_port(), books_env(books_database_url)) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def orders_service(
+    orders_database_url: str, books_service: ServiceProcess
+) -> Iterator[ServiceProcess]:
+    env = {
+        "ORDERS_DATABASE_URL": orders_database_url,
+        "ORDERS_BOOKS_URL": books_service.url,
+        "SERVICE_KEY": SERVICE_KEY,
+    }
+    with ServiceProcess("orders.app:create_app", free_port(), env) as service:
+        yield service
+
+
+@pytest.fixture(autouse=True)
+def _empty_databases(books_database_url: str, orders_database_url: str) -> None:
+    with psycopg.connect(books_database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {BOOKS_TABLES} RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE catalog_counters SET active_books = 0")
+    with psycopg.connect(orders_database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {ORDERS_TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[redis.Redis]:
+    """The test's Redis database, empty at the start of every test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, books_service: ServiceProcess
+) -> Iterator[dict[str, str]]:
+    """The workers' settings pointing at the test services; also the env of worker processes.
+    Orders is left out (an unused port) unless a test asks for `saga_env`."""
+    env = {
+        "REDIS_URL": redis_url,
+        "SERVICE_KEY": SERVICE_KEY,
+        "WORKERS_BOOKS_URL": books_service.url,
+        "WORKERS_ORDERS_URL": f"http://127.0.0.1:{free_port()}",
+        "WORKERS_METRICS_PORT": "0",
+    }
+    yield from _configured(monkeypatch, env)
+
+
+@pytest.fixture
+def saga_env(
+    monkeypatch: pytest.MonkeyPatch, worker_env: dict[str, str], orders_service: ServiceProcess
+) -> Iterator[dict[str, str]]:
+    """`worker_env` with the real orders service."""
+    yield from _configured(monkeypatch, worker_env | {"WORKERS_ORDERS_URL": orders_service.url})
+
+
+def reconfigure(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Set workers' environment variables; the next job reads the new settings."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    clients.close_clients()
+
+
+def _configured(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    reconfigure(monkeypatch, env)
+    yield env
+    clients.close_clients()
+    get_settings.cache_clear()
+
+
+def queue(connection: redis.Redis, name: str = "orders") -> Queue:
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue(
+    connection: redis.Redis,
+    function: str,
+    payload: dict[str, Any],
+    *,
+    queue_name: str = "orders",
+    job_id: str | None = None,
+    request_id: str | None = "test-request-1",
+    policy: JobPolicy = RELAY_POLICY,
+) -> Job:
+    """A job with the metadata and policy the outbox relay gives its jobs."""
+    return queue(connection, queue_name).enqueue(
+        function,
+        payload,
+        job_id=job_id,
+        meta={"request_id": request_id},
+        job_timeout=policy.timeout_s,
+        retry=Retry(max=len(policy.retry_intervals_s), interval=list(policy.retry_intervals_s)),
+        result_ttl=policy.result_ttl_s,
+        failure_ttl=policy.failure_ttl_s,
+    )
+
+
+def relay_orders(orders_database_url: str, redis_url: str) -> int:
+    """One round of the real outbox relay over orders' outbox; rows delivered."""
+    relay = OutboxRelay(
+        database_url=orders_database_url,
+        redis_url=redis_url,
+        routes=ORDER_ROUTES,
+        job_id_prefix="orders-outbox-",
+    )
+    return relay.deliver_batch()
+
+
+def work(connection: redis.Redis, *queue_names: str) -> bool:
+    """Drain the queues with the workers' own worker class, as `make run` does minus fork."""
+    worker = SimpleJobWorker(
+        list(queue_names or QUEUES), connection=connection, serializer=JSONSerializer
+    )
+    return worker.work(burst=True)
+
+
+def fetch(connection: redis.Redis, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+
+
+def release_scheduled(connection: redis.Redis, name: str = "orders") -> list[str]:
+    """Make every scheduled retry due now, instead of waiting out its interval."""
+    registry = queue(connection, name).scheduled_job_registry
+    job_ids: list[str] = registry.get_job_ids()
+    for job_id in job_ids:
+        registry.requeue(job_id)
+    return job_ids
+
+
+class Books:
+    """The books service seen by a test: public catalog plus internal stock calls."""
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self.http = httpx.Client(base_url=service.url, timeout=10.0)
+
+    def create_book(self, *, stock: int | None, **overrides: Any) -> dict[str, Any]:
+        body = {
+            "title": "The Great Gatsby",
+            "author": "F. Scott Fitzgerald",
+            "description": "A classic American novel set in the Jazz Age.",
+            "price": "19.99",
+            "stock": stock,
+        } | overrides
+        response = self.http.post("/v1/books", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def stock(self, book_id: int) -> int | None:
+        response = self.http.get(f"/v1/books/{book_id}")
+        assert response.status_code == 200, response.text
+        return response.json()["stock"]  # type: ignore[no-any-return]
+
+    def reserve(self, reference: str, *lines: tuple[int, int]) -> dict[str, Any]:
+        body = {"reference": reference, "lines": [{"book_id": b, "quantity": q} for b, q in lines]}
+        response = self.http.post("/internal/v1/stock/reservations", json=body, headers=KEY_HEADER)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def books(books_service: ServiceProcess) -> Iterator[Books]:
+    client = Books(books_service)
+    yield client
+    client.http.close()
+
+
+def movements(books_database_url: str, reference: str) -> list[tuple[str, int, int]]:
+    """The stock ledger of a reference: (kind, book_id, quantity) rows."""
+    with psycopg.connect(books_database_url) as conn:
+        rows = conn.execute(
+            "SELECT kind, book_id, quantity FROM stock_movements WHERE reference = %s ORDER BY id",
+            [reference],
+        ).fetchall()
+    return [(str(kind), int(book_id), int(quantity)) for kind, book_id, quantity in rows]
