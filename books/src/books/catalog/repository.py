@@ -16,7 +16,9 @@ def _escape_like(value: str) -> str:
 
 
 def _filters(query: BookListQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Book.active.is_(True)]
+    # The bare column, as the partial indexes' `WHERE active` is written: `active IS true`
+    # would not match them and turn page reads into table scans.
+    conditions: list[ColumnElement[bool]] = [Book.active.expression]
     if query.author is not None:
         conditions.append(func.lower(Book.author) == query.author.lower())
     if query.q is not None:
