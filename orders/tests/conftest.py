@@ -20,6 +20,8 @@ from orders.config import Settings
 ORDERS_DIR = Path(__file__).resolve().parents[1]
 BOOKS_DIR = ORDERS_DIR.parent / "books"
 TABLES = ("orders", "order_items", "outbox", "idempotency_keys")
+SERVICE_KEY = "test-service-key"
+SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
 
 
 def alembic_config(service_dir: Path, database_url: str) -> Config:
@@ -56,7 +58,11 @@ def books_service(books_database_url: str) -> Iterator[ServiceProcess]:
 
 
 def orders_settings(database_url: str, books_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": database_url, "books_url": books_url}
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "books_url": books_url,
+        "service_key": SERVICE_KEY,
+    }
     return Settings(**(values | overrides))
 
 
@@ -149,3 +155,20 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def order_body(*lines: tuple[int, int], **extra: Any) -> dict[str, Any]:
     return {"items": [{"book_id": b, "quantity": q} for b, q in lines], **extra}
+
+
+def outbox_events(db: psycopg.Connection[Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(row[0], row[1]) for row in db.execute("SELECT topic, payload FROM outbox ORDER BY id")]
+
+
+@pytest.fixture
+def place_order(client: httpx.AsyncClient, make_book):  # type: ignore[no-untyped-def]
+    """Factory: a pending order of `quantity` copies of a new book; returns the order JSON."""
+
+    async def place(quantity: int = 2, **book: Any) -> dict[str, Any]:
+        created = await make_book(**book)
+        response = await client.post("/v1/orders", json=order_body((created["id"], quantity)))
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    return place

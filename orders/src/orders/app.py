@@ -21,6 +21,7 @@ from orders.db import create_engine, create_sessionmaker, provide_session
 from orders.errors import EXCEPTION_HANDLERS
 from orders.idempotency import IdempotencyStore, purge_forever
 from orders.orders.controllers import OrderController
+from orders.orders.internal import InternalOrderController
 from orders.system import health, ready
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["^/metrics", "^/health", "^/ready"],
     )
     app = Litestar(
-        route_handlers=[health, ready, OrderController, MetricsController],
+        route_handlers=[health, ready, OrderController, InternalOrderController, MetricsController],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware],

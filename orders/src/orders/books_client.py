@@ -47,6 +47,8 @@ class BookSnapshot(msgspec.Struct):
     author: str
     price: Decimal
     active: bool
+    # Copies books has now; None when books does not track this book's stock.
+    stock: int | None = None
 
     def __post_init__(self) -> None:
         if not Decimal(0) <= self.price <= MAX_UNIT_PRICE or self.price != self.price.quantize(

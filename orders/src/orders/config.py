@@ -1,4 +1,8 @@
-"""Settings of the orders service, read from the environment (prefix `ORDERS_`)."""
+"""Settings of the orders service, read from the environment (prefix `ORDERS_`).
+
+`SERVICE_KEY` and `REDIS_URL` are shared by every service of the stack, so they are read
+without the prefix (an `ORDERS_`-prefixed variable still wins).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 ENV_PREFIX = "ORDERS_"
+SHARED_ENV = ("SERVICE_KEY", "REDIS_URL")
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -48,15 +53,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_lock_timeout_s: Positive = 30.0
     idempotency_purge_interval_s: Positive = 300.0
 
+    # The key workers present on the internal API; unset or empty turns that API off.
+    service_key: str | None = None
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    relay_metrics_port: Annotated[int, Meta(ge=1, le=65535)] = 9101
+
     @property
     def sqlalchemy_url(self) -> str:
         return async_database_url(self.database_url)
+
+    @property
+    def psycopg_database_url(self) -> str:
+        """The database URL for plain psycopg (the relay)."""
+        return "postgresql://" + async_database_url(self.database_url).removeprefix(
+            "postgresql+psycopg://"
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from `ORDERS_*` variables; bad values fail loudly at startup."""
         environ = os.environ if environ is None else environ
-        values = {
+        values = {name.lower(): environ[name] for name in SHARED_ENV if name in environ}
+        values |= {
             name.removeprefix(ENV_PREFIX).lower(): value
             for name, value in environ.items()
             if name.startswith(ENV_PREFIX)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Request, Response
@@ -63,6 +63,55 @@ class UnknownBooks(OrdersError):
             ],
         )
         self.book_ids = list(positions)
+
+
+class Shortage(NamedTuple):
+    """An order line asking for more copies than books has."""
+
+    line: int
+    book_id: int
+    requested: int
+    available: int
+
+    def __str__(self) -> str:
+        return f"book {self.book_id}: requested {self.requested}, available {self.available}"
+
+
+class InsufficientStock(OrdersError):
+    status, title, type = 409, "Insufficient stock", "/problems/insufficient-stock"
+
+    def __init__(self, shortages: Sequence[Shortage]) -> None:
+        super().__init__(
+            f"Not enough stock, so nothing was ordered: {'; '.join(map(str, shortages))}.",
+            errors=[
+                {"field": f"items[{s.line}].quantity", "in": "body", "message": str(s)}
+                for s in shortages
+            ],
+        )
+
+
+class IllegalTransition(OrdersError):
+    status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
+
+    def __init__(self, order_id: int, *, current: str, target: str) -> None:
+        super().__init__(f"Order {order_id} is {current}; it cannot become {target}.")
+
+
+class ServiceKeyRequired(OrdersError):
+    status, title, type = 401, "Unauthorized", "/problems/service-key-required"
+
+    def __init__(self, detail: str) -> None:
+        # RFC 9110 wants a challenge on every 401; `APIKey` as the books service says it.
+        super().__init__(detail, headers={"WWW-Authenticate": "APIKey"})
+
+
+class InternalApiDisabled(OrdersError):
+    status, title, type = 503, "Internal API disabled", "/problems/internal-api-disabled"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The internal API is off because no service key is configured; set SERVICE_KEY."
+        )
 
 
 class IdempotencyKeyReused(OrdersError):

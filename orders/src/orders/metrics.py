@@ -7,6 +7,16 @@ ORDERS_CREATED = Counter(
     "Order placement attempts, by outcome.",
     ["outcome"],
 )
+STATUS_TRANSITIONS = Counter(
+    "orders_status_transitions_total",
+    "Orders that moved to a new status (confirmed, rejected, cancelled).",
+    ["to"],
+)
+STATUS_TRANSITIONS_NOT_APPLIED = Counter(
+    "orders_status_transitions_not_applied_total",
+    "Status changes asked for but not made: already done (a repeat), illegal, or no such order.",
+    ["to", "reason"],
+)
 BOOKS_CLIENT_REQUESTS = Counter(
     "orders_books_client_requests_total",
     "Batch lookups against the books service, by outcome.",

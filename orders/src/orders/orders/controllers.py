@@ -25,6 +25,9 @@ from orders.orders.service import OrderService
 from servicekit.pagination import link_header
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# Declared as a string in route paths so a non-integer id is a 422 with a field error (as
+# in books), not a 404 from the router; this annotation does the conversion and bounds.
+OrderIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Order id.")]
 
 
 def provide_order_service(session: NamedDependency[AsyncSession], state: State) -> OrderService:
@@ -133,17 +136,29 @@ class OrderController(Controller):
         )
         return Response(page, headers={"X-Total-Count": str(total), "Link": links})
 
-    # Declared as a string so a non-integer id is a 422 with a field error (as in books),
-    # not a 404 from the router; the annotation does the conversion and bounds.
     @get(
         "/{order_id:str}",
         operation_class=DocumentedOperation,
         responses=problem_responses(404, 422),
     )
     async def get_order(
-        self,
-        service: NamedDependency[OrderService],
-        order_id: Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Order id.")],
+        self, service: NamedDependency[OrderService], order_id: OrderIdPath
     ) -> OrderRead:
         """Fetch one order with its lines."""
         return OrderRead.of(await service.get_order(order_id=order_id))
+
+    @post(
+        "/{order_id:str}/cancel",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+        response_description="The cancelled order.",
+    )
+    async def cancel_order(
+        self, service: NamedDependency[OrderService], order_id: OrderIdPath
+    ) -> OrderRead:
+        """Cancel a pending or confirmed order; its reserved stock is given back.
+
+        Rejected and already cancelled orders cannot be cancelled (409).
+        """
+        return OrderRead.of(await service.cancel_order(order_id=order_id))

@@ -34,6 +34,7 @@ class Order(Base):
         ),
         default=OrderStatus.PENDING,
     )
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     customer_id: Mapped[int | None] = mapped_column(BigInteger)
     total_price: Mapped[Decimal] = mapped_column(Numeric(16, 2))
     created_at: Mapped[datetime] = mapped_column(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -41,6 +42,27 @@ class OrderRepository:
         return await self.session.scalar(
             select(Order).where(Order.id == order_id).options(selectinload(Order.items))
         )
+
+    async def change_status(
+        self,
+        *,
+        order_id: int,
+        to: OrderStatus,
+        allowed_from: Collection[OrderStatus],
+        rejection_reason: str | None = None,
+    ) -> bool:
+        """Move the order to `to` if its status is one of `allowed_from`; True if it moved.
+
+        One conditional UPDATE: of two racing changes, PostgreSQL lets the second see the
+        first's result before deciding, so no check-then-write gap exists.
+        """
+        moved = await self.session.scalar(
+            update(Order)
+            .where(Order.id == order_id, Order.status.in_(allowed_from))
+            .values(status=to, rejection_reason=rejection_reason, updated_at=func.now())
+            .returning(Order.id)
+        )
+        return moved is not None
 
     async def list(
         self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None

@@ -18,6 +18,8 @@ MAX_UNIT_PRICE = Decimal("99999999.99")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_ID = 2**63 - 1
+# Room for a shortage per line of the largest order.
+MAX_REASON_LENGTH = 10_000
 CENT = Decimal("0.01")
 
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
@@ -52,6 +54,19 @@ class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
         return [item.book_id for item in self.items]
 
 
+class OrderReject(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_REASON_LENGTH,
+            pattern=r"\S",
+            description="Why the order cannot be fulfilled, for the customer and operators.",
+            examples=["insufficient stock for book 7: requested 3, available 1"],
+        ),
+    ]
+
+
 class OrderItemRead(msgspec.Struct, kw_only=True):
     id: int
     order_id: int
@@ -81,6 +96,9 @@ class OrderItemRead(msgspec.Struct, kw_only=True):
 class OrderRead(msgspec.Struct, kw_only=True):
     id: int
     status: OrderStatus
+    rejection_reason: Annotated[
+        str | None, Meta(description="Why the order was rejected; null unless rejected.")
+    ]
     customer_id: int | None
     total_price: Money
     items: list[OrderItemRead]
@@ -92,6 +110,7 @@ class OrderRead(msgspec.Struct, kw_only=True):
         return cls(
             id=order.id,
             status=order.status,
+            rejection_reason=order.rejection_reason,
             customer_id=order.customer_id,
             total_price=money(order.total_price),
             items=[OrderItemRead.of(item) for item in order.items],

@@ -16,11 +16,14 @@ from orders.errors import (
     BooksUnavailable,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
+    IllegalTransition,
+    InsufficientStock,
     OrderNotFound,
+    Shortage,
     UnknownBooks,
 )
 from orders.idempotency import Claimed, IdempotencyStore, InFlight, Mismatch, Replay, StoredResponse
-from orders.metrics import ORDERS_CREATED
+from orders.metrics import ORDERS_CREATED, STATUS_TRANSITIONS, STATUS_TRANSITIONS_NOT_APPLIED
 from orders.orders.models import Order, OrderItem, OrderStatus
 from orders.orders.repository import OrderRepository
 from orders.orders.schemas import OrderCreate, OrderItemCreate, OrderRead, money
@@ -28,6 +31,15 @@ from servicekit.outbox import add_event
 
 ORDERS_PATH = "/v1/orders"
 ORDER_PLACED = "order.placed"
+ORDER_CONFIRMED = "order.confirmed"
+ORDER_CANCELLED = "order.cancelled"
+
+# The statuses each status may be reached from; everything else is an illegal transition.
+REACHABLE_FROM: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.PENDING}),
+    OrderStatus.REJECTED: frozenset({OrderStatus.PENDING}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PENDING, OrderStatus.CONFIRMED}),
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,18 @@ def price_lines(
         for item in items
     ]
     return lines, sum((line.total_price for line in lines), Decimal("0.00"))
+
+
+def stock_shortages(
+    items: Sequence[OrderItemCreate], books: Mapping[int, BookSnapshot]
+) -> list[Shortage]:
+    """Lines asking for more than books has; books that do not track stock never fall short."""
+    shortages = []
+    for index, item in enumerate(items):
+        available = books[item.book_id].stock
+        if available is not None and item.quantity > available:
+            shortages.append(Shortage(index, item.book_id, item.quantity, available))
+    return shortages
 
 
 class OrderService:
@@ -108,6 +132,11 @@ class OrderService:
         }:
             ORDERS_CREATED.labels("unknown_books").inc()
             raise UnknownBooks(unknown)
+        # A better answer than a later rejection; the reservation by the workers still
+        # decides, since stock may change between this check and the reservation.
+        if shortages := stock_shortages(data.items, books):
+            ORDERS_CREATED.labels("insufficient_stock").inc()
+            raise InsufficientStock(shortages)
         lines, total = price_lines(data.items, books)
         order = await self.orders.add(customer_id=data.customer_id, total_price=total, items=lines)
         await add_event(self.session, topic=ORDER_PLACED, payload=_order_placed(order))
@@ -130,6 +159,58 @@ class OrderService:
             raise OrderNotFound(order_id)
         return order
 
+    async def confirm_order(self, *, order_id: int) -> Order:
+        """pending -> confirmed, announced by `order.confirmed`; a repeat changes nothing."""
+        order, moved = await self._move(order_id=order_id, to=OrderStatus.CONFIRMED, repeat_ok=True)
+        if moved:
+            await add_event(self.session, topic=ORDER_CONFIRMED, payload=_order_confirmed(order))
+        return order
+
+    async def reject_order(self, *, order_id: int, reason: str) -> Order:
+        """pending -> rejected with `reason`; a repeat changes nothing, the first reason stays."""
+        order, _ = await self._move(
+            order_id=order_id, to=OrderStatus.REJECTED, repeat_ok=True, rejection_reason=reason
+        )
+        return order
+
+    async def cancel_order(self, *, order_id: int) -> Order:
+        """pending or confirmed -> cancelled, announced by `order.cancelled` (stock goes back)."""
+        order, _ = await self._move(order_id=order_id, to=OrderStatus.CANCELLED, repeat_ok=False)
+        await add_event(self.session, topic=ORDER_CANCELLED, payload={"order_id": order.id})
+        return order
+
+    async def _move(
+        self,
+        *,
+        order_id: int,
+        to: OrderStatus,
+        repeat_ok: bool,
+        rejection_reason: str | None = None,
+    ) -> tuple[Order, bool]:
+        """The order after moving it to `to`, and whether it moved just now.
+
+        The conditional update decides; the row read afterwards only tells why it did not
+        move: no such order, already there (fine when `repeat_ok`), or an illegal move.
+        """
+        moved = await self.orders.change_status(
+            order_id=order_id,
+            to=to,
+            allowed_from=REACHABLE_FROM[to],
+            rejection_reason=rejection_reason,
+        )
+        order = await self.orders.get(order_id=order_id)
+        if order is None:
+            STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "not_found").inc()
+            raise OrderNotFound(order_id)
+        if moved:
+            STATUS_TRANSITIONS.labels(to).inc()
+            return order, True
+        if repeat_ok and order.status == to:
+            STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "already").inc()
+            return order, False
+        STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "illegal").inc()
+        raise IllegalTransition(order_id, current=order.status, target=to)
+
     async def list_orders(
         self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
     ) -> tuple[list[Order], int]:
@@ -141,13 +222,23 @@ class OrderService:
 
 
 def _order_placed(order: Order) -> dict[str, object]:
+    """What the stock job reserves."""
     return {
         "order_id": order.id,
-        "customer_id": order.customer_id,
+        "lines": [{"book_id": item.book_id, "quantity": item.quantity} for item in order.items],
+    }
+
+
+def _order_confirmed(order: Order) -> dict[str, object]:
+    """What the confirmation message says."""
+    return {
+        "order_id": order.id,
+        "customer_id": None if order.customer_id is None else str(order.customer_id),
         "total_price": money(order.total_price),
-        "items": [
+        "lines": [
             {
                 "book_id": item.book_id,
+                "book_title": item.book_title,
                 "quantity": item.quantity,
                 "unit_price": money(item.unit_price),
             }

@@ -1,0 +1,30 @@
+"""`python -m orders.relay`: delivers the orders outbox to the workers' queues."""
+
+from __future__ import annotations
+
+from orders.config import get_settings
+from orders.orders.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED
+from servicekit.logs import configure_logging
+from servicekit.relay import OutboxRelay, Route, serve
+
+ROUTES = {
+    ORDER_PLACED: Route("orders", "workers.stock.place_order"),
+    ORDER_CANCELLED: Route("orders", "workers.stock.cancel_order"),
+    ORDER_CONFIRMED: Route("notifications", "workers.notifications.order_confirmed"),
+}
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("orders-relay", settings.log_level)
+    relay = OutboxRelay(
+        database_url=settings.psycopg_database_url,
+        redis_url=settings.redis_url,
+        routes=ROUTES,
+        job_id_prefix="orders-outbox-",
+    )
+    serve(relay, metrics_port=settings.relay_metrics_port)
+
+
+if __name__ == "__main__":
+    main()
