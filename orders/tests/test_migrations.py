@@ -46,3 +46,17 @@ class TestMigrations:
             except psycopg.errors.CheckViolation:
                 return
         raise AssertionError("an unknown status was accepted")
+
+    def test_rejection_reason_is_present_exactly_when_rejected(self, orders_database_url):
+        cases = [("rejected", None), ("rejected", "  "), ("pending", "why"), ("cancelled", "why")]
+        with psycopg.connect(orders_database_url, autocommit=True) as conn:
+            for status, reason in cases:
+                try:
+                    conn.execute(
+                        "INSERT INTO orders (status, rejection_reason, total_price)"
+                        " VALUES (%s, %s, 1)",
+                        [status, reason],
+                    )
+                except psycopg.errors.CheckViolation:
+                    continue
+                raise AssertionError(f"accepted status {status} with reason {reason!r}")
