@@ -3,7 +3,14 @@ their own migrated databases, all sharing one service key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,8 @@ from rq.serializers import JSONSerializer
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
-from servicekit.relay import JobPolicy, OutboxRelay, Route
+from orders import relay as orders_relay
+from servicekit.relay import JobPolicy, OutboxRelay
 from workers import clients
 from workers.config import QUEUES, get_settings
 from workers.worker import SimpleJobWorker
@@ -30,13 +38,7 @@ SERVICE_KEY = "workers-test-service-key-5d2a"
 KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
 BOOKS_TABLES = "books, stock_reservations, stock_movements, outbox"
 ORDERS_TABLES = "orders, order_items, outbox, idempotency_keys"
-# What orders' relay routes (the issue 4 contract); the relay itself is servicekit's.
 RELAY_POLICY = JobPolicy()
-ORDER_ROUTES = {
-    "order.placed": Route("orders", "workers.stock.place_order"),
-    "order.cancelled": Route("orders", "workers.stock.cancel_order"),
-    "order.confirmed": Route("notifications", "workers.notifications.order_confirmed"),
-}
 
 
 def migrated_database(server_url: str, service: str) -> str:
@@ -173,7 +175,7 @@ def relay_orders(orders_database_url: str, redis_url: str) -> int:
     relay = OutboxRelay(
         database_url=orders_database_url,
         redis_url=redis_url,
-        routes=ORDER_ROUTES,
+        routes=orders_relay.ROUTES,
         job_id_prefix="orders-outbox-",
     )
     return relay.deliver_batch()
@@ -230,6 +232,36 @@ class Books:
         return response.json()  # type: ignore[no-any-return]
 
 
+class Orders:
+    """The public orders API, as a customer uses it."""
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self.http = httpx.Client(base_url=service.url, timeout=10.0)
+
+    def place(self, *lines: tuple[int, int], **extra: Any) -> dict[str, Any]:
+        body = {"items": [{"book_id": b, "quantity": q} for b, q in lines], **extra}
+        response = self.http.post("/v1/orders", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def get(self, order_id: int) -> dict[str, Any]:
+        response = self.http.get(f"/v1/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def cancel(self, order_id: int) -> dict[str, Any]:
+        response = self.http.post(f"/v1/orders/{order_id}/cancel")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def orders(orders_service: ServiceProcess) -> Iterator[Orders]:
+    client = Orders(orders_service)
+    yield client
+    client.http.close()
+
+
 @pytest.fixture
 def books(books_service: ServiceProcess) -> Iterator[Books]:
     client = Books(books_service)
@@ -245,3 +277,70 @@ def movements(books_database_url: str, reference: str) -> list[tuple[str, int, i
             [reference],
         ).fetchall()
     return [(str(kind), int(book_id), int(quantity)) for kind, book_id, quantity in rows]
+
+
+class WorkerProcess:
+    """`python -m workers.worker` as `make run` starts it, in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "workers.worker"],
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.output().splitlines():
+            with contextlib.suppress(ValueError):
+                records.append(json.loads(line))
+        return records
+
+    def wait(self, timeout_s: float) -> int:
+        return self.process.wait(timeout=timeout_s)
+
+    def kill_all(self) -> None:
+        """SIGKILL the pool, its workers and their scheduler: a machine or container dying."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill_all()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start a worker process with the test settings plus `overrides`."""
+    started: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        metrics_dir = tmp_path / f"metrics-{len(started)}"
+        metrics_dir.mkdir()
+        env = worker_env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)} | overrides
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import redis
@@ -92,16 +93,22 @@ def _run_pool(worker_class_name: str) -> Callable[[str, str, int], None]:
             num_workers=processes,
             worker_class=_worker_class(worker_class_name),
             serializer=JSONSerializer,
+            queue_class=_worker_module().JobQueue,
         )
         pool.start(burst=True, logging_level="WARNING")
 
     return run
 
 
-def _worker_class(name: str) -> type[BaseWorker]:
+def _worker_module() -> ModuleType:
+    # Imported in the child: prometheus_client must see PROMETHEUS_MULTIPROC_DIR first.
     from workers import worker
 
-    worker_class: type[BaseWorker] = getattr(worker, name)
+    return worker
+
+
+def _worker_class(name: str) -> type[BaseWorker]:
+    worker_class: type[BaseWorker] = getattr(_worker_module(), name)
     return worker_class
 
 

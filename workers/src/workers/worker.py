@@ -38,10 +38,22 @@ REDIS_RETRY_MAX_S = 10.0
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class JobQueue(Queue):
+    """A queue whose jobs are JSON unless told otherwise. `WorkerPool` builds its workers'
+    queues from a class and a name alone; with RQ's `Queue` they would read jobs with
+    pickle, and the registry cleanup would see abandoned jobs as unreadable."""
+
+    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(name, *args, **kwargs)
+
+
 class JobWorker(BaseWorker):
     """What every worker class here adds to RQ's: JSON jobs, the request id of the job in
     logs and outgoing calls, metrics, no retries for permanent errors, and the settings
     that bound how long an abandoned job waits."""
+
+    queue_class = JobQueue
 
     def __init__(
         self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any
@@ -167,6 +179,7 @@ def main(settings: Settings | None = None) -> int:
         num_workers=settings.processes,
         worker_class=SimpleJobWorker,
         serializer=JSONSerializer,
+        queue_class=JobQueue,
     )
     # Returns once every worker has finished its job after SIGTERM/SIGINT (warm shutdown).
     pool.start(burst=False, logging_level=settings.log_level)

@@ -1,0 +1,142 @@
+"""The worker as a real process: graceful shutdown, abandoned jobs, metrics, request ids.
+
+A job is held mid-run by locking its stock reservation row in the books database: the
+worker's call to books waits on the lock until the test lets go.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import psycopg
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from rq import Worker
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from devstack.servers import free_port
+from servicekit.relay import JobPolicy
+from tests.conftest import Books, WorkerProcess, enqueue, fetch, movements, wait_until
+from workers.config import Settings
+
+CANCEL = "workers.stock.cancel_order"
+SETTINGS = Settings()
+
+
+@contextmanager
+def held_reservation(books_database_url: str, reference: str) -> Iterator[None]:
+    """Lock a reservation row so that releasing it waits until the block ends."""
+    with psycopg.connect(books_database_url) as conn:
+        conn.execute(
+            "SELECT 1 FROM stock_reservations WHERE reference = %s FOR UPDATE", [reference]
+        )
+        yield
+
+
+@pytest.fixture
+def reserved_book(books: Books) -> int:
+    book = books.create_book(stock=5)
+    assert books.reserve("order:1", (book["id"], 2))["status"] == "reserved"
+    return int(book["id"])
+
+
+def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
+    return fetch(connection, job_id).get_status()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+class TestGracefulShutdown:
+    @pytest.mark.timeout(120)
+    def test_sigterm_lets_the_running_job_finish_then_exits(
+        self,
+        start_worker: Callable[..., WorkerProcess],
+        connection: redis.Redis,
+        books: Books,
+        reserved_book: int,
+        books_database_url: str,
+    ) -> None:
+        worker = start_worker(WORKERS_PROCESSES="1", WORKERS_HTTP_TIMEOUT_S="60")
+        with held_reservation(books_database_url, "order:1"):
+            job = enqueue(connection, CANCEL, {"order_id": 1}, request_id="req-sigterm-1")
+            wait_until(
+                lambda: job_status(connection, job.id) == JobStatus.STARTED,
+                timeout_s=30,
+                what="the worker to start the job",
+            )
+            worker.process.send_signal(signal.SIGTERM)
+            # The pool passed the request on: the busy worker has noted it and keeps going.
+            wait_until(
+                lambda: any(
+                    w.shutdown_requested_date is not None
+                    for w in Worker.all(connection=connection, serializer=JSONSerializer)
+                ),
+                timeout_s=30,
+                what="the worker to note the shutdown request",
+            )
+            assert worker.process.poll() is None
+            assert job_status(connection, job.id) == JobStatus.STARTED
+
+        assert worker.wait(timeout_s=60) == 0
+        assert job_status(connection, job.id) == JobStatus.FINISHED
+        assert books.stock(reserved_book) == 5
+        job_lines = [r for r in worker.log_records() if r.get("logger") == "workers.stock"]
+        assert job_lines
+        assert {r["request_id"] for r in job_lines} == {"req-sigterm-1"}
+
+
+class TestAbandonedJob:
+    @pytest.mark.timeout(300)
+    def test_a_job_whose_worker_was_killed_runs_again_and_changes_stock_once(
+        self,
+        start_worker: Callable[..., WorkerProcess],
+        connection: redis.Redis,
+        books: Books,
+        reserved_book: int,
+        books_database_url: str,
+    ) -> None:
+        # A short job timeout keeps the test short: the job's started-registry entry
+        # expires `timeout + 60` s after it started.
+        policy = JobPolicy(timeout_s=10)
+        killed = start_worker(WORKERS_PROCESSES="1", WORKERS_HTTP_TIMEOUT_S="60")
+        with held_reservation(books_database_url, "order:1"):
+            job = enqueue(connection, CANCEL, {"order_id": 1}, policy=policy)
+            wait_until(
+                lambda: job_status(connection, job.id) == JobStatus.STARTED,
+                timeout_s=30,
+                what="the worker to start the job",
+            )
+            killed.kill_all()
+        assert job_status(connection, job.id) == JobStatus.STARTED
+
+        metrics_port = free_port()
+        start_worker(WORKERS_METRICS_PORT=str(metrics_port))
+        # Expiry of the entry, then at most two maintenance rounds, then the retry's 1 s.
+        pickup_bound_s = policy.timeout_s + 60 + 2 * SETTINGS.maintenance_interval_s + 15
+        wait_until(
+            lambda: job_status(connection, job.id) == JobStatus.FINISHED,
+            timeout_s=pickup_bound_s,
+            what="the abandoned job to run again",
+        )
+
+        assert books.stock(reserved_book) == 5
+        assert [kind for kind, _, _ in movements(books_database_url, "order:1")] == [
+            "reserve",
+            "release",
+        ]
+        labels = (("function", CANCEL), ("queue", "orders"))
+        samples = scrape(metrics_port)
+        assert samples[("workers_jobs_abandoned_total", labels)] == 1
+        assert samples[("workers_jobs_succeeded_total", labels)] == 1
