@@ -9,10 +9,11 @@ them. `--queue` narrows to one queue, `--job-id` to one job.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 from rq import Queue
@@ -31,6 +32,23 @@ class FailedJob:
     function: str
     failed_at: datetime | None
     error: str
+
+
+# The line of a traceback that names the exception: `package.module.ErrorClass: message`.
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def summary(exc_string: str) -> str:
+    """The last exception's first line, out of a whole traceback."""
+    lines = [line for line in exc_string.splitlines() if EXCEPTION_LINE.match(line)]
+    return lines[-1] if lines else exc_string.strip().rsplit("\n", 1)[-1]
+
+
+def rfc3339(moment: datetime) -> str:
+    """RQ keeps UTC; older job data may carry it without a timezone."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def registries(connection: redis.Redis, queues: Sequence[str]) -> Iterator[FailedJobRegistry]:
@@ -57,14 +75,14 @@ def list_failed(
                 failed.append(FailedJob(registry.name, one_id, "<expired>", None, ""))
                 continue
             result = job.latest_result()
-            error = (result.exc_string or "").strip() if result is not None else ""
+            error = summary(result.exc_string or "") if result is not None else ""
             failed.append(
                 FailedJob(
                     queue=registry.name,
                     job_id=one_id,
                     function=job.func_name or "<unknown>",
                     failed_at=job.ended_at,
-                    error=error.splitlines()[-1] if error else "",
+                    error=error,
                 )
             )
     return failed
@@ -110,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         jobs = list_failed(connection, queues, args.job_id)
         for job in jobs:
-            failed_at = job.failed_at.isoformat() + "Z" if job.failed_at else "-"
+            failed_at = rfc3339(job.failed_at) if job.failed_at else "-"
             print(f"{job.queue}\t{job.job_id}\t{job.function}\t{failed_at}\t{job.error}")
         print(f"{len(jobs)} failed job(s)", file=sys.stderr)
         return 0
