@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
 import redis
+from psycopg.types.json import Jsonb
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from devstack.servers import free_port
 from orders.relay import ROUTES
 from servicekit.relay import OutboxRelay
 from tests.conftest import SERVICE_HEADERS, order_body
@@ -71,3 +80,54 @@ class TestOrdersRouting:
             assert undelivered.fetchone() == (0,)
         finally:
             connection.flushdb()
+
+
+class TestRelayProcess:
+    def test_delivers_serves_metrics_and_stops_on_sigterm(
+        self, db, orders_database_url, redis_url, tmp_path
+    ):
+        db.execute(
+            "INSERT INTO outbox (topic, payload) VALUES ('order.cancelled', %s)",
+            [Jsonb({"order_id": 1})],
+        )
+        connection = redis.Redis.from_url(redis_url)
+        connection.flushdb()
+        metrics_port = free_port()
+        env = {
+            **os.environ,
+            "ORDERS_DATABASE_URL": orders_database_url,
+            "REDIS_URL": redis_url,
+            "ORDERS_RELAY_METRICS_PORT": str(metrics_port),
+        }
+        log_path = tmp_path / "relay.log"
+        with log_path.open("wb") as log:
+            relay = subprocess.Popen(
+                [sys.executable, "-m", "orders.relay"], env=env, stdout=log, stderr=log
+            )
+            try:
+                metrics = wait_for_metrics(
+                    relay, metrics_port, 'outbox_rows_delivered_total{topic="order.cancelled"} 1.0'
+                )
+                assert "outbox_backlog 0.0" in metrics
+                assert connection.exists("rq:job:orders-outbox-1")
+            finally:
+                relay.send_signal(signal.SIGTERM)
+                exit_code = relay.wait(timeout=30)
+                connection.flushdb()
+        assert exit_code == 0, log_path.read_text()
+        undelivered = db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+        assert undelivered.fetchone() == (0,)
+
+
+def wait_for_metrics(relay: subprocess.Popen[bytes], port: int, line: str) -> str:
+    """The relay's metrics once `line` is in them; a generous bound only to never hang."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and relay.poll() is None:
+        try:
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        except httpx.TransportError:
+            metrics = ""
+        if line in metrics:
+            return metrics
+        time.sleep(0.05)
+    raise AssertionError(f"the relay never reported {line!r} (exit code {relay.poll()})")
