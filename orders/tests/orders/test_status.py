@@ -180,7 +180,9 @@ class TestConfirm:
 class TestReject:
     async def test_rejects_a_pending_order_with_the_reason(self, client, place_order, db):
         order = await place_order()
-        response = await reject(client, order["id"], {"reason": "book 7: requested 3, available 1"})
+        response = await reject(
+            client, order["id"], {"reason": "  book 7: requested 3, available 1\n"}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert (body["status"], body["rejection_reason"]) == (

@@ -66,6 +66,9 @@ class OrderReject(msgspec.Struct, forbid_unknown_fields=True):
         ),
     ]
 
+    def __post_init__(self) -> None:
+        self.reason = self.reason.strip()
+
 
 class OrderItemRead(msgspec.Struct, kw_only=True):
     id: int
