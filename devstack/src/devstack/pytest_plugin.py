@@ -8,8 +8,11 @@ otherwise embedded servers start once per test session on free ports.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -19,24 +22,37 @@ from psycopg import sql
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
 
 
+@contextmanager
+def _server_folder(name: str) -> Iterator[Path]:
+    """A folder outside pytest's temp tree, which a concurrent pytest session may prune
+    while this session's server still writes there."""
+    folder = Path(tempfile.mkdtemp(prefix=f"bookstore-test-{name}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """Admin URL of a PostgreSQL server the tests may create databases on."""
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url
         return
-    with EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port()) as server:
+    with _server_folder("pg") as folder, EmbeddedPostgres(folder / "data", free_port()) as server:
         yield server.url
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     """URL of a Redis database the tests own (flushed by the tests that use it)."""
     if url := os.environ.get("TEST_REDIS_URL"):
         yield url
         return
-    data_dir = tmp_path_factory.mktemp("valkey")
-    with EmbeddedValkey(data_dir, free_port(), persist=False) as server:
+    with (
+        _server_folder("valkey") as folder,
+        EmbeddedValkey(folder, free_port(), persist=False) as server,
+    ):
         yield server.url
 
 
