@@ -2,7 +2,7 @@
 # locked environment first, so a machine with nothing but python3 can run them.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen
-SUITES := servicekit books orders devstack
+SUITES := servicekit books orders workers devstack
 
 .DEFAULT_GOAL := help
 .PHONY: help deps run test lint fmt migrate seed bench clean

@@ -140,3 +140,31 @@ class TestAbandonedJob:
         samples = scrape(metrics_port)
         assert samples[("workers_jobs_abandoned_total", labels)] == 1
         assert samples[("workers_jobs_succeeded_total", labels)] == 1
+
+
+class TestStartup:
+    def test_refuses_to_start_without_a_service_key(
+        self, start_worker: Callable[..., WorkerProcess]
+    ) -> None:
+        worker = start_worker(SERVICE_KEY="")
+
+        assert worker.wait(timeout_s=30) == 2
+        assert "SERVICE_KEY is not set" in worker.output()
+
+    @pytest.mark.timeout(120)
+    def test_serves_metrics_and_stops_on_sigterm_without_a_metrics_dir_set(
+        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+    ) -> None:
+        port = free_port()
+        worker = start_worker(PROMETHEUS_MULTIPROC_DIR="", WORKERS_METRICS_PORT=str(port))
+
+        def metrics_served() -> bool:
+            try:
+                return ("workers_redis_up", ()) in scrape(port)
+            except httpx.HTTPError:
+                return False
+
+        wait_until(metrics_served, timeout_s=30, what="the metrics endpoint")
+        assert scrape(port)[("workers_queue_depth", (("queue", "orders"),))] == 0
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout_s=60) == 0

@@ -27,7 +27,6 @@ import redis
 from rq import Queue, Retry, Worker
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
-from rq.worker_pool import WorkerPool
 
 DEFAULT_JOBS = 2000
 POLL_S = 0.005
@@ -86,14 +85,12 @@ def _run_single(worker_class_name: str) -> Callable[[str, str, int], None]:
 
 def _run_pool(worker_class_name: str) -> Callable[[str, str, int], None]:
     def run(redis_url: str, queue_name: str, processes: int) -> None:
-        connection = redis.Redis.from_url(redis_url)
-        pool = WorkerPool(
+        module = _worker_module()
+        pool = module.worker_pool(
+            redis.Redis.from_url(redis_url),
             [queue_name],
-            connection=connection,
-            num_workers=processes,
-            worker_class=_worker_class(worker_class_name),
-            serializer=JSONSerializer,
-            queue_class=_worker_module().JobQueue,
+            processes=processes,
+            worker_class=getattr(module, worker_class_name),
         )
         pool.start(burst=True, logging_level="WARNING")
 

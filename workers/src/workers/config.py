@@ -39,13 +39,14 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(default=10.0, gt=0)
     cloudinary_timeout_s: float = Field(default=20.0, gt=0)
 
-    # How fast a job whose worker died (SIGKILL, OOM, lost host) runs again: its entry in
-    # the StartedJobRegistry expires `job_timeout + 60` s after it started, and the next
-    # registry cleanup (every `maintenance_interval_s`, checked at least every
-    # `worker_ttl_s - 15` s while idle) requeues it. With the relay's 30 s job timeout
-    # that is at most about 90 + 15 + 15 s.
+    # Bound how soon a job whose worker died runs again (see workers.worker).
     maintenance_interval_s: int = Field(default=15, ge=1)
     worker_ttl_s: int = Field(default=30, ge=16)
+
+    @field_validator("service_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("queues", mode="before")
     @classmethod
