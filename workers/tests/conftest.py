@@ -238,9 +238,12 @@ class Orders:
     def __init__(self, service: ServiceProcess) -> None:
         self.http = httpx.Client(base_url=service.url, timeout=10.0)
 
-    def place(self, *lines: tuple[int, int], **extra: Any) -> dict[str, Any]:
+    def place(
+        self, *lines: tuple[int, int], request_id: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
         body = {"items": [{"book_id": b, "quantity": q} for b, q in lines], **extra}
-        response = self.http.post("/v1/orders", json=body)
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        response = self.http.post("/v1/orders", json=body, headers=headers)
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
 

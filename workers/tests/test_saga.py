@@ -14,6 +14,7 @@ import pytest
 import redis
 from rq.job import JobStatus
 
+from devstack.services import ServiceProcess
 from tests.conftest import (
     Books,
     Orders,
@@ -47,6 +48,32 @@ def book(books: Books) -> dict[str, Any]:
 
 
 class TestPlaceOrder:
+    def test_the_request_id_of_the_order_follows_the_job_to_books_and_orders(
+        self,
+        saga_env: dict[str, str],
+        connection: redis.Redis,
+        redis_url: str,
+        orders_database_url: str,
+        books_service: ServiceProcess,
+        orders_service: ServiceProcess,
+        orders: Orders,
+        book: dict[str, Any],
+    ) -> None:
+        order = orders.place((book["id"], 1), request_id="req-saga-4b1d")
+        deliver(orders_database_url, redis_url)
+
+        work(connection, "orders")
+
+        assert fetch(connection, "orders-outbox-1").meta["request_id"] == "req-saga-4b1d"
+        assert any(
+            "req-saga-4b1d" in line and "/internal/v1/stock/reservations" in line
+            for line in books_service.output().splitlines()
+        )
+        assert any(
+            "req-saga-4b1d" in line and f"/internal/v1/orders/{order['id']}/confirm" in line
+            for line in orders_service.output().splitlines()
+        )
+
     def test_reserved_stock_confirms_the_order(
         self,
         saga_env: dict[str, str],
