@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from devstack.servers import free_port
 
 class Stack:
     def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.books_port = free_port()
         self.orders_port = free_port()
         self.env = {
@@ -30,6 +33,8 @@ class Stack:
             "BOOKS_PORT": str(self.books_port),
             "ORDERS_PORT": str(self.orders_port),
             "BOOKS_RELAY_METRICS_PORT": str(free_port()),
+            "ORDERS_RELAY_METRICS_PORT": str(free_port()),
+            "WORKERS_METRICS_PORT": str(free_port()),
         }
         self.process: subprocess.Popen[str] | None = None
 
@@ -69,13 +74,26 @@ class Stack:
         return output
 
 
+def wait_for_status(order_url: str, timeout_s: float = 30) -> str:
+    """The order's status once the workers have moved it on from pending."""
+    deadline = time.monotonic() + timeout_s
+    while (status := httpx.get(order_url).json()["status"]) == "pending":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return str(status)
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path / "data")
+def stack() -> Iterator[Stack]:
+    # Outside pytest's temp tree: the embedded server's own user must reach the data.
+    data_dir = Path(tempfile.mkdtemp(prefix="bookstore-test-stack-"))
+    stack = Stack(data_dir)
     yield stack
     if stack.process is not None and stack.process.poll() is None:
         stack.process.kill()
         stack.process.wait()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class TestMakeRun:
@@ -91,6 +109,7 @@ class TestMakeRun:
             json={"items": [{"book_id": created.json()["id"], "quantity": 2}]},
         )
         assert order.status_code == 201
+        assert wait_for_status(f"{stack.orders_url}{order.headers['location']}") == "confirmed"
         output = stack.stop(signal.SIGTERM)
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
@@ -105,10 +124,10 @@ class TestMakeRun:
         )
         stack.stop(signal.SIGINT)
 
-    def test_stop_leaves_no_server_running(self, stack: Stack, tmp_path: Path) -> None:
+    def test_stop_leaves_no_server_running(self, stack: Stack) -> None:
         stack.start()
         stack.stop()
-        assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+        assert not (stack.data_dir / "postgres" / "postmaster.pid").exists()
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{stack.books_url}/health", timeout=1)
 

@@ -59,6 +59,11 @@ class TestReserveStock:
         assert (stock_of(db, untracked["id"]), stock_of(db, tracked["id"])) == (None, 0)
         assert movements(db) == [("order:1", tracked["id"], "reserve", 1)]
 
+    async def test_untracked_book_is_left_unchanged(self, make_book, reserve, client) -> None:  # type: ignore[no-untyped-def]
+        untracked = await make_book()
+        await reserve("order:1", (untracked["id"], 3))
+        assert (await client.get(f"/v1/books/{untracked['id']}")).json() == untracked
+
     async def test_takes_the_last_copies(self, make_book, reserve, db) -> None:  # type: ignore[no-untyped-def]
         book = await make_book(stock=4)
         assert (await reserve("order:1", (book["id"], 4))).json()["status"] == "reserved"

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import honcho.manager
 import psycopg
 from honcho.manager import Manager
 from psycopg import sql
@@ -92,6 +93,18 @@ class StackConfig:
                     "books.relay",
                     "BOOKS_RELAY_METRICS_PORT",
                     int(env.get("BOOKS_RELAY_METRICS_PORT", "9103")),
+                ),
+                Worker(
+                    "orders-relay",
+                    "orders.relay",
+                    "ORDERS_RELAY_METRICS_PORT",
+                    int(env.get("ORDERS_RELAY_METRICS_PORT", "9101")),
+                ),
+                Worker(
+                    "workers",
+                    "workers.worker",
+                    "WORKERS_METRICS_PORT",
+                    int(env.get("WORKERS_METRICS_PORT", "9102")),
                 ),
             ),
         )
@@ -190,6 +203,11 @@ def _print_banner(config: StackConfig, env: dict[str, str]) -> None:
     print("\n".join(lines), flush=True)
 
 
+# honcho SIGKILLs what has not stopped 5 s after SIGTERM; an RQ worker's warm shutdown
+# finishes its current job first (up to the relay's 30 s job timeout).
+honcho.manager.KILL_WAIT = 35
+
+
 def serve(config: StackConfig, env: dict[str, str]) -> int:
     ports = [(s.name, s.port, f"{s.name.upper()}_PORT") for s in config.services] + [
         (w.name, w.metrics_port, w.metrics_port_env) for w in config.workers
@@ -203,6 +221,8 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         **os.environ,
         **env,
         "ORDERS_BOOKS_URL": f"http://127.0.0.1:{config.service('books').port}",
+        "WORKERS_BOOKS_URL": f"http://127.0.0.1:{config.service('books').port}",
+        "WORKERS_ORDERS_URL": f"http://127.0.0.1:{config.service('orders').port}",
         **{worker.metrics_port_env: str(worker.metrics_port) for worker in config.workers},
     }
     manager = Manager()

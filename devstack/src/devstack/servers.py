@@ -122,6 +122,10 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if not self._started or not self.is_running():
             return
+        if _run_as() is not None:
+            # Something may have tightened a parent folder since start (pytest resets its
+            # temp root to 0700), and pg_ctl runs as the server's user.
+            pg_utils.ensure_prefix_permissions(self.data_dir)
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_run_as(), timeout=60)
         except subprocess.CalledProcessError:

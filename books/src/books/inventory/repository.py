@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
@@ -62,7 +62,12 @@ class StockRepository:
                 Book.active,
                 Book.stock.is_(None) | (Book.stock >= quantity),
             )
-            .values(stock=Book.stock - quantity, updated_at=func.now())
+            # An untracked book is only checked (it exists, it is active): its row, and the
+            # `updated_at` clients see, stay as they were.
+            .values(
+                stock=Book.stock - quantity,
+                updated_at=case((Book.stock.is_(None), Book.updated_at), else_=func.now()),
+            )
             .returning(Book.stock)
         )
         row = (
