@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import psycopg
 from honcho.manager import Manager
 from psycopg import sql
 
+from devstack import monitoring
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, PortInUseError, port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -63,6 +65,7 @@ class StackConfig:
     redis_port: int
     services: tuple[Service, ...]
     workers: tuple[Worker, ...]
+    prometheus_port: int
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -71,6 +74,7 @@ class StackConfig:
             data_dir=Path(env.get("STACK_DATA_DIR", REPO_ROOT / ".data")).resolve(),
             postgres_port=int(env.get("STACK_POSTGRES_PORT", "5433")),
             redis_port=int(env.get("STACK_REDIS_PORT", "6380")),
+            prometheus_port=int(env.get("STACK_PROMETHEUS_PORT", "9090")),
             services=(
                 Service(
                     "books",
@@ -190,13 +194,15 @@ def service_key(config: StackConfig) -> dict[str, str]:
     return {"SERVICE_KEY": path.read_text().strip()}
 
 
-def _print_banner(config: StackConfig, env: dict[str, str]) -> None:
+def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: bool) -> None:
     lines = ["", "Bookstore is starting:"]
     for service in config.services:
         base = f"http://127.0.0.1:{service.port}"
         lines.append(f"  {service.name:<12} {base}   docs {base}/docs   metrics {base}/metrics")
     for worker in config.workers:
         lines.append(f"  {worker.name:<12} metrics http://127.0.0.1:{worker.metrics_port}/metrics")
+    if with_prometheus:
+        lines.append(f"  {'prometheus':<12} http://127.0.0.1:{config.prometheus_port}")
     lines.append(f"  {'redis':<12} {env['REDIS_URL']}")
     lines.append(f"  {'data':<12} {config.data_dir}")
     lines.append("Press Ctrl-C to stop.\n")
@@ -206,6 +212,25 @@ def _print_banner(config: StackConfig, env: dict[str, str]) -> None:
 # honcho SIGKILLs what has not stopped 5 s after SIGTERM; an RQ worker's warm shutdown
 # finishes its current job first (up to the relay's 30 s job timeout).
 honcho.manager.KILL_WAIT = 35
+
+
+def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
+    """`MONITORING=1`: a local Prometheus scraping every process, with the alert rules."""
+    targets = {s.name: s.port for s in config.services} | {
+        w.name: w.metrics_port for w in config.workers
+    }
+    command = monitoring.local_prometheus_command(
+        targets, config.data_dir / "prometheus", port=config.prometheus_port
+    )
+    if command is None:
+        print("MONITORING=1: no prometheus binary (apt-get install prometheus); skipped")
+        return False
+    if not port_is_free(config.prometheus_port):
+        raise StackError(
+            f"port {config.prometheus_port} for prometheus is taken: set STACK_PROMETHEUS_PORT"
+        )
+    manager.add_process("prometheus", "exec " + shlex.join(command), cwd=str(REPO_ROOT))
+    return True
 
 
 def serve(config: StackConfig, env: dict[str, str]) -> int:
@@ -238,7 +263,8 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         manager.add_process(
             worker.name, f"exec {sys.executable} -m {worker.module}", env=env, cwd=str(REPO_ROOT)
         )
-    _print_banner(config, env)
+    with_prometheus = os.environ.get("MONITORING") == "1" and _add_prometheus(manager, config)
+    _print_banner(config, env, with_prometheus=with_prometheus)
     manager.loop()
     # honcho reports 130/143 when Ctrl-C or SIGTERM stopped the stack: a normal stop.
     return 0 if manager.returncode in (None, 130, 143) else manager.returncode
