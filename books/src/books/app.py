@@ -12,10 +12,11 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from books.catalog.router import router as catalog_router
 from books.config import Settings, get_settings
 from books.covers.router import router as covers_router
-from books.db import create_engine, create_sessionmaker
+from books.db import create_engine
 from books.errors import install_error_handlers
 from books.inventory.router import router as inventory_router
 from books.system import router as system_router
+from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 
 

@@ -7,13 +7,7 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def async_database_url(url: str) -> str:
-    """SQLAlchemy URL for psycopg 3 from a plain `postgresql://` URL."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    raise ValueError("database URL must start with postgresql://")
+from servicekit.database import libpq_url, sqlalchemy_url
 
 
 class Settings(BaseSettings):
@@ -61,12 +55,13 @@ class Settings(BaseSettings):
     @property
     def psycopg_database_url(self) -> str:
         """The database URL for plain psycopg (the relay, scripts)."""
-        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return libpq_url(self.database_url)
 
     @field_validator("database_url")
     @classmethod
-    def _use_psycopg(cls, url: str) -> str:
-        return async_database_url(url)
+    def _known_scheme(cls, url: str) -> str:
+        sqlalchemy_url(url)
+        return url
 
 
 @lru_cache

@@ -162,14 +162,9 @@ def demo_rows(
     return rows
 
 
-def libpq_url(url: str) -> str:
-    """A URL psycopg accepts, from the SQLAlchemy `postgresql+psycopg://` form."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def database_url() -> str:
     """The books database of the environment (BOOKS_DATABASE_URL or the `make run` stack)."""
-    return libpq_url(get_settings().database_url)
+    return get_settings().psycopg_database_url
 
 
 def describe(url: str) -> str:

@@ -17,9 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
+
+# Property tests explore the same examples on every run (CI must not turn red by chance),
+# and a loaded machine must not fail them on time.
+hypothesis_settings.register_profile("bookstore", derandomize=True, deadline=None)
+hypothesis_settings.load_profile("bookstore")
 
 
 @contextmanager

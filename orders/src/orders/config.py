@@ -14,19 +14,13 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from servicekit.database import libpq_url
+
 ENV_PREFIX = "ORDERS_"
 SHARED_ENV = ("SERVICE_KEY", "REDIS_URL")
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
-
-
-def async_database_url(url: str) -> str:
-    """SQLAlchemy URL for psycopg 3 from a plain `postgresql://` URL."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    raise ValueError("database URL must start with postgresql://")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,15 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_metrics_port: Annotated[int, Meta(ge=1, le=65535)] = 9101
 
     @property
-    def sqlalchemy_url(self) -> str:
-        return async_database_url(self.database_url)
-
-    @property
     def psycopg_database_url(self) -> str:
         """The database URL for plain psycopg (the relay)."""
-        return "postgresql://" + async_database_url(self.database_url).removeprefix(
-            "postgresql+psycopg://"
-        )
+        return libpq_url(self.database_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

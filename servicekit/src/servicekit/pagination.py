@@ -13,7 +13,11 @@ def page_offsets(*, total: int, limit: int, offset: int) -> dict[str, int]:
     beyond the end, `prev` leads back to the last page rather than into a
     void.
     """
-    last = ((total - 1) // limit) * limit if total > 0 else 0
+    if offset < total:
+        # The page reached by following `next` from here, so unaligned offsets stay consistent.
+        last = offset + ((total - 1 - offset) // limit) * limit
+    else:
+        last = ((total - 1) // limit) * limit if total > 0 else 0
     offsets = {"first": 0}
     if offset > 0:
         offsets["prev"] = max(0, min(offset - limit, last))
