@@ -8,6 +8,7 @@ import configparser
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from devstack.servers import POSTGRES_BIN_PATH, EmbeddedPostgres, free_port
+from servicekit.relay import JobPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -38,10 +40,32 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 INIT_SCRIPT = REPO_ROOT / "docker" / "postgres" / "init" / "01-databases.sh"
 MONITORING = REPO_ROOT / "monitoring"
+PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
 # Our images copy repository paths to the same paths under their WORKDIR.
 IMAGE_ROOT = PurePosixPath("/app")
 # The ports of DESIGN.md §1, which `make run`, the images and compose share.
 API_PORTS = {"books": 8001, "orders": 8082}
+# The setting that holds the port each `python -m` program serves its metrics on.
+PORT_SETTINGS = {
+    "books.relay": "relay_metrics_port",
+    "orders.relay": "relay_metrics_port",
+    "workers.worker": "metrics_port",
+}
+# Third-party images Prometheus scrapes: the port each listens on by default.
+IMAGE_PORTS = {"oliver006/redis_exporter": 9121, "prometheuscommunity/postgres-exporter": 9187}
+
+
+def _cloudinary_account() -> object:
+    import cloudinary
+
+    return cloudinary.Config().cloud_name
+
+
+# Variables a service passes to a library its package uses rather than to its settings:
+# name -> (the library's distribution, what the library makes of the environment).
+LIBRARY_ENV: dict[str, tuple[str, Callable[[], object]]] = {
+    "CLOUDINARY_URL": ("cloudinary", _cloudinary_account),
+}
 
 
 # --- reading the files -----------------------------------------------------------------
@@ -92,6 +116,18 @@ class Dockerfile:
     @property
     def cmd(self) -> list[str]:
         return _exec_form(self.last("CMD"))
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The final stage's ENV variables (`NAME=value` form)."""
+        env = {}
+        for instruction in self.final:
+            if instruction.keyword == "ENV":
+                for token in instruction.tokens():
+                    name, separator, value = token.partition("=")
+                    assert separator, f"ENV {instruction.args}: use NAME=value"
+                    env[name] = value
+        return env
 
     @property
     def healthcheck(self) -> list[str]:
@@ -196,6 +232,65 @@ def environment_of(service: str) -> dict[str, str]:
     return {name: "" if value is None else str(value) for name, value in environment.items()}
 
 
+def healthcheck_of(service: str) -> list[str] | None:
+    """The check compose runs: the service's own, else its image's (None if none)."""
+    check = services()[service].get("healthcheck", {})
+    if check.get("disable"):
+        return None
+    if "test" in check:
+        test = check["test"]
+        return ["CMD-SHELL", test] if isinstance(test, str) else [str(t) for t in test]
+    if "build" in services()[service]:
+        dockerfile = dockerfile_of(service)
+        if any(i.keyword == "HEALTHCHECK" for i in dockerfile.final):
+            return ["CMD", *dockerfile.healthcheck]
+    return None
+
+
+def container_env(service: str) -> dict[str, str]:
+    """What the process sees: the image's ENV, overridden by compose's (interpolated)."""
+    compose_env = {k: interpolate(v, env_example()) for k, v in environment_of(service).items()}
+    return dockerfile_of(service).env | compose_env
+
+
+def listening_port(service: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The port the service's program serves HTTP on (its API or its metrics)."""
+    if "build" not in services()[service]:
+        return IMAGE_PORTS[services()[service]["image"].partition(":")[0]]
+    program, *args = command_of(service)
+    if program == "uvicorn":
+        return int(_option(args, "--port"))
+    assert program == "python", f"{service}: teach this test where {program} listens"
+    module, attribute = args[1], PORT_SETTINGS[args[1]]
+    assert f"settings.{attribute}" in inspect.getsource(importlib.import_module(module))
+    package = dockerfile_of(service).package
+    fields = settings_fields(package)
+    env = {k: v for k, v in container_env(service).items() if k in fields}
+    return int(getattr(load_settings(package, env, monkeypatch), attribute))
+
+
+def scrape_targets() -> list[Any]:
+    """(job, host, port) of every target in monitoring/prometheus.yml."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = []
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                targets.append(pytest.param(host, int(port), id=job["job_name"]))
+        for dns in job.get("dns_sd_configs", []):
+            targets += [pytest.param(n, dns["port"], id=job["job_name"]) for n in dns["names"]]
+    return targets
+
+
+def seconds(duration: str) -> int:
+    """A compose duration such as `1m30s`, in whole seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([hms])", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"unsupported duration {duration!r}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
 def env_example() -> dict[str, str]:
     values = {}
     for line in ENV_EXAMPLE.read_text().splitlines():
@@ -287,7 +382,7 @@ def settings_fields(package: str) -> dict[str, str]:
     settings = config.Settings
     if isinstance(settings, type) and issubclass(settings, BaseSettings):
         prefix = settings.model_config.get("env_prefix", "")
-        fields = {}
+        fields: dict[str, str] = {}
         for name, field in settings.model_fields.items():
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
@@ -296,7 +391,8 @@ def settings_fields(package: str) -> dict[str, str]:
                 choices = [alias if isinstance(alias, str) else prefix + name]
             fields |= {choice.upper(): name for choice in choices}
         return fields
-    return {config.ENV_PREFIX + name.upper(): name for name in settings.__struct_fields__}
+    prefixed = {config.ENV_PREFIX + name.upper(): name for name in settings.__struct_fields__}
+    return prefixed | {name: name.lower() for name in getattr(config, "SHARED_ENV", ())}
 
 
 def load_settings(package: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -323,20 +419,12 @@ def empty_example_variables() -> list[Any]:
     return params
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    parts = []
-    for token in re.split(r"(\*\*/?|\*|\?|\[[^\]]*\])", pattern):
-        if token.startswith("**"):
-            parts.append("(?:.*/)?" if token == "**/" else ".*")
-        elif token == "*":
-            parts.append("[^/]*")
-        elif token == "?":
-            parts.append("[^/]")
-        elif token.startswith("["):
-            parts.append(token)
-        else:
-            parts.append(re.escape(token))
-    return re.compile("".join(parts))
+def _docker_glob(pattern: str, path: str) -> bool:
+    """Go's filepath.Match (`*` stays within one name), plus Docker's leading `**/`."""
+    if pattern.startswith("**/"):
+        parts = PurePosixPath(path).parts
+        return any(_docker_glob(pattern[3:], "/".join(parts[i:])) for i in range(len(parts)))
+    return PurePosixPath("/", path).match("/" + pattern)
 
 
 def dockerignore_excludes(path: str) -> bool:
@@ -350,8 +438,8 @@ def dockerignore_excludes(path: str) -> bool:
         if not pattern or pattern.startswith("#"):
             continue
         negated = pattern.startswith("!")
-        regex = _glob_regex(pattern.removeprefix("!").strip("/"))
-        if any(regex.fullmatch(candidate) for candidate in candidates):
+        glob = pattern.removeprefix("!").strip("/")
+        if any(_docker_glob(glob, candidate) for candidate in candidates):
             excluded = not negated
     return excluded
 
@@ -412,20 +500,18 @@ class TestComposeFile:
         dependencies = services()[service].get("depends_on", {})
         for dependency, rule in dependencies.items():
             if rule["condition"] == "service_healthy":
-                check = services()[dependency].get("healthcheck", {})
-                has_image_check = "build" in services()[dependency] and any(
-                    i.keyword == "HEALTHCHECK" for i in dockerfile_of(dependency).final
-                )
-                assert (check and not check.get("disable")) or has_image_check, dependency
+                assert healthcheck_of(dependency), dependency
 
     @pytest.mark.parametrize("service", [s for s in built_services() if not is_one_shot(s)])
-    def test_long_running_service_has_a_healthcheck_for_what_it_runs(self, service: str) -> None:
-        """The image's check asks the image's own CMD; another command (the relay in the
-        orders image) needs a check of its own."""
-        check = services()[service].get("healthcheck", {})
-        assert not check.get("disable")
-        if command_of(service) != dockerfile_of(service).cmd:
-            assert check.get("test"), f"{service} runs another command than its image's CMD"
+    def test_long_running_service_checks_the_port_its_program_serves(
+        self, service: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The image's check asks the image's own CMD; another command (a relay in the
+        books or orders image) needs a check of its own, on its metrics port."""
+        check = healthcheck_of(service)
+        assert check, f"{service} has no healthcheck"
+        assert check[:3] == ["CMD", "python", "-c"], "the slim images have no curl"
+        assert f"http://127.0.0.1:{listening_port(service, monkeypatch)}/" in check[3]
 
     @pytest.mark.parametrize("service", [s for s in built_services() if not is_one_shot(s)])
     def test_waits_for_the_migrations_of_its_image(self, service: str) -> None:
@@ -539,11 +625,22 @@ class TestPortsAndEnvironment:
 
         assert urlsplit(Settings().books_url).port == API_PORTS["books"]
 
+    def test_the_apis_and_the_workers_share_one_required_service_key(self) -> None:
+        """Workers present the key to both internal APIs; an API without it refuses them."""
+        keys = {environment_of(service).get("SERVICE_KEY") for service in (*API_PORTS, "workers")}
+        (key,) = keys
+        assert key is not None
+        assert key.startswith("${SERVICE_KEY:?")
+
     @pytest.mark.parametrize("service", built_services())
-    def test_sets_only_variables_its_settings_read(self, service: str) -> None:
-        unknown = (
-            environment_of(service).keys() - settings_fields(dockerfile_of(service).package).keys()
-        )
+    def test_sets_only_variables_its_settings_or_libraries_read(self, service: str) -> None:
+        package = dockerfile_of(service).package
+        for_libraries = {
+            name
+            for name, (library, _) in LIBRARY_ENV.items()
+            if library in requirement_names(package)
+        }
+        unknown = environment_of(service).keys() - settings_fields(package).keys() - for_libraries
         assert unknown == set(), f"{service} sets variables nothing reads"
 
     @pytest.mark.parametrize("service", built_services())
@@ -559,6 +656,13 @@ class TestPortsAndEnvironment:
     ) -> None:
         """`NAME=` in .env.example reaches the container as an empty string, which the
         settings must read as "not configured" (their default), not as a value."""
+        if variable in LIBRARY_ENV:
+            read = LIBRARY_ENV[variable][1]
+            monkeypatch.setenv(variable, "")
+            configured = read()
+            monkeypatch.delenv(variable)
+            assert configured == read()
+            return
         package = dockerfile_of(service).package
         attribute = settings_fields(package)[variable]
         configured = load_settings(package, {variable: ""}, monkeypatch)
@@ -567,14 +671,16 @@ class TestPortsAndEnvironment:
         )
 
     @pytest.mark.parametrize("service", built_services())
-    def test_urls_point_at_services_and_their_ports(self, service: str) -> None:
+    def test_urls_point_at_services_and_their_ports(
+        self, service: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         for name, value in environment_of(service).items():
             url = urlsplit(interpolate(value, env_example()))
             if url.scheme not in ("http", "postgresql", "redis"):
                 continue
             assert url.hostname in services(), f"{name}: {url.hostname} is not a service"
             if url.scheme == "http":
-                assert url.port == int(_option(command_of(url.hostname), "--port"))
+                assert url.port == listening_port(url.hostname, monkeypatch)
             if url.scheme == "postgresql":
                 assert url.port == 5432
                 db_env = environment_of(url.hostname)
@@ -588,6 +694,43 @@ class TestPortsAndEnvironment:
                 assert created, f"the init script does not create {database} for {role}"
                 password_variable = created[1]
                 assert interpolate(db_env[password_variable], env_example()) == url.password
+
+
+# --- monitoring and the workers --------------------------------------------------------
+
+
+class TestScrapeTargets:
+    @pytest.mark.parametrize(("host", "port"), scrape_targets())
+    def test_target_is_a_service_serving_that_port(
+        self, host: str, port: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert host in services(), f"prometheus.yml scrapes {host}, which is not a service"
+        assert listening_port(host, monkeypatch) == port
+        # Up whenever Prometheus is: in no profile, or in one of Prometheus'.
+        profiles = set(services()[host].get("profiles", []))
+        assert profiles <= set(services()["prometheus"]["profiles"])
+
+
+class TestWorkers:
+    def test_runs_two_replicas_prometheus_finds_by_dns(self) -> None:
+        workers = services()["workers"]
+        assert workers["deploy"]["replicas"] == 2
+        assert "container_name" not in workers, "a fixed name allows a single replica"
+        assert "ports" not in workers, "replicas cannot share a published port"
+
+    def test_a_running_job_can_finish_before_the_stop_turns_into_a_kill(self) -> None:
+        grace = seconds(services()["workers"]["stop_grace_period"])
+        assert grace >= JobPolicy().timeout_s + 5
+
+    def test_metrics_are_shared_through_a_tmpfs_of_their_own(self) -> None:
+        """The directory must exist and be writable on the read-only root filesystem; a
+        mount of its own exists from the start (a folder under /tmp would not)."""
+        from workers.worker import MULTIPROC_DIR_ENV
+
+        workers = services()["workers"]
+        assert workers["read_only"]
+        mounts = {str(mount).partition(":")[0] for mount in workers["tmpfs"]}
+        assert container_env("workers")[MULTIPROC_DIR_ENV] in mounts
 
 
 # --- the Dockerfiles -------------------------------------------------------------------
