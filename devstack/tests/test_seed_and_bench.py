@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,9 +27,12 @@ from books.seed import SeedError, demo_rows, seed_books
 from books.seed import main as seed_main
 from devstack import bench
 from devstack.pytest_plugin import create_database, drop_database
-from devstack.servers import free_port
+from devstack.servers import EmbeddedValkey, free_port
+from devstack.services import ServiceProcess
 
-BOOKS_DIR = Path(__file__).resolve().parents[2] / "books"
+ROOT = Path(__file__).resolve().parents[2]
+BOOKS_DIR = ROOT / "books"
+SERVICE_KEY = "bench-test-service-key-41c7"
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +244,7 @@ def books_api(books_url: str) -> Iterator[str]:
             *(sys.executable, "-m", "uvicorn", "--factory", "books.app:create_app"),
             *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
         ],
-        env={**os.environ, "BOOKS_DATABASE_URL": books_url},
+        env={**os.environ, "BOOKS_DATABASE_URL": books_url, "SERVICE_KEY": SERVICE_KEY},
         stdout=subprocess.DEVNULL,
     )
     base_url = f"http://127.0.0.1:{port}"
@@ -258,9 +264,9 @@ def books_api(books_url: str) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def bench_args(api: str, database: str, *extra: str) -> list[str]:
+def bench_args(api: str, database: str, *extra: str, only: str = "books") -> list[str]:
     return [
-        "--books-url", api, "--books-database-url", database,
+        "--books-url", api, "--books-database-url", database, "--only", only,
         "--concurrency", "2", "--requests", "5", "--duration", "60", "--warmup", "0",
         *extra,
     ]  # fmt: skip
@@ -320,9 +326,192 @@ class TestBenchCommand:
         self, books_url: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         api = f"http://127.0.0.1:{free_port()}"
-        assert bench.main(bench_args(api, books_url, "--only", "books")) == 1
+        assert bench.main(bench_args(api, books_url)) == 1
         assert f"books: skipped - no books service at {api}" in capsys.readouterr().out
 
     def test_refuses_non_local_targets(self, books_url: str) -> None:
         with pytest.raises(SystemExit):
             bench.parse_args(bench_args("http://example.com", books_url))
+
+    @pytest.mark.parametrize("option", ["--orders-url", "--redis-url"])
+    def test_refuses_non_local_orders_and_redis(self, books_url: str, option: str) -> None:
+        with pytest.raises(SystemExit):
+            bench.parse_args(bench_args("http://127.0.0.1:1", books_url, option, "redis://x"))
+
+
+class TestRedisDatabase:
+    def test_switches_the_database_of_the_same_server(self) -> None:
+        assert bench.redis_database("redis://127.0.0.1:6380/0", 1) == "redis://127.0.0.1:6380/1"
+        assert bench.redis_database("redis://127.0.0.1:6380", 1) == "redis://127.0.0.1:6380/1"
+
+
+@pytest.fixture(scope="module")
+def orders_database(postgres_server_url: str) -> Iterator[str]:
+    url = create_database(postgres_server_url, "bench_orders")
+    config = Config(str(ROOT / "orders" / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Valkey of this module alone: the relay and workers below listen on the stack's
+    queue names, which other test sessions sharing a Redis would feed."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-valkey-") as folder,
+        EmbeddedValkey(Path(folder), free_port(), persist=False) as server,
+    ):
+        yield server.url
+
+
+@contextmanager
+def module_process(module: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m <module>` until the end of the block, then SIGTERM (its clean stop)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def orders_stack(books_api: str, orders_database: str, own_redis: str) -> Iterator[str]:
+    """Orders with its relay and the workers, as `make run` runs them; the orders URL."""
+    env = {
+        "ORDERS_DATABASE_URL": orders_database,
+        "ORDERS_BOOKS_URL": books_api,
+        "SERVICE_KEY": SERVICE_KEY,
+        "REDIS_URL": own_redis,
+    }
+    with ServiceProcess("orders.app:create_app", free_port(), env) as orders:
+        relay_env = env | {"ORDERS_RELAY_METRICS_PORT": str(free_port())}
+        worker_env = env | {
+            "WORKERS_BOOKS_URL": books_api,
+            "WORKERS_ORDERS_URL": orders.url,
+            "WORKERS_METRICS_PORT": "0",
+        }
+        with (
+            module_process("orders.relay", relay_env),
+            module_process("workers.worker", worker_env),
+        ):
+            yield orders.url
+
+
+def order_args(
+    books_api: str, books_url: str, orders_url: str, orders_database: str, redis_url: str
+) -> list[str]:
+    return [
+        *bench_args(books_api, books_url, only="orders"),
+        *("--only", "workers", "--only", "saga"),
+        *("--orders-url", orders_url, "--orders-database-url", orders_database),
+        *("--redis-url", redis_url, "--worker-jobs", "4"),
+        *("--saga-rate", "10", "--saga-duration", "0.3"),
+    ]
+
+
+def order_statuses(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM orders GROUP BY status").fetchall())
+
+
+class TestOrdersWorkersAndSagaSections:
+    def test_tiny_run_prints_every_row_and_settles_every_order(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        orders_stack: str,
+        orders_database: str,
+        own_redis: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=20)
+        monkeypatch.setenv("SERVICE_KEY", SERVICE_KEY)
+        args = order_args(books_api, books_url, orders_stack, orders_database, own_redis)
+        assert bench.main(args) == 0
+        output = capsys.readouterr().out
+        for name in (
+            "POST /v1/orders (3 items)",
+            "GET /v1/orders/{id}",
+            "raw psycopg SELECT order + items",
+            "API/raw for GET by id: RPS",
+            "rq hello world",
+            "no-op job",
+            "place_order job",
+            "afterwards: 4 confirmed",
+            "POST /v1/orders at 10/s",
+            "commit -> confirmed",
+            "3 orders placed: 3 confirmed, 0 rejected, 0 pending",
+        ):
+            assert name in output
+        assert "first error" not in output
+        assert "skipped" not in output
+        # 5 placed by the orders section, 4 written for the workers, 3 by the saga section.
+        assert order_statuses(orders_database) == {"confirmed": 12}
+        reservations = scalar(db, "SELECT count(*) FROM stock_reservations")
+        assert reservations == 12
+
+    def test_place_order_row_is_skipped_without_a_service_key(
+        self,
+        books_api: str,
+        books_url: str,
+        orders_database: str,
+        own_redis: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.delenv("SERVICE_KEY", raising=False)
+        monkeypatch.setenv("STACK_DATA_DIR", str(tmp_path))
+        before = order_statuses(orders_database)
+        args = [
+            *bench_args(books_api, books_url, only="workers"),
+            *("--redis-url", own_redis, "--worker-jobs", "2"),
+            *("--orders-database-url", orders_database),
+        ]
+        assert bench.main(args) == 0
+        output = capsys.readouterr().out
+        assert "no-op job" in output
+        assert "place_order job: skipped - no SERVICE_KEY and no" in output
+        assert order_statuses(orders_database) == before
+
+    def test_unreachable_orders_and_redis_are_skipped_with_notes(
+        self, books_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        orders_url = f"http://127.0.0.1:{free_port()}"
+        redis_url = f"redis://127.0.0.1:{free_port()}/0"
+        args = [
+            *bench_args(orders_url, books_url, only="orders"),
+            *("--only", "workers", "--only", "saga"),
+            *("--orders-url", orders_url, "--redis-url", redis_url),
+        ]
+        assert bench.main(args) == 1
+        output = capsys.readouterr().out
+        assert f"orders: skipped - no orders service at {orders_url}" in output
+        assert "workers: skipped - no Redis at redis://127.0.0.1:" in output
+        assert f"saga: skipped - no orders service at {orders_url}" in output
+
+
+def sleep_instead_of_working(redis_url: str, queue_name: str, processes: int) -> None:
+    time.sleep(60)
+
+
+class TestWorkerRow:
+    def test_a_stuck_setup_becomes_a_failed_row_within_the_timeout(self, own_redis: str) -> None:
+        stuck = bench.worker_bench.Setup("stuck", 1, sleep_instead_of_working)
+        row = bench.worker_row("stuck", stuck, own_redis, 2, timeout_s=0.5)
+        assert (row.requests, row.errors) == (2, 2)
+        assert row.first_error == "stuck finished 0 of 2 jobs in 0.5 s"

@@ -109,16 +109,26 @@ def _worker_class(name: str) -> type[BaseWorker]:
     return worker_class
 
 
+def hello_world_setup() -> Setup:
+    """The baseline: RQ's hello world."""
+    return Setup("rq hello world: Worker, pickle, default options", 1, _run_hello_world, True)
+
+
+def chosen_setup(processes: int) -> Setup:
+    """What `python -m workers.worker` runs."""
+    return Setup("WorkerPool of SimpleJobWorker", processes, _run_pool("SimpleJobWorker"))
+
+
 def default_setups(processes: int) -> list[Setup]:
     """RQ's hello world, then each worker class alone and in pools of `processes` and twice
     that (the jobs wait on HTTP, so more processes than cores may pay)."""
     return [
-        Setup("rq hello world: Worker, pickle, default options", 1, _run_hello_world, True),
+        hello_world_setup(),
         Setup("ForkingJobWorker (fork per job)", 1, _run_single("ForkingJobWorker")),
         Setup("SimpleJobWorker", 1, _run_single("SimpleJobWorker")),
         Setup("WorkerPool of ForkingJobWorker", processes, _run_pool("ForkingJobWorker")),
-        Setup("WorkerPool of SimpleJobWorker", processes, _run_pool("SimpleJobWorker")),
-        Setup("WorkerPool of SimpleJobWorker", 2 * processes, _run_pool("SimpleJobWorker")),
+        chosen_setup(processes),
+        chosen_setup(2 * processes),
     ]
 
 
@@ -137,8 +147,9 @@ def measure(
     jobs: int,
     function: str = "workers.bench.noop",
     payload: Callable[[int], dict[str, Any]] = lambda number: {"number": number},
+    timeout_s: float | None = None,
 ) -> WorkerBenchRow:
-    """Enqueue `jobs` jobs, then time one setup draining them."""
+    """Enqueue `jobs` jobs, then time one setup draining them (within `timeout_s`, if set)."""
     connection = redis.Redis.from_url(redis_url)
     run_id = uuid.uuid4().hex[:8]
     queue_name = f"bench-{run_id}"
@@ -171,12 +182,22 @@ def measure(
             )
             started = time.perf_counter()
             child.start()
-            while int(connection.zcard(finished_key)) < jobs:
-                if not child.is_alive() and int(connection.zcard(finished_key)) < jobs:
-                    raise RuntimeError(f"{setup.name} stopped before finishing its jobs")
-                time.sleep(POLL_S)
-            seconds = time.perf_counter() - started
-            child.join(timeout=30)
+            try:
+                while int(connection.zcard(finished_key)) < jobs:
+                    if not child.is_alive() and int(connection.zcard(finished_key)) < jobs:
+                        raise RuntimeError(f"{setup.name} stopped before finishing its jobs")
+                    if timeout_s is not None and time.perf_counter() - started > timeout_s:
+                        done = int(connection.zcard(finished_key))
+                        raise TimeoutError(
+                            f"{setup.name} finished {done} of {jobs} jobs in {timeout_s:g} s"
+                        )
+                    time.sleep(POLL_S)
+                seconds = time.perf_counter() - started
+            finally:
+                # SIGTERM: a pool passes it on as a warm shutdown to its workers.
+                if child.is_alive() and int(connection.zcard(finished_key)) < jobs:
+                    child.terminate()
+                child.join(timeout=30)
         return WorkerBenchRow(setup.name, setup.processes, jobs, seconds)
     finally:
         _delete_keys(connection, run_id)
