@@ -2,36 +2,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 
 from books.app import create_app
 from books.config import Settings
-from devstack.pytest_plugin import create_database, drop_database
-
-BOOKS_DIR = Path(__file__).resolve().parents[1]
-
-
-def alembic_config(database_url: str) -> Config:
-    config = Config(str(BOOKS_DIR / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", database_url)
-    return config
-
-
-@pytest.fixture(scope="session")
-def books_database_url(postgres_server_url: str) -> Iterator[str]:
-    """A books database migrated once per session with the production migrations."""
-    url = create_database(postgres_server_url, "books_test")
-    command.upgrade(alembic_config(url), "head")
-    yield url
-    drop_database(postgres_server_url, url)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ import psycopg
 import pytest
 from alembic import command
 
-from devstack.pytest_plugin import create_database, drop_database
-from tests.conftest import alembic_config
+from devstack.pytest_plugin import alembic_config, create_database, drop_database
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def tables(url: str) -> set[str]:
 
 class TestMigrations:
     def test_upgrade_downgrade_upgrade(self, empty_database: str) -> None:
-        config = alembic_config(empty_database)
+        config = alembic_config("books", empty_database)
         command.upgrade(config, "head")
         assert tables(empty_database) == TABLES
         command.downgrade(config, "base")

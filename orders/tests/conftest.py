@@ -1,51 +1,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from alembic import command
-from alembic.config import Config
 from litestar import Litestar
 
-from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders.app import create_app
 from orders.config import Settings
 
-ORDERS_DIR = Path(__file__).resolve().parents[1]
-BOOKS_DIR = ORDERS_DIR.parent / "books"
 TABLES = ("orders", "order_items", "outbox", "idempotency_keys")
 SERVICE_KEY = "test-service-key"
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
-
-
-def alembic_config(service_dir: Path, database_url: str) -> Config:
-    config = Config(str(service_dir / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", database_url)
-    return config
-
-
-@pytest.fixture(scope="session")
-def orders_database_url(postgres_server_url: str) -> Iterator[str]:
-    """An orders database migrated once per session with the production migrations."""
-    url = create_database(postgres_server_url, "orders_test")
-    command.upgrade(alembic_config(ORDERS_DIR, url), "head")
-    yield url
-    drop_database(postgres_server_url, url)
-
-
-@pytest.fixture(scope="session")
-def books_database_url(postgres_server_url: str) -> Iterator[str]:
-    """The books service's own database, migrated with the books migrations."""
-    url = create_database(postgres_server_url, "books_for_orders")
-    command.upgrade(alembic_config(BOOKS_DIR, url), "head")
-    yield url
-    drop_database(postgres_server_url, url)
 
 
 @pytest.fixture(scope="session")

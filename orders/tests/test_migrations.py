@@ -3,8 +3,8 @@ from __future__ import annotations
 import psycopg
 from alembic import command
 
-from devstack.pytest_plugin import create_database, drop_database
-from tests.conftest import ORDERS_DIR, TABLES, alembic_config
+from devstack.pytest_plugin import alembic_config, create_database, drop_database
+from tests.conftest import TABLES
 
 
 def tables(url: str) -> set[str]:
@@ -20,7 +20,7 @@ class TestMigrations:
     def test_upgrade_downgrade_upgrade(self, postgres_server_url):
         url = create_database(postgres_server_url, "orders_migrations")
         try:
-            config = alembic_config(ORDERS_DIR, url)
+            config = alembic_config("orders", url)
             command.upgrade(config, "head")
             assert tables(url) == set(TABLES)
             command.downgrade(config, "base")

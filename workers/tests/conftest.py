@@ -18,13 +18,10 @@ import httpx
 import psycopg
 import pytest
 import redis
-from alembic import command
-from alembic.config import Config
 from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders import relay as orders_relay
@@ -39,28 +36,6 @@ KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
 BOOKS_TABLES = "books, stock_reservations, stock_movements, outbox"
 ORDERS_TABLES = "orders, order_items, outbox, idempotency_keys"
 RELAY_POLICY = JobPolicy()
-
-
-def migrated_database(server_url: str, service: str) -> str:
-    url = create_database(server_url, f"{service}_for_workers")
-    config = Config(str(ROOT / service / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
-    return url
-
-
-@pytest.fixture(scope="session")
-def books_database_url(postgres_server_url: str) -> Iterator[str]:
-    url = migrated_database(postgres_server_url, "books")
-    yield url
-    drop_database(postgres_server_url, url)
-
-
-@pytest.fixture(scope="session")
-def orders_database_url(postgres_server_url: str) -> Iterator[str]:
-    url = migrated_database(postgres_server_url, "orders")
-    yield url
-    drop_database(postgres_server_url, url)
 
 
 def books_env(database_url: str) -> dict[str, str]:

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
+from alembic.config import Config
 from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Property tests explore the same examples on every run (CI must not turn red by chance),
 # and a loaded machine must not fail them on time.
@@ -85,6 +89,31 @@ def drop_database(server_url: str, database_url: str) -> None:
         )
 
 
+def alembic_config(service: str, database_url: str) -> Config:
+    """The service's own Alembic configuration, aimed at `database_url`."""
+    config = Config(str(REPO_ROOT / service / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+def migrated_database(server_url: str, service: str) -> str:
+    """A fresh database migrated with the service's production migrations (never create_all)."""
+    url = create_database(server_url, f"{service}_test")
+    command.upgrade(alembic_config(service, url), "head")
+    return url
+
+
 @pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+def books_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A books database, migrated once per session."""
+    url = migrated_database(postgres_server_url, "books")
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def orders_database_url(postgres_server_url: str) -> Iterator[str]:
+    """An orders database, migrated once per session."""
+    url = migrated_database(postgres_server_url, "orders")
+    yield url
+    drop_database(postgres_server_url, url)
