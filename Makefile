@@ -19,6 +19,11 @@ run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are s
 	@$(RUN) python -m devstack.run
 
 test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
+	@command -v promtool >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 \
+		|| { echo "installing prometheus (promtool) from Debian for the monitoring tests ..."; \
+		     apt-get install -y -qq prometheus >/dev/null 2>&1 \
+		     || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }; } \
+		|| echo "could not install prometheus: the promtool and Prometheus tests will skip"
 	@status=0; for suite in $(SUITES); do \
 		echo "==> $$suite"; \
 		$(RUN) pytest -c pyproject.toml --rootdir $$suite $$suite/tests $(PYTEST_ARGS) || status=1; \
