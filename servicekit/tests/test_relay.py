@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,32 +152,34 @@ class TestDelivery:
 
 class TestRedisOutage:
     def test_rows_wait_while_redis_is_down_and_go_once_it_is_back(
-        self, outbox_db: str, db: psycopg.Connection[Any], tmp_path: Path
+        self, outbox_db: str, db: psycopg.Connection[Any]
     ) -> None:
-        server = EmbeddedValkey(tmp_path / "valkey", free_port(), persist=False)
-        server.start()
-        relay = OutboxRelay(outbox_db, server.url, ROUTES, "orders-outbox-", backoff_initial_s=0.05)
+        port = free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        relay = OutboxRelay(
+            outbox_db, url, ROUTES, "orders-outbox-", backoff_initial_s=0.05, backoff_max_s=0.5
+        )
         add_rows(db, "order.placed", 2)
-        server.stop()
         with pytest.raises(redis.ConnectionError):
             relay.deliver_batch()
         assert undelivered(db) == 2
 
         runner = threading.Thread(target=relay.run)
         runner.start()
+        # Its own folder (outside pytest's temp tree, which concurrent sessions prune).
+        folder = Path(tempfile.mkdtemp(prefix="bookstore-test-outage-"))
+        server = EmbeddedValkey(folder, port, persist=False)
         try:
             add_rows(db, "order.placed", 1)
             server.start()
-            client = redis.Redis.from_url(server.url)
-            queue_ = queue(client, "orders")
-            for _ in range(200):
-                if undelivered(db) == 0:
-                    break
-                threading.Event().wait(0.05)
+            deadline = time.monotonic() + 30
+            while undelivered(db) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            count = queue(redis.Redis.from_url(url), "orders").count
         finally:
             relay.stop()
             runner.join()
-            count = queue_.count
             server.stop()
+            shutil.rmtree(folder, ignore_errors=True)
         assert undelivered(db) == 0
         assert count == 3
