@@ -15,16 +15,15 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +36,7 @@ from rq.serializers import JSONSerializer
 from devstack.monitoring import MONITORING_DIR, LocalPrometheus, job_names, prometheus_binary
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import EmbeddedValkey, free_port
-from devstack.services import ServiceProcess
+from devstack.services import ManagedProcess, ServiceProcess
 
 REPO_ROOT = MONITORING_DIR.parent
 RULES_DIR = MONITORING_DIR / "rules"
@@ -374,59 +373,20 @@ STARTUP_TIMEOUT_S = 30.0
 DATA_TIMEOUT_S = 60.0
 
 
-@dataclass
-class BackgroundProcess:
-    """`python -m <module>` whose /metrics on `metrics_port` says it is up."""
-
-    module: str
-    metrics_port: int
-    env: Mapping[str, str]
-    log_dir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    _log: IO[bytes] | None = field(default=None, init=False)
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"{self.module}.log"
-
-    def start(self) -> None:
-        self._log = self.log_path.open("wb")
-        # Its own process group: the workers' pool forks, and a stuck pool is stopped whole.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
-            env={**os.environ, **self.env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited:\n{self.output()}")
-            try:
-                httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1.0)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.module} never served metrics:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+def background_process(
+    module: str, metrics_port: int, env: Mapping[str, str], log_dir: Path
+) -> ManagedProcess:
+    """`python -m <module>`, ready when its /metrics answers; its own process group, so a
+    stuck worker pool is stopped whole."""
+    return ManagedProcess(
+        [sys.executable, "-m", module],
+        ready_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        env=env,
+        log_path=log_dir / f"{module}.log",
+        cwd=REPO_ROOT,
+        own_session=True,
+        startup_timeout_s=STARTUP_TIMEOUT_S,
+    )
 
 
 @dataclass(frozen=True)
@@ -515,9 +475,7 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             ("orders.relay", "orders-relay", {}),
             ("workers.worker", "workers", multiprocess),
         ):
-            process = BackgroundProcess(module, ports[job], {**env, **extra}, workdir)
-            stack.callback(process.stop)
-            process.start()
+            stack.enter_context(background_process(module, ports[job], {**env, **extra}, workdir))
         prometheus = stack.enter_context(
             LocalPrometheus(ports, workdir / "prometheus", free_port())
         )

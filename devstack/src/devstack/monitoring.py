@@ -7,29 +7,20 @@ Jobs without a local process (the Redis and PostgreSQL exporters) are left out.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any
 
-import httpx
 import yaml
+
+from devstack.services import ManagedProcess, ServiceStartError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MONITORING_DIR = REPO_ROOT / "monitoring"
 PROMETHEUS_CONFIG = MONITORING_DIR / "prometheus.yml"
 RULES_GLOB = str(MONITORING_DIR / "rules" / "*.yml")
 DEFAULT_PORT = 9090
-
-
-class PrometheusStartError(RuntimeError):
-    """Prometheus exited or never became ready."""
 
 
 def prometheus_binary() -> str | None:
@@ -99,71 +90,25 @@ def local_prometheus_command(
     ]
 
 
-@dataclass
-class LocalPrometheus:
-    """A Prometheus process for tests: started, waited for, and stopped by its pid."""
+class LocalPrometheus(ManagedProcess):
+    """A Prometheus process for tests, scraping `targets` (job name -> local port)."""
 
-    targets: Mapping[str, int]
-    data_dir: Path
-    port: int
-    scrape_interval: str = "1s"
-    startup_timeout_s: float = 30.0
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    _log: IO[bytes] | None = field(default=None, init=False)
+    def __init__(
+        self, targets: Mapping[str, int], data_dir: Path, port: int, scrape_interval: str = "1s"
+    ) -> None:
+        command = local_prometheus_command(
+            targets, data_dir, port=port, scrape_interval=scrape_interval
+        )
+        if command is None:
+            raise ServiceStartError("the prometheus binary is not installed")
+        self.targets = dict(targets)
+        self.port = port
+        super().__init__(
+            command=command,
+            ready_url=f"http://127.0.0.1:{port}/-/ready",
+            log_path=data_dir / "prometheus.log",
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "prometheus.log"
-
-    def start(self) -> None:
-        command = local_prometheus_command(
-            self.targets, self.data_dir, port=self.port, scrape_interval=self.scrape_interval
-        )
-        if command is None:
-            raise PrometheusStartError("the prometheus binary is not installed")
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PrometheusStartError(f"prometheus exited:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise PrometheusStartError(f"prometheus did not become ready:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -1,4 +1,4 @@
-"""Run a service as a real uvicorn process, for tests and tools that need real HTTP."""
+"""Real processes for tests and tools: started, waited for until ready, stopped by pid."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -18,84 +18,77 @@ import httpx
 
 
 class ServiceStartError(RuntimeError):
-    """The process exited or never answered its health check."""
+    """The process exited or never answered its readiness check."""
 
 
 @dataclass
-class ServiceProcess:
-    """A `uvicorn --factory` process on 127.0.0.1:`port`; its output goes to a log file."""
+class ManagedProcess:
+    """A child process whose output goes to a log file; ready once `ready_url` answers 200.
 
-    factory: str
-    port: int
+    With `own_session` it gets a process group of its own, so a stop that has to
+    SIGKILL also takes down what it forked (a worker pool's workers).
+    """
+
+    command: Sequence[str]
+    ready_url: str
     env: Mapping[str, str] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-    health_path: str = "/health"
+    log_path: Path | None = None
+    cwd: Path | None = None
+    own_session: bool = False
     startup_timeout_s: float = 30.0
+    stop_timeout_s: float = 15.0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    log_path: Path | None = field(default=None, init=False)
     _log: IO[bytes] | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
     def start(self) -> None:
-        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix=f"{self.factory.split('.')[0]}-{self.port}-", suffix=".log", delete=False
-        )
-        self._log, self.log_path = log, Path(log.name)
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            self.factory,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
+        if self.log_path is None:
+            name = Path(self.command[-1]).name.replace(":", "-")
+            handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            os.close(handle)
+            self.log_path = Path(path)
+        self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            command,
+            list(self.command),
             env={**os.environ, **self.env},
-            stdout=log,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            start_new_session=self.own_session,
         )
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServiceStartError(f"{self.factory} exited:\n{self.output()}")
+                raise ServiceStartError(f"{' '.join(self.command)} exited:\n{self.output()}")
             try:
-                if httpx.get(self.url + self.health_path, timeout=1.0).status_code == 200:
+                if httpx.get(self.ready_url, timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise ServiceStartError(f"{self.factory} did not become healthy:\n{self.output()}")
+        raise ServiceStartError(f"{' '.join(self.command)} never got ready:\n{self.output()}")
 
     def output(self) -> str:
-        """What the process printed so far (its JSON logs)."""
+        """What the process printed so far."""
         if self.log_path is None or not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM (uvicorn's graceful shutdown), then SIGKILL if it lingers."""
+    def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL if it lingers."""
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=timeout_s)
+                self.process.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
+                if self.own_session:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                else:
+                    os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
         if self._log is not None:
@@ -115,8 +108,29 @@ class ServiceProcess:
         self.stop()
 
 
-def start_service(factory: str, port: int, env: Mapping[str, str]) -> ServiceProcess:
-    """Start `uvicorn --factory <factory>` and return once its /health answers 200."""
-    service = ServiceProcess(factory, port, env)
-    service.start()
-    return service
+class ServiceProcess(ManagedProcess):
+    """A `uvicorn --factory` process on 127.0.0.1:`port`, ready when /health answers."""
+
+    def __init__(self, factory: str, port: int, env: Mapping[str, str] | None = None) -> None:
+        self.factory = factory
+        self.port = port
+        super().__init__(
+            command=[
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                factory,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            ready_url=f"http://127.0.0.1:{port}/health",
+            env=env or {},
+            stop_timeout_s=10.0,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
