@@ -21,6 +21,7 @@ from devstack.servers import free_port
 class Stack:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        self.log_path = data_dir / "make-run.log"
         self.books_port = free_port()
         self.orders_port = free_port()
         self.env = {
@@ -36,7 +37,7 @@ class Stack:
             "ORDERS_RELAY_METRICS_PORT": str(free_port()),
             "WORKERS_METRICS_PORT": str(free_port()),
         }
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def books_url(self) -> str:
@@ -47,16 +48,18 @@ class Stack:
         return f"http://127.0.0.1:{self.orders_port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.run"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # A file, not a pipe: nobody reads while the stack runs, and a full pipe blocks it.
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack.run"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read()  # type: ignore[union-attr]
+            assert self.process.poll() is None, self.log_path.read_text()
             try:
                 urls = (f"{self.books_url}/ready", f"{self.orders_url}/health")
                 if all(httpx.get(url, timeout=1).status_code == 200 for url in urls):
@@ -69,7 +72,8 @@ class Stack:
     def stop(self, signum: int = signal.SIGINT) -> str:
         assert self.process is not None
         self.process.send_signal(signum)
-        output, _ = self.process.communicate(timeout=60)
+        self.process.wait(timeout=60)
+        output = self.log_path.read_text()
         assert self.process.returncode == 0, output
         return output
 
@@ -91,8 +95,13 @@ def stack() -> Iterator[Stack]:
     stack = Stack(data_dir)
     yield stack
     if stack.process is not None and stack.process.poll() is None:
-        stack.process.kill()
-        stack.process.wait()
+        # A failed test: stop it the way Ctrl-C does, so no server or service outlives it.
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
