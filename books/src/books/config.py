@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,9 +12,48 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from servicekit.database import libpq_url, sqlalchemy_url
 
 
+@dataclass(frozen=True)
+class CloudinaryAccount:
+    """The Cloudinary credentials covers are stored with."""
+
+    cloud_name: str
+    api_key: str
+    api_secret: str = field(repr=False)
+    upload_prefix: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> CloudinaryAccount:
+        """Parse `cloudinary://key:secret@cloud[?upload_prefix=...]` as the SDK does."""
+        parts = urlsplit(url)
+        if parts.scheme != "cloudinary" or not (
+            parts.hostname and parts.username and parts.password
+        ):
+            raise ValueError("CLOUDINARY_URL must look like cloudinary://key:secret@cloud_name")
+        prefix = parse_qs(parts.query).get("upload_prefix")
+        return cls(
+            cloud_name=parts.hostname,
+            api_key=unquote(parts.username),
+            api_secret=unquote(parts.password),
+            upload_prefix=prefix[0] if prefix else None,
+        )
+
+    def sdk_options(self) -> dict[str, str]:
+        options = {
+            "cloud_name": self.cloud_name,
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+        }
+        if self.upload_prefix:
+            options["upload_prefix"] = self.upload_prefix
+        return options
+
+
 class Settings(BaseSettings):
-    # An empty variable (as `.env` files leave optional ones) means "not set".
-    model_config = SettingsConfigDict(env_prefix="BOOKS_", extra="ignore", env_ignore_empty=True)
+    # An empty variable (as `.env` files leave optional ones) means "not set". Errors name
+    # the variable but never echo its value: URLs and keys carry secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="BOOKS_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5433/books_db"
     db_pool_size: int = Field(default=10, ge=1)
@@ -56,6 +97,27 @@ class Settings(BaseSettings):
     def psycopg_database_url(self) -> str:
         """The database URL for plain psycopg (the relay, scripts)."""
         return libpq_url(self.database_url)
+
+    def cloudinary_account(self) -> CloudinaryAccount | None:
+        """The account from CLOUDINARY_URL, else from the three CLOUDINARY_* variables."""
+        if self.cloudinary_url is not None:
+            return CloudinaryAccount.from_url(self.cloudinary_url.get_secret_value())
+        if self.cloudinary_cloud_name and self.cloudinary_api_key and self.cloudinary_api_secret:
+            return CloudinaryAccount(
+                cloud_name=self.cloudinary_cloud_name,
+                api_key=self.cloudinary_api_key,
+                api_secret=self.cloudinary_api_secret.get_secret_value(),
+                upload_prefix=self.cloudinary_upload_prefix,
+            )
+        return None
+
+    @field_validator("cloudinary_url")
+    @classmethod
+    def _cloudinary_url_parses(cls, url: SecretStr | None) -> SecretStr | None:
+        """A malformed URL stops the service at startup, not each upload with a 500."""
+        if url is not None:
+            CloudinaryAccount.from_url(url.get_secret_value())
+        return url
 
     @field_validator("database_url")
     @classmethod

@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from pydantic import ValidationError
 
+from books.config import Settings
 from tests.conftest import assert_problem, discarded_images
 from tests.covers.conftest import (
     COVER_MAX_BYTES,
@@ -336,6 +338,16 @@ class TestCoversWithoutCloudinary:
             assert "CLOUDINARY_URL" in problem["detail"]
             assert_problem(await client.delete(f"/v1/books/{book['id']}/cover"), 501)
         assert book_row(db, book["id"]) == before
+
+    @pytest.mark.parametrize(
+        "url",
+        ["https://key:s3cret-value@cloud", "cloudinary://key@cloud", "cloudinary://:s3cret-value@"],
+    )
+    def test_a_malformed_url_stops_startup_without_echoing_it(self, url: str) -> None:
+        with pytest.raises(ValidationError) as raised:
+            Settings(CLOUDINARY_URL=url)
+        assert "cloudinary://key:secret@cloud_name" in str(raised.value)
+        assert "s3cret-value" not in str(raised.value)
 
     async def test_three_variables_configure_it_too(
         self, app_with: Any, fake_cloudinary: FakeCloudinary, book: Book

@@ -37,6 +37,15 @@ class TestCreateBookFromForm:
         assert body["image"] is None
         assert fake_cloudinary.uploads == []
 
+    @pytest.mark.parametrize(("sent", "stock"), [("7", 7), ("0", 0), ("", None)])
+    async def test_stock_is_a_form_field_and_blank_means_untracked(
+        self, client: httpx.AsyncClient, sent: str, stock: int | None
+    ) -> None:
+        response = await post_form(client, stock=sent)
+        assert response.status_code == 201, response.text
+        assert response.json()["stock"] == stock
+        assert (await client.get(response.headers["location"])).json()["stock"] == stock
+
     @pytest.mark.parametrize("extension", ["jpg", "png", "webp"])
     async def test_with_cover(
         self,
@@ -77,6 +86,19 @@ class TestCreateBookFromForm:
             await client.post("/v1/books", json=book_payload(**overrides)), 422
         )
         assert problem["errors"] == as_json["errors"]
+        assert count_books(db) == 0
+        assert fake_cloudinary.uploads == []
+
+    @pytest.mark.parametrize("stock", ["-1", "many", "2.5", "true", "2147483648"])
+    async def test_bad_stock_is_422_and_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection[Any],
+        fake_cloudinary: FakeCloudinary,
+        stock: str,
+    ) -> None:
+        problem = assert_problem(await post_form(client, cover=png_image(), stock=stock), 422)
+        assert [error["field"] for error in problem["errors"]] == ["stock"]
         assert count_books(db) == 0
         assert fake_cloudinary.uploads == []
 

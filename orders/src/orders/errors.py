@@ -65,6 +65,26 @@ class UnknownBooks(OrdersError):
         self.book_ids = list(positions)
 
 
+class RepeatedBooks(OrdersError):
+    status, title, type = 422, "Validation failed", VALIDATION_ERROR
+
+    def __init__(self, repeats: dict[int, tuple[int, int]]) -> None:
+        """`repeats`: line index -> (book id, index of the line that has it first)."""
+        super().__init__(
+            f"{len(repeats)} field(s) are invalid: "
+            + ", ".join(f"items[{index}].book_id" for index in repeats),
+            errors=[
+                {
+                    "field": f"items[{index}].book_id",
+                    "in": "body",
+                    "message": f"book {book_id} is already on line {first}; "
+                    "put its whole quantity on one line",
+                }
+                for index, (book_id, first) in repeats.items()
+            ],
+        )
+
+
 class Shortage(NamedTuple):
     """An order line asking for more copies than books has."""
 

@@ -12,6 +12,16 @@ STATUS_TRANSITIONS = Counter(
     "Orders that moved to a new status (confirmed, rejected, cancelled).",
     ["to"],
 )
+ORDERS_REJECTED = Counter(
+    "orders_rejected_total",
+    "Orders rejected by the stock reservation, by the cause of the first shortage.",
+    ["cause"],
+)
+REVENUE = Counter(
+    "orders_revenue_total",
+    "Sum of the totals of confirmed orders, in the shop's currency (a cancellation later "
+    'does not subtract; see orders_status_transitions_total{to="cancelled"}).',
+)
 STATUS_TRANSITIONS_NOT_APPLIED = Counter(
     "orders_status_transitions_not_applied_total",
     "Status changes asked for but not made: already done (a repeat), illegal, or no such order.",

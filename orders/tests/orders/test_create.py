@@ -131,7 +131,7 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("unknown item field", {"items": [{"book_id": 1, "quantity": 1, "x": 1}]}, "items[0]"),
     ("items not a list", {"items": {"book_id": 1}}, "items"),
     ("zero customer id", {**VALID, "customer_id": 0}, "customer_id"),
-    ("duplicate book ids", order_body((1, 1), (2, 1), (1, 3)), "body"),
+    ("duplicate book ids", order_body((1, 1), (2, 1), (1, 3)), "items[2].book_id"),
 ]
 
 
@@ -148,9 +148,14 @@ class TestCreateOrderValidation:
         assert_nothing_written(db)
 
     async def test_duplicate_book_ids_are_named(self, client, db):
-        response = await client.post("/v1/orders", json=order_body((5, 1), (9, 1), (5, 2)))
-        problem = assert_problem(response, 422)
-        assert "repeated book_id: 5" in problem["errors"][0]["message"]
+        body = order_body((5, 1), (9, 1), (5, 2), (9, 4), (5, 1))
+        problem = assert_problem(await client.post("/v1/orders", json=body), 422)
+        assert problem["type"] == "/problems/validation-error"
+        assert [(error["field"], error["message"]) for error in problem["errors"]] == [
+            ("items[2].book_id", "book 5 is already on line 0; put its whole quantity on one line"),
+            ("items[3].book_id", "book 9 is already on line 1; put its whole quantity on one line"),
+            ("items[4].book_id", "book 5 is already on line 0; put its whole quantity on one line"),
+        ]
         assert_nothing_written(db)
 
     async def test_rejects_malformed_json(self, client, db):

@@ -26,7 +26,10 @@ def confirm(client, order_id: Any, headers: dict[str, str] = SERVICE_HEADERS):  
 
 def reject(client, order_id: Any, body: Any = None, headers: dict[str, str] = SERVICE_HEADERS):  # type: ignore[no-untyped-def]
     body = (
-        {"reason": "insufficient stock for book 7: requested 3, available 1"}
+        {
+            "reason": "insufficient stock for book 7: requested 3, available 1",
+            "cause": "insufficient_stock",
+        }
         if body is None
         else body
     )
@@ -181,7 +184,9 @@ class TestReject:
     async def test_rejects_a_pending_order_with_the_reason(self, client, place_order, db):
         order = await place_order()
         response = await reject(
-            client, order["id"], {"reason": "  book 7: requested 3, available 1\n"}
+            client,
+            order["id"],
+            {"reason": "  book 7: requested 3, available 1\n", "cause": "insufficient_stock"},
         )
         assert response.status_code == 200, response.text
         body = response.json()
@@ -195,8 +200,8 @@ class TestReject:
 
     async def test_a_repeat_answers_200_and_keeps_the_first_reason(self, client, place_order, db):
         order = await place_order()
-        await reject(client, order["id"], {"reason": "first"})
-        response = await reject(client, order["id"], {"reason": "second"})
+        await reject(client, order["id"], {"reason": "first", "cause": "book_not_found"})
+        response = await reject(client, order["id"], {"reason": "second", "cause": "book_inactive"})
         assert response.status_code == 200, response.text
         assert response.json()["rejection_reason"] == "first"
         assert stored_status(db, order["id"]) == ("rejected", "first")
@@ -217,14 +222,25 @@ class TestReject:
     @pytest.mark.parametrize(
         ("body", "field"),
         [
-            ({}, "reason"),
-            ({"reason": ""}, "reason"),
-            ({"reason": "   "}, "reason"),
-            ({"reason": 5}, "reason"),
-            ({"reason": "x" * 10_001}, "reason"),
-            ({"reason": "x", "extra": 1}, "extra"),
+            ({"cause": "book_not_found"}, "reason"),
+            ({"reason": "", "cause": "book_not_found"}, "reason"),
+            ({"reason": "   ", "cause": "book_not_found"}, "reason"),
+            ({"reason": 5, "cause": "book_not_found"}, "reason"),
+            ({"reason": "x" * 10_001, "cause": "book_not_found"}, "reason"),
+            ({"reason": "x"}, "cause"),
+            ({"reason": "x", "cause": "out_of_ink"}, "cause"),
+            ({"reason": "x", "cause": "book_not_found", "extra": 1}, "extra"),
         ],
-        ids=["missing", "empty", "blank", "not-a-string", "too-long", "unknown-field"],
+        ids=[
+            "missing",
+            "empty",
+            "blank",
+            "not-a-string",
+            "too-long",
+            "cause-missing",
+            "cause-unknown",
+            "unknown-field",
+        ],
     )
     async def test_a_bad_body_is_422(self, client, place_order, db, body, field):
         order = await place_order()
@@ -366,6 +382,23 @@ class TestRaces:
 
 
 class TestMetrics:
+    async def test_counts_revenue_and_rejections_once(self, client, place_order):
+        def sample(text: str, name: str) -> float:
+            values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+            return float(values[0]) if values else 0.0
+
+        revenue = "orders_revenue_total"
+        missing = 'orders_rejected_total{cause="book_not_found"}'
+        before = (await client.get("/metrics")).text
+        confirmed = await place_order(quantity=3, price="12.34")
+        rejected = await place_order()
+        for _ in range(2):  # a job delivered twice
+            await confirm(client, confirmed["id"])
+            await reject(client, rejected["id"], {"reason": "book gone", "cause": "book_not_found"})
+        after = (await client.get("/metrics")).text
+        assert sample(after, revenue) - sample(before, revenue) == pytest.approx(37.02)
+        assert sample(after, missing) - sample(before, missing) == 1
+
     async def test_counts_transitions_and_refusals(self, client, place_order):
         order = await order_in("confirmed", client, place_order)
         await confirm(client, order["id"])

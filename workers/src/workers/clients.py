@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from servicekit.logs import REQUEST_ID_HEADER, current_request_id
 from workers.config import Settings, get_settings
@@ -56,6 +56,12 @@ class Reservation(BaseModel):
     status: ReservationStatus
     lines: list[StockLine]
     shortages: list[Shortage]
+
+    @model_validator(mode="after")
+    def rejected_names_a_shortage(self) -> Reservation:
+        if self.status is ReservationStatus.REJECTED and not self.shortages:
+            raise ValueError("a rejected reservation must list its shortages")
+        return self
 
 
 class ReleaseStatus(StrEnum):
@@ -160,10 +166,12 @@ class OrdersClient:
         response = self.client.post(f"/internal/v1/orders/{order_id}/confirm", conflict_ok=True)
         return None if response.status_code == 409 else self.client.parse(Order, response)
 
-    def reject_order(self, *, order_id: int, reason: str) -> Order | None:
+    def reject_order(self, *, order_id: int, reason: str, cause: ShortageReason) -> Order | None:
         """The rejected order, or None when its status forbids it (it was cancelled)."""
         response = self.client.post(
-            f"/internal/v1/orders/{order_id}/reject", {"reason": reason}, conflict_ok=True
+            f"/internal/v1/orders/{order_id}/reject",
+            {"reason": reason, "cause": cause},
+            conflict_ok=True,
         )
         return None if response.status_code == 409 else self.client.parse(Order, response)
 

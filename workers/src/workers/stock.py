@@ -47,7 +47,11 @@ def place_order(payload: dict[str, Any]) -> str:
         return "released"
     if reservation.status is ReservationStatus.REJECTED:
         reason = rejection_reason(reservation.shortages)
-        if clients.orders().reject_order(order_id=order.order_id, reason=reason) is None:
+        cause = reservation.shortages[0].reason
+        if (
+            clients.orders().reject_order(order_id=order.order_id, reason=reason, cause=cause)
+            is None
+        ):
             logger.info("order %s was cancelled before it could be rejected", order.order_id)
         else:
             logger.info("order %s rejected: %s", order.order_id, reason)
@@ -71,7 +75,7 @@ def stock_reference(order_id: int) -> str:
 
 def rejection_reason(shortages: list[Shortage]) -> str:
     """`insufficient stock for book 7: requested 3, available 1; book 9 not found`."""
-    return "; ".join(_describe(shortage) for shortage in shortages) or "stock unavailable"
+    return "; ".join(_describe(shortage) for shortage in shortages)
 
 
 def _describe(shortage: Shortage) -> str:

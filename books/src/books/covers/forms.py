@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message
 
-from books.catalog.schemas import Author, BookCreate, Description, Money, Title
+from books.catalog.schemas import Author, BookCreate, Description, Money, Stock, Title
 from books.covers.service import ACCEPTED_FORMATS, CoverUploadOutcome, count_upload
 from books.errors import CoverTooLarge, UnsupportedMediaType
 
@@ -43,6 +43,9 @@ def _blank_is_none(value: Any) -> Any:
     return None if value == "" or blank_file else value
 
 
+FormStock = Annotated[Stock, Field(strict=False)]
+
+
 class BookCreateForm(BaseModel):
     """Body of `POST /v1/books` sent as a form, with an optional cover file."""
 
@@ -52,13 +55,19 @@ class BookCreateForm(BaseModel):
     author: Author
     description: Description
     price: Money
+    # Form fields are text: "5" is a stock level here; blank means not tracked.
+    stock: Annotated[FormStock | None, BeforeValidator(_blank_is_none)] = None
     cover: Annotated[
         UploadFile | None, BeforeValidator(_blank_is_none), Field(description=_FILE_DESCRIPTION)
     ] = None
 
     def book(self) -> BookCreate:
         return BookCreate(
-            title=self.title, author=self.author, description=self.description, price=self.price
+            title=self.title,
+            author=self.author,
+            description=self.description,
+            price=self.price,
+            stock=self.stock,
         )
 
 

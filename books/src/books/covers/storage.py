@@ -9,69 +9,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import cloudinary.exceptions
 import cloudinary.uploader
 
-from books.config import Settings
+from books.config import CloudinaryAccount, Settings
 from books.errors import CoverStorageFailed
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CloudinaryAccount:
-    cloud_name: str
-    api_key: str
-    api_secret: str = field(repr=False)
-    upload_prefix: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CloudinaryAccount | None:
-        """The account from CLOUDINARY_URL, else from the three CLOUDINARY_* variables."""
-        if settings.cloudinary_url is not None:
-            return cls.from_url(settings.cloudinary_url.get_secret_value())
-        if (
-            settings.cloudinary_cloud_name
-            and settings.cloudinary_api_key
-            and settings.cloudinary_api_secret
-        ):
-            return cls(
-                cloud_name=settings.cloudinary_cloud_name,
-                api_key=settings.cloudinary_api_key,
-                api_secret=settings.cloudinary_api_secret.get_secret_value(),
-                upload_prefix=settings.cloudinary_upload_prefix,
-            )
-        return None
-
-    @classmethod
-    def from_url(cls, url: str) -> CloudinaryAccount:
-        """Parse `cloudinary://key:secret@cloud[?upload_prefix=...]` as the SDK does."""
-        parts = urlsplit(url)
-        if parts.scheme != "cloudinary" or not (
-            parts.hostname and parts.username and parts.password
-        ):
-            raise ValueError("CLOUDINARY_URL must look like cloudinary://key:secret@cloud_name")
-        prefix = parse_qs(parts.query).get("upload_prefix")
-        return cls(
-            cloud_name=parts.hostname,
-            api_key=unquote(parts.username),
-            api_secret=unquote(parts.password),
-            upload_prefix=prefix[0] if prefix else None,
-        )
-
-    def sdk_options(self) -> dict[str, str]:
-        options = {
-            "cloud_name": self.cloud_name,
-            "api_key": self.api_key,
-            "api_secret": self.api_secret,
-        }
-        if self.upload_prefix:
-            options["upload_prefix"] = self.upload_prefix
-        return options
 
 
 class CoverStorage:
@@ -93,7 +39,7 @@ class CoverStorage:
     @classmethod
     def from_settings(cls, settings: Settings) -> CoverStorage | None:
         """None when Cloudinary is not configured."""
-        account = CloudinaryAccount.from_settings(settings)
+        account = settings.cloudinary_account()
         if account is None:
             return None
         return cls(

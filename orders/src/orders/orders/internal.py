@@ -37,4 +37,6 @@ class InternalOrderController(Controller):
         order_id: OrderIdPath,
     ) -> OrderRead:
         """Reject a pending order that cannot be fulfilled; a repeat keeps the first reason."""
-        return OrderRead.of(await service.reject_order(order_id=order_id, reason=data.reason))
+        return OrderRead.of(
+            await service.reject_order(order_id=order_id, reason=data.reason, cause=data.cause)
+        )

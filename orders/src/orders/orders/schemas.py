@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated
 
 import msgspec
@@ -43,18 +43,33 @@ class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     items: Annotated[list[OrderItemCreate], Meta(min_length=1, max_length=MAX_ITEMS)]
     customer_id: Id | None = None
 
-    def __post_init__(self) -> None:
-        counts = Counter(item.book_id for item in self.items)
-        if duplicates := sorted(book_id for book_id, count in counts.items() if count > 1):
-            ids = ", ".join(map(str, duplicates))
-            raise ValueError(f"items: each book may appear once; repeated book_id: {ids}")
+    def repeated_lines(self) -> dict[int, int]:
+        """Each line naming a book an earlier line already has, mapped to that first line."""
+        first_line: dict[int, int] = {}
+        repeats = {}
+        for index, item in enumerate(self.items):
+            if (first := first_line.setdefault(item.book_id, index)) != index:
+                repeats[index] = first
+        return repeats
 
     @property
     def book_ids(self) -> list[int]:
         return [item.book_id for item in self.items]
 
 
+class RejectionCause(StrEnum):
+    """What kind of shortage stopped an order: a bounded label for the metrics."""
+
+    INSUFFICIENT_STOCK = "insufficient_stock"
+    BOOK_NOT_FOUND = "book_not_found"
+    BOOK_INACTIVE = "book_inactive"
+
+
 class OrderReject(msgspec.Struct, forbid_unknown_fields=True):
+    cause: Annotated[
+        RejectionCause,
+        Meta(description="The kind of shortage (of the first short line), counted by cause."),
+    ]
     reason: Annotated[
         str,
         Meta(

@@ -19,14 +19,27 @@ from orders.errors import (
     IllegalTransition,
     InsufficientStock,
     OrderNotFound,
+    RepeatedBooks,
     Shortage,
     UnknownBooks,
 )
 from orders.idempotency import Claimed, IdempotencyStore, InFlight, Mismatch, Replay, StoredResponse
-from orders.metrics import ORDERS_CREATED, STATUS_TRANSITIONS, STATUS_TRANSITIONS_NOT_APPLIED
+from orders.metrics import (
+    ORDERS_CREATED,
+    ORDERS_REJECTED,
+    REVENUE,
+    STATUS_TRANSITIONS,
+    STATUS_TRANSITIONS_NOT_APPLIED,
+)
 from orders.orders.models import Order, OrderItem, OrderStatus
 from orders.orders.repository import OrderRepository
-from orders.orders.schemas import OrderCreate, OrderItemCreate, OrderRead, money
+from orders.orders.schemas import (
+    OrderCreate,
+    OrderItemCreate,
+    OrderRead,
+    RejectionCause,
+    money,
+)
 from servicekit.outbox import add_event
 
 ORDERS_PATH = "/v1/orders"
@@ -93,6 +106,10 @@ class OrderService:
 
     async def place_order(self, *, data: OrderCreate, idempotency_key: str | None) -> PlacedOrder:
         """Place an order once: a retry with the same key gets the first answer back."""
+        if repeats := data.repeated_lines():
+            raise RepeatedBooks(
+                {index: (data.items[index].book_id, first) for index, first in repeats.items()}
+            )
         if idempotency_key is None or self.idempotency_store is None:
             return PlacedOrder(await self._place(data=data, claim=None), replayed=False)
         request_fingerprint = idempotency.fingerprint(
@@ -164,13 +181,16 @@ class OrderService:
         order, moved = await self._move(order_id=order_id, to=OrderStatus.CONFIRMED, repeat_ok=True)
         if moved:
             await add_event(self.session, topic=ORDER_CONFIRMED, payload=_order_confirmed(order))
+            REVENUE.inc(float(order.total_price))
         return order
 
-    async def reject_order(self, *, order_id: int, reason: str) -> Order:
+    async def reject_order(self, *, order_id: int, reason: str, cause: RejectionCause) -> Order:
         """pending -> rejected with `reason`; a repeat changes nothing, the first reason stays."""
-        order, _ = await self._move(
+        order, moved = await self._move(
             order_id=order_id, to=OrderStatus.REJECTED, repeat_ok=True, rejection_reason=reason
         )
+        if moved:
+            ORDERS_REJECTED.labels(cause).inc()
         return order
 
     async def cancel_order(self, *, order_id: int) -> Order:
