@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import pytest
+from litestar import get
+
+from devstack.servers import free_port
 from orders.app import create_app
 from tests.conftest import asgi_client, assert_problem, order_body, orders_settings
 
@@ -33,19 +37,41 @@ class TestProblemDetails:
         response = await client.get("/v1/nothing", headers={"X-Request-ID": "a b\\c"})
         assert response.headers["x-request-id"] != "a b\\c"
 
-    async def test_unexpected_failure_is_problem_500_without_internals(
-        self, books_service, postgres_server_url
-    ):
-        """A database that does not exist: every query fails inside the request."""
-        missing = postgres_server_url.rpartition("/")[0] + "/no_such_orders_db"
-        app = create_app(orders_settings(missing, books_service.url, db_pool_timeout_s=1.0))
-        async with asgi_client(app) as broken:
-            response = await broken.get("/v1/orders/1")
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
+    async def test_unexpected_failure_is_problem_500_without_internals(self, orders_app):
+        @get("/boom", sync_to_thread=False)
+        def boom() -> None:
+            raise RuntimeError("secret internals: SELECT * FROM orders")
+
+        orders_app.register(boom)
+        async with asgi_client(orders_app) as client:
+            response = await client.get("/boom")
         problem = assert_problem(response, 500)
         assert problem["detail"] == "The server failed to handle this request; it has been logged."
-        assert "no_such_orders_db" not in response.text
+        assert "secret" not in response.text
+        assert "RuntimeError" not in response.text
+
+
+class TestDatabaseDown:
+    @pytest.mark.parametrize(
+        ("method", "path", "headers"),
+        [
+            ("GET", "/v1/orders", {}),
+            ("GET", "/v1/orders/1", {}),
+            ("POST", "/v1/orders/1/cancel", {}),
+            ("POST", "/v1/orders", {"Idempotency-Key": "k-db-down"}),
+        ],
+    )
+    async def test_answers_503_problem_at_once(self, books_service, method, path, headers):
+        """Nothing listens on the database port: a 503 with Retry-After, never a 500."""
+        unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/orders_db"
+        app = create_app(orders_settings(unreachable, books_service.url))
+        async with asgi_client(app) as client:
+            response = await client.request(method, path, json=order_body((1, 1)), headers=headers)
+        await app.state.books_http.aclose()
+        await app.state.engine.dispose()
+        problem = assert_problem(response, 503)
+        assert problem["type"] == "/problems/database-unavailable"
+        assert response.headers["retry-after"] == "5"
         assert "psycopg" not in response.text
 
 
@@ -71,6 +97,9 @@ class TestOpenAPI:
         assert "application/problem+json" in post["responses"]["422"]["content"]
         assert post["summary"] == "Place an order for one or more books."
         get_one = schema["paths"]["/v1/orders/{order_id}"]["get"]
-        assert set(get_one["responses"]) == {"200", "404", "422", "500"}
-        assert set(schema["paths"]["/v1/orders"]["get"]["responses"]) == {"200", "422", "500"}
+        assert set(get_one["responses"]) == {"200", "404", "422", "500", "503"}
+        listing = schema["paths"]["/v1/orders"]["get"]
+        assert set(listing["responses"]) == {"200", "422", "500", "503"}
+        cancel = schema["paths"]["/v1/orders/{order_id}/cancel"]["post"]
+        assert set(cancel["responses"]) == {"200", "404", "409", "422", "500", "503"}
         assert "/metrics" not in schema["paths"]

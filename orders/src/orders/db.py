@@ -1,4 +1,8 @@
-"""Database engine and the request-scoped session: the only place that commits."""
+"""Database engine and the request-scoped session, which commits each request's work.
+
+(Placing an order with an Idempotency-Key commits a little earlier, in the service,
+to give the key back if that commit fails.)
+"""
 
 from __future__ import annotations
 

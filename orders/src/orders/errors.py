@@ -11,6 +11,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from servicekit.logs import current_request_id
 
@@ -293,6 +295,18 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     )
 
 
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        status=503,
+        title="Service Unavailable",
+        detail="The orders database is unavailable; retry shortly.",
+        type_="/problems/database-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -307,5 +321,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     OrdersError: _orders_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    OperationalError: _database_unavailable,
+    InterfaceError: _database_unavailable,
+    PoolTimeoutError: _database_unavailable,
     Exception: _unexpected_error,
 }

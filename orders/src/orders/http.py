@@ -36,7 +36,8 @@ class DocumentedOperation(Operation):
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the given error statuses (plus 500), all problem+json."""
+    """OpenAPI entries for the given error statuses, all problem+json, plus the two every
+    route may answer: 500, and 503 while the database is unavailable."""
     return {
         code: ResponseSpec(
             data_container=Problem,
@@ -44,7 +45,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
             description=HTTPStatus(code).phrase,
             generate_examples=False,
         )
-        for code in (*statuses, 500)
+        for code in sorted({*statuses, 500, 503})
     }
 
 

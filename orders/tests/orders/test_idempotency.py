@@ -3,6 +3,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from orders.app import create_app
 from tests.conftest import (
     asgi_client,
@@ -106,6 +109,26 @@ class TestIdempotentCreate:
             "/v1/orders", json=order_body((book["id"], 1)), headers=key_headers("k-retry")
         )
         assert retry.status_code == 201
+        assert row_counts(db) == ONE_OF_EACH
+
+    async def test_a_failed_commit_gives_the_key_back(self, client, make_book, db, monkeypatch):
+        """The connection drops at COMMIT: a 503, nothing kept, and the retry is placed at
+        once instead of meeting a 409 until the claim goes stale."""
+        book = await make_book()
+        body = order_body((book["id"], 1))
+        commit = AsyncSession.commit
+
+        async def fail_once(session: AsyncSession) -> None:
+            monkeypatch.setattr(AsyncSession, "commit", commit)
+            await session.rollback()
+            raise OperationalError("COMMIT", None, Exception("server closed the connection"))
+
+        monkeypatch.setattr(AsyncSession, "commit", fail_once)
+        failed = await client.post("/v1/orders", json=body, headers=key_headers("k-commit"))
+        assert_problem(failed, 503)
+        assert_nothing_written(db)
+        retry = await client.post("/v1/orders", json=body, headers=key_headers("k-commit"))
+        assert retry.status_code == 201, retry.text
         assert row_counts(db) == ONE_OF_EACH
 
     async def test_without_key_each_post_is_a_new_order(self, client, make_book, db):

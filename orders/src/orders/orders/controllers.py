@@ -45,7 +45,7 @@ class OrderController(Controller):
         "",
         guards=[json_body(OrderCreate)],
         operation_class=DocumentedOperation,
-        responses=problem_responses(409, 415, 422, 502, 503),
+        responses=problem_responses(409, 415, 422, 502),
         response_description="The order, placed now or earlier under the same Idempotency-Key.",
         response_headers=[
             ResponseHeader(

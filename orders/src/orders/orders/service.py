@@ -128,10 +128,15 @@ class OrderService:
             ORDERS_CREATED.labels("idempotency_key_in_flight").inc()
             raise IdempotencyKeyInFlight()
         try:
-            return PlacedOrder(await self._place(data=data, claim=outcome), replayed=False)
+            response = await self._place(data=data, claim=outcome)
+            # Committed here, not after the handler, so that a failed commit still gives
+            # the key back and the client's retry runs at once. `release` leaves a claim
+            # whose commit did land (completed, or still locked by it) alone.
+            await self.session.commit()
         except BaseException:
             await self.idempotency_store.release(outcome)
             raise
+        return PlacedOrder(response, replayed=False)
 
     async def _place(self, *, data: OrderCreate, claim: Claimed | None) -> StoredResponse:
         try:
