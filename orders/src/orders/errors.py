@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -227,6 +228,9 @@ def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
     return getattr(getattr(parameter, "kwarg_definition", None), "name", None) or key
 
 
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `(?P<name>[^`]+)`$")
+
+
 def _field_errors(request: Request[Any, Any, Any], extra: Sequence[Any]) -> list[dict[str, str]]:
     """Litestar's `{"key", "source", "message"}` items as `{"field", "in", "message"}`."""
     items = []
@@ -242,6 +246,9 @@ def _field_errors(request: Request[Any, Any, Any], extra: Sequence[Any]) -> list
                 message = "a JSON body is required"
         elif where != "body":
             key = _wire_name(request, key)
+        if where == "body" and (named := _NAMED_FIELD.match(message)):
+            # msgspec puts an unknown or missing field's name in the message, not the path.
+            key = named["name"] if key == "body" else f"{key}.{named['name']}"
         items.append({"field": key or where, "in": where, "message": message})
     return items
 
