@@ -124,6 +124,33 @@ class TestCircuitBreaker:
         assert row_counts(db)["orders"] == 2
         assert row_counts(db)["outbox"] == 2
 
+    async def test_after_the_reset_one_lookup_probes_and_the_others_fail_at_once(
+        self, orders_database_url, postgres_server_url, db
+    ):
+        """A books process whose database is gone answers 500 to every lookup."""
+        missing_db = postgres_server_url.rpartition("/")[0] + "/no_such_books_db"
+        with ServiceProcess(
+            "books.app:create_app", free_port(), {"BOOKS_DATABASE_URL": missing_db}
+        ) as failing_books:
+            settings = orders_settings(
+                orders_database_url,
+                failing_books.url,
+                books_breaker_threshold=BREAKER_THRESHOLD,
+                books_breaker_reset_s=BREAKER_RESET_S,
+            )
+            async for _, client in _client_for(settings):
+                for _ in range(BREAKER_THRESHOLD):
+                    assert_problem(await client.post("/v1/orders", json=order_body((1, 1))), 503)
+                await asyncio.sleep(BREAKER_RESET_S + 0.1)
+                before = failing_books.output().count("GET /v1/books?ids=1")
+                responses = await asyncio.gather(
+                    *(client.post("/v1/orders", json=order_body((1, 1))) for _ in range(10))
+                )
+                probed = failing_books.output().count("GET /v1/books?ids=1") - before
+        assert [response.status_code for response in responses] == [503] * 10
+        assert probed == settings.books_retry_attempts
+        assert_nothing_written(db)
+
 
 class TestBooksFailing:
     async def test_5xx_is_retried_then_503(self, orders_database_url, postgres_server_url, db):

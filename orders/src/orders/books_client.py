@@ -2,14 +2,16 @@
 
 Every lookup runs inside a circuit breaker (purgatory): after `books_breaker_threshold`
 failed lookups in a row, lookups fail at once for `books_breaker_reset_s`, then one is let
-through to probe. Inside the breaker, connection errors and 5xx answers are retried with
-jittered backoff (stamina) — safe because the lookup is a GET — and the whole lookup,
-retries included, is cut off after `books_timeout_s`.
+through to probe while the others still fail at once. Inside the breaker, connection
+errors and 5xx answers are retried with jittered backoff (stamina) — safe because the
+lookup is a GET — and the whole lookup, retries included, is cut off after
+`books_timeout_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -59,6 +61,10 @@ class BookSnapshot(msgspec.Struct):
 
 class _BookPage(msgspec.Struct):
     data: list[BookSnapshot]
+
+
+class _ProbeInFlight(Exception):
+    """Another lookup is probing whether books is back."""
 
 
 class _BooksServerError(Exception):
@@ -119,18 +125,29 @@ class BooksClient:
         self.http = http
         self.breakers = breakers
         self.settings = settings
+        # purgatory lets every caller through once the breaker's reset time is up; one
+        # probe is enough to learn whether books is back, so the others are refused
+        # while it runs (purgatory has no option for this).
+        self._probe = asyncio.Lock()
 
     async def active_books(self, *, book_ids: Sequence[int]) -> dict[int, BookSnapshot]:
         """The active books among `book_ids`; missing and soft-deleted ones are absent."""
         started = time.perf_counter()
         outcome = "ok"
         try:
-            async with await self.breakers.get_breaker(BOOKS_CIRCUIT):
+            breaker = await self.breakers.get_breaker(BOOKS_CIRCUIT)
+            probing = breaker.context.state != "closed"
+            if probing and self._probe.locked():
+                raise _ProbeInFlight()
+            async with self._probe if probing else contextlib.nullcontext(), breaker:
                 books = await self._lookup(book_ids)
         except OpenedState as exc:
             outcome = "circuit_open"
             reopens_in = exc.opened_at + self.settings.books_breaker_reset_s - time.time()
             raise BooksUnavailable(retry_after=max(1, math.ceil(reopens_in))) from exc
+        except _ProbeInFlight as exc:
+            outcome = "circuit_open"
+            raise BooksUnavailable(retry_after=1) from exc
         except (httpx.TransportError, _BooksServerError, TimeoutError) as exc:
             outcome = "unavailable"
             logger.warning("books lookup failed: %r", exc)
