@@ -29,11 +29,21 @@ def tables(url: str) -> set[str]:
     return {row[0] for row in rows} - {"alembic_version"}
 
 
+def autovacuum_options(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'books'").fetchone()
+    return list(row[0] or []) if row else []
+
+
 class TestMigrations:
     def test_upgrade_downgrade_upgrade(self, empty_database: str) -> None:
         config = alembic_config("books", empty_database)
         command.upgrade(config, "head")
         assert tables(empty_database) == TABLES
+        assert autovacuum_options(empty_database) == [
+            "autovacuum_vacuum_scale_factor=0.02",
+            "autovacuum_vacuum_insert_scale_factor=0.02",
+        ]
         command.downgrade(config, "base")
         assert tables(empty_database) == set()
         command.upgrade(config, "head")

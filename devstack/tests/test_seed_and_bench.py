@@ -289,6 +289,8 @@ class TestBenchCommand:
             "raw psycopg SELECT by id",
             "GET /v1/books?limit=20 ",
             "GET /v1/books?limit=20&offset=50000",
+            "raw psycopg page at offset 50,000: plain OFFSET",
+            "raw psycopg page at offset 50,000: ids first",
             "POST /v1/books",
         ):
             assert name in output

@@ -204,7 +204,7 @@ def seed_books(
     random_seed: int | None = None,
     progress: Progress | None = None,
 ) -> SeedResult:
-    """COPY `count` demo books into the database at `url`, then ANALYZE the table."""
+    """COPY `count` demo books into the database at `url`, then VACUUM and ANALYZE."""
     rng = random.Random(random_seed)  # noqa: S311 - demo data, not secrets
     now = datetime.now(UTC)
     started = time.perf_counter()
@@ -220,9 +220,10 @@ def seed_books(
             if progress is not None:
                 progress(done, count, time.perf_counter() - started)
         seconds = time.perf_counter() - started
-        # Fresh statistics, so the planner uses the indexes at once on the bigger table.
-        with conn.transaction():
-            conn.execute("ANALYZE books")
+        # Fresh statistics, so the planner uses the indexes at once on the bigger table,
+        # and a set visibility map, so deep pages skip rows in the index alone.
+        conn.autocommit = True
+        conn.execute("VACUUM (ANALYZE) books")
     return SeedResult(rows=done, seconds=seconds)
 
 
@@ -276,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(
         f"done: {result.rows:,} books in {result.seconds:.1f} s "
-        f"({result.rows_per_second:,.0f} rows/s), table analyzed"
+        f"({result.rows_per_second:,.0f} rows/s), table vacuumed and analyzed"
     )
     return 0
 

@@ -74,8 +74,22 @@ from orders.config import Settings as OrdersSettings
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # The same columns the books API reads for `GET /v1/books/{id}`.
 BOOK_BY_ID_SQL = (
-    "SELECT id, title, author, description, price, active, image, created_at, updated_at"
-    " FROM books WHERE id = %s AND active"
+    "SELECT id, title, author, description, price, active, image, stock, created_at,"
+    " updated_at FROM books WHERE id = %s AND active"
+)
+DEEP_OFFSET = 50_000
+# A deep page as a plain OFFSET query, and as the books repository runs it: the page's ids
+# first (an index-only scan over the skipped rows), then their rows.
+DEEP_PAGE_PLAIN_SQL = (
+    "SELECT id, title, author, description, price, active, image, stock, created_at,"
+    " updated_at FROM books WHERE active ORDER BY created_at DESC, id DESC"
+    " LIMIT 20 OFFSET %s"
+)
+DEEP_PAGE_IDS_FIRST_SQL = (
+    "SELECT id, title, author, description, price, active, image, stock, created_at,"
+    " updated_at FROM books JOIN (SELECT id FROM books WHERE active"
+    " ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET %s) AS page USING (id)"
+    " ORDER BY created_at DESC, id DESC"
 )
 # The two statements the orders repository runs for `GET /v1/orders/{id}` (selectinload).
 ORDER_BY_ID_SQL = (
@@ -358,7 +372,7 @@ async def run_books(options: Options) -> Report:
             expect(await clients[user].get("/v1/books", params={"limit": 20}), 200)
 
         async def deep_page(user: int) -> None:
-            params = {"limit": 20, "offset": 50_000}
+            params = {"limit": 20, "offset": DEEP_OFFSET}
             expect(await clients[user].get("/v1/books", params=params), 200)
 
         async def create(user: int) -> None:
@@ -367,12 +381,27 @@ async def run_books(options: Options) -> Report:
         report.summaries.append(await scenario("GET /health (lightest request)", health, load))
         api = await scenario("GET /v1/books/{id}", get_by_id, load)
         report.summaries.append(api)
-        raw = await raw_book_by_id(options.books_database_url, ids, rng, load, pool_size)
+        raw = await raw_scenario(
+            "raw psycopg SELECT by id",
+            options.books_database_url,
+            raw_book_by_id(ids, rng),
+            load,
+            pool_size,
+        )
         report.summaries.append(raw)
         report.summaries.append(await scenario("GET /v1/books?limit=20", first_page, load))
         report.summaries.append(
-            await scenario("GET /v1/books?limit=20&offset=50000", deep_page, load)
+            await scenario(f"GET /v1/books?limit=20&offset={DEEP_OFFSET}", deep_page, load)
         )
+        for name, sql in [
+            (f"raw psycopg page at offset {DEEP_OFFSET:,}: plain OFFSET", DEEP_PAGE_PLAIN_SQL),
+            (f"raw psycopg page at offset {DEEP_OFFSET:,}: ids first", DEEP_PAGE_IDS_FIRST_SQL),
+        ]:
+            report.summaries.append(
+                await raw_scenario(
+                    name, options.books_database_url, raw_deep_page(sql), load, pool_size
+                )
+            )
         report.summaries.append(await scenario("POST /v1/books", create, load))
 
     report.notes.append(
@@ -384,24 +413,50 @@ async def run_books(options: Options) -> Report:
         f"{pool_size} connections (the API's pool size), same users and ids"
     )
     report.notes.append(ratio_note(api, raw))
+    report.notes.append(
+        "deep page: the API runs the 'ids first' form (the page's ids from the list index,"
+        " then their rows); 'plain OFFSET' is the same page read row by row, for comparison"
+    )
     return report
 
 
-async def raw_book_by_id(
-    url: str, ids: Sequence[int], rng: random.Random, load: Load, pool_size: int
+async def raw_scenario(
+    name: str,
+    url: str,
+    query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]],
+    load: Load,
+    pool_size: int,
 ) -> Summary:
+    """`query` run by the same users through a psycopg pool the size of the API's."""
     async with AsyncConnectionPool(
         url, min_size=pool_size, max_size=pool_size, open=False, timeout=REQUEST_TIMEOUT_S
     ) as pool:
         await pool.wait()
 
-        async def select_by_id(user: int) -> None:
+        async def run_query(user: int) -> None:
             async with pool.connection() as conn:
-                cursor = await conn.execute(BOOK_BY_ID_SQL, (rng.choice(ids),))
-                if await cursor.fetchone() is None:
-                    raise LookupError("book not found")
+                await query(conn)
 
-        return await scenario("raw psycopg SELECT by id", select_by_id, load)
+        return await scenario(name, run_query, load)
+
+
+def raw_book_by_id(
+    ids: Sequence[int], rng: random.Random
+) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def select_by_id(conn: psycopg.AsyncConnection[Any]) -> None:
+        cursor = await conn.execute(BOOK_BY_ID_SQL, (rng.choice(ids),))
+        if await cursor.fetchone() is None:
+            raise LookupError("book not found")
+
+    return select_by_id
+
+
+def raw_deep_page(sql: str) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def select_page(conn: psycopg.AsyncConnection[Any]) -> None:
+        cursor = await conn.execute(sql, (DEEP_OFFSET,))
+        await cursor.fetchall()
+
+    return select_page
 
 
 def ratio_note(api: Summary, raw: Summary) -> str:
@@ -565,7 +620,13 @@ async def run_orders(options: Options) -> Report:
         ids.extend(await sample_order_ids(options.orders_database_url))
         api = await scenario("GET /v1/orders/{id}", get_by_id, load)
         report.summaries.append(api)
-        raw = await raw_order_by_id(options.orders_database_url, ids, rng, load, pool_size)
+        raw = await raw_scenario(
+            "raw psycopg SELECT order + items",
+            options.orders_database_url,
+            raw_order_by_id(ids, rng),
+            load,
+            pool_size,
+        )
         report.summaries.append(raw)
 
     report.notes.append(settled_note("after POST (warm-up included)", placed, settled))
@@ -578,24 +639,18 @@ async def run_orders(options: Options) -> Report:
     return report
 
 
-async def raw_order_by_id(
-    url: str, ids: Sequence[int], rng: random.Random, load: Load, pool_size: int
-) -> Summary:
-    async with AsyncConnectionPool(
-        url, min_size=pool_size, max_size=pool_size, open=False, timeout=REQUEST_TIMEOUT_S
-    ) as pool:
-        await pool.wait()
+def raw_order_by_id(
+    ids: Sequence[int], rng: random.Random
+) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def select_by_id(conn: psycopg.AsyncConnection[Any]) -> None:
+        order_id = rng.choice(ids)
+        cursor = await conn.execute(ORDER_BY_ID_SQL, (order_id,))
+        if await cursor.fetchone() is None:
+            raise LookupError("order not found")
+        cursor = await conn.execute(ORDER_ITEMS_SQL, ([order_id],))
+        await cursor.fetchall()
 
-        async def select_by_id(user: int) -> None:
-            order_id = rng.choice(ids)
-            async with pool.connection() as conn:
-                cursor = await conn.execute(ORDER_BY_ID_SQL, (order_id,))
-                if await cursor.fetchone() is None:
-                    raise LookupError("order not found")
-                cursor = await conn.execute(ORDER_ITEMS_SQL, ([order_id],))
-                await cursor.fetchall()
-
-        return await scenario("raw psycopg SELECT order + items", select_by_id, load)
+    return select_by_id
 
 
 def redis_database(url: str, db: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
@@ -13,6 +13,25 @@ from books.catalog.schemas import BookListQuery
 
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+
+
+def page_statement(query: BookListQuery) -> Select[Book]:
+    """One page of books, newest first.
+
+    The page's ids are found first and only then its rows: skipping `offset` rows walks
+    the list index alone (an index-only scan while the table is vacuumed) instead of
+    reading every skipped book from the table; see `make bench`'s deep-page rows.
+    """
+    newest_first = (Book.created_at.desc(), Book.id.desc())
+    page = (
+        select(Book.id)
+        .where(*_filters(query))
+        .order_by(*newest_first)
+        .limit(query.limit)
+        .offset(query.offset)
+        .subquery()
+    )
+    return select(Book).join(page, Book.id == page.c.id).order_by(*newest_first)
 
 
 def _filters(query: BookListQuery) -> list[ColumnElement[bool]]:
@@ -49,14 +68,7 @@ class BookRepository:
         return result.scalar_one_or_none()
 
     async def list_active(self, *, query: BookListQuery) -> list[Book]:
-        statement = (
-            select(Book)
-            .where(*_filters(query))
-            .order_by(Book.created_at.desc(), Book.id.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-        )
-        return list((await self.session.scalars(statement)).all())
+        return list((await self.session.scalars(page_statement(query))).all())
 
     async def count_active(self, *, query: BookListQuery) -> int:
         """Unfiltered totals come from the trigger-maintained counter, not a scan."""
