@@ -95,6 +95,10 @@ class TestGracefulShutdown:
         job_lines = [r for r in worker.log_records() if r.get("logger") == "workers.stock"]
         assert job_lines
         assert {r["request_id"] for r in job_lines} == {"req-sigterm-1"}
+        # RQ's own lines keep the job's outcome but not the registry cleanups it ran.
+        rq_lines = [r["message"] for r in worker.log_records() if r.get("logger") == "rq.worker"]
+        assert any("Job OK" in line for line in rq_lines)
+        assert not any("cleaning" in line for line in rq_lines)
 
 
 class TestAbandonedJob:

@@ -204,9 +204,17 @@ def wait_for_redis(connection: redis.Redis) -> None:
             delay = min(delay * 2, REDIS_RETRY_MAX_S)
 
 
+def is_not_registry_cleanup(record: logging.LogRecord) -> bool:
+    """RQ logs each registry cleanup at INFO, one line per queue every maintenance
+    interval (10 lines every 15 s for two workers): routine housekeeping that would bury
+    the jobs' own lines. RQ has no setting for it, so its records are dropped by message."""
+    return not str(record.msg).startswith("Worker %s: cleaning ")
+
+
 def main(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     configure_logging("workers", settings.log_level)
+    logging.getLogger("rq.worker").addFilter(is_not_registry_cleanup)
     if settings.service_key is None:
         logger.error("SERVICE_KEY is not set: the books and orders internal APIs would refuse")
         return 2
