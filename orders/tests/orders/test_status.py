@@ -7,6 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from orders.app import create_app
 from tests.conftest import (
@@ -381,13 +384,16 @@ class TestRaces:
         assert topics(db) == ["order.placed", "order.cancelled"]
 
 
+REVENUE = "orders_revenue_total"
+
+
+def sample(text: str, name: str) -> float:
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(values[0]) if values else 0.0
+
+
 class TestMetrics:
     async def test_counts_revenue_and_rejections_once(self, client, place_order):
-        def sample(text: str, name: str) -> float:
-            values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-            return float(values[0]) if values else 0.0
-
-        revenue = "orders_revenue_total"
         missing = 'orders_rejected_total{cause="book_not_found"}'
         before = (await client.get("/metrics")).text
         confirmed = await place_order(quantity=3, price="12.34")
@@ -396,8 +402,23 @@ class TestMetrics:
             await confirm(client, confirmed["id"])
             await reject(client, rejected["id"], {"reason": "book gone", "cause": "book_not_found"})
         after = (await client.get("/metrics")).text
-        assert sample(after, revenue) - sample(before, revenue) == pytest.approx(37.02)
+        assert sample(after, REVENUE) - sample(before, REVENUE) == pytest.approx(37.02)
         assert sample(after, missing) - sample(before, missing) == 1
+
+    async def test_counts_revenue_only_once_the_confirmation_commits(self, client, place_order):
+        """The COMMIT of a confirmation fails: a 503, no revenue; the job's retry counts it."""
+        order = await place_order(quantity=2, price="5.00")
+        before = sample((await client.get("/metrics")).text, REVENUE)
+
+        def fail_once(session: Session) -> None:
+            event.remove(Session, "before_commit", fail_once)
+            raise OperationalError("COMMIT", None, Exception("server closed the connection"))
+
+        event.listen(Session, "before_commit", fail_once)
+        assert_problem(await confirm(client, order["id"]), 503)
+        assert sample((await client.get("/metrics")).text, REVENUE) == before
+        assert (await confirm(client, order["id"])).status_code == 200
+        assert sample((await client.get("/metrics")).text, REVENUE) - before == 10
 
     async def test_counts_transitions_and_refusals(self, client, place_order):
         order = await order_in("confirmed", client, place_order)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 
 _SQLALCHEMY_SCHEME = "postgresql+psycopg://"
 
@@ -41,3 +45,30 @@ def create_engine(
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_AFTER_COMMIT = "servicekit.after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], object]) -> None:
+    """Run `callback` when the session's transaction commits, and never if it rolls back.
+
+    For counters of what was written (orders placed, revenue, stock reserved): counted
+    before the commit, a write whose commit failed would count, and so would the retry
+    that then succeeds. SQLAlchemy has the events but no such hook, hence these lines.
+    """
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released; the transaction may still roll back
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
 from books.catalog.repository import BookRepository
@@ -12,18 +13,20 @@ from books.catalog.schemas import BookCreate, BookListQuery, BookUpdate
 from books.db import SessionDep
 from books.errors import BookNotFound
 from books.metrics import BOOKS_CREATED, BOOKS_DELETED
+from servicekit.database import after_commit
 
 
 class CatalogService:
-    def __init__(self, books: BookRepository) -> None:
-        self.books = books
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.books = BookRepository(session)
 
     async def create_book(self, *, data: BookCreate, image: dict[str, str] | None = None) -> Book:
         values = data.column_values()
         if image is not None:
             values["image"] = image
         book = await self.books.add(values)
-        BOOKS_CREATED.inc()
+        after_commit(self.session, BOOKS_CREATED.inc)
         return book
 
     async def get_book(self, *, book_id: int) -> Book:
@@ -46,11 +49,11 @@ class CatalogService:
     async def delete_book(self, *, book_id: int) -> None:
         if not await self.books.deactivate(book_id=book_id):
             raise BookNotFound(book_id)
-        BOOKS_DELETED.inc()
+        after_commit(self.session, BOOKS_DELETED.inc)
 
 
 def get_catalog_service(session: SessionDep) -> CatalogService:
-    return CatalogService(BookRepository(session))
+    return CatalogService(session)
 
 
 CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.db import SessionDep
 from books.inventory.errors import ReferenceReused
@@ -21,6 +22,7 @@ from books.inventory.schemas import (
     StockLine,
 )
 from books.metrics import STOCK_RELEASES, STOCK_RESERVATIONS
+from servicekit.database import after_commit
 
 
 def shortage_of(line: StockLine, level: StockLevel | None) -> Shortage:
@@ -44,8 +46,9 @@ def lacks(line: StockLine, level: StockLevel | None) -> bool:
 
 
 class InventoryService:
-    def __init__(self, stock: StockRepository) -> None:
-        self.stock = stock
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.stock = StockRepository(session)
 
     async def reserve_stock(self, *, reference: str, lines: Sequence[StockLine]) -> ReservationRead:
         # Every writer locks books in id order, so two reservations cannot deadlock.
@@ -65,7 +68,7 @@ class InventoryService:
         await self.stock.record_movements(
             reference=reference, kind=MovementKind.RESERVE, lines=tracked
         )
-        STOCK_RESERVATIONS.labels(outcome="reserved").inc()
+        after_commit(self.session, STOCK_RESERVATIONS.labels(outcome="reserved").inc)
         return ReservationRead(
             reference=reference, status=ReservationStatus.RESERVED, lines=ordered, shortages=[]
         )
@@ -85,7 +88,7 @@ class InventoryService:
             status=ReservationStatus.REJECTED,
             shortages=[shortage.model_dump(mode="json") for shortage in shortages],
         )
-        STOCK_RESERVATIONS.labels(outcome="rejected").inc()
+        after_commit(self.session, STOCK_RESERVATIONS.labels(outcome="rejected").inc)
         return ReservationRead(
             reference=reference,
             status=ReservationStatus.REJECTED,
@@ -125,12 +128,12 @@ class InventoryService:
             reference=reference, kind=MovementKind.RELEASE, lines=taken
         )
         await self.stock.set_outcome(reference=reference, status=ReservationStatus.RELEASED)
-        STOCK_RELEASES.labels(outcome="released").inc()
+        after_commit(self.session, STOCK_RELEASES.labels(outcome="released").inc)
         return ReleaseRead(reference=reference, status=ReleaseStatus.RELEASED, lines=lines)
 
 
 def get_inventory_service(session: SessionDep) -> InventoryService:
-    return InventoryService(StockRepository(session))
+    return InventoryService(session)
 
 
 InventoryServiceDep = Annotated[InventoryService, Depends(get_inventory_service)]

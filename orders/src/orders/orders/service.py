@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +41,7 @@ from orders.orders.schemas import (
     RejectionCause,
     money,
 )
+from servicekit.database import after_commit
 from servicekit.outbox import add_event
 
 ORDERS_PATH = "/v1/orders"
@@ -172,7 +174,7 @@ class OrderService:
         ):
             # Our claim went stale and another request took the key over: let it win.
             raise IdempotencyKeyInFlight()
-        ORDERS_CREATED.labels("created").inc()
+        after_commit(self.session, ORDERS_CREATED.labels("created").inc)
         return response
 
     async def get_order(self, *, order_id: int) -> Order:
@@ -186,7 +188,7 @@ class OrderService:
         order, moved = await self._move(order_id=order_id, to=OrderStatus.CONFIRMED, repeat_ok=True)
         if moved:
             await add_event(self.session, topic=ORDER_CONFIRMED, payload=_order_confirmed(order))
-            REVENUE.inc(float(order.total_price))
+            after_commit(self.session, partial(REVENUE.inc, float(order.total_price)))
         return order
 
     async def reject_order(self, *, order_id: int, reason: str, cause: RejectionCause) -> Order:
@@ -195,7 +197,7 @@ class OrderService:
             order_id=order_id, to=OrderStatus.REJECTED, repeat_ok=True, rejection_reason=reason
         )
         if moved:
-            ORDERS_REJECTED.labels(cause).inc()
+            after_commit(self.session, ORDERS_REJECTED.labels(cause).inc)
         return order
 
     async def cancel_order(self, *, order_id: int) -> Order:
@@ -228,7 +230,7 @@ class OrderService:
             STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "not_found").inc()
             raise OrderNotFound(order_id)
         if moved:
-            STATUS_TRANSITIONS.labels(to).inc()
+            after_commit(self.session, STATUS_TRANSITIONS.labels(to).inc)
             return order, True
         if repeat_ok and order.status == to:
             STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "already").inc()
