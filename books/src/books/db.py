@@ -1,4 +1,8 @@
-"""Database engine and the request-scoped session: the only place that commits."""
+"""Database engine and the request-scoped session: the only place that commits.
+
+Dependencies in this service are `async def` even when they await nothing: FastAPI runs a
+plain `def` dependency in its thread pool, a thread hop on every request.
+"""
 
 from __future__ import annotations
 

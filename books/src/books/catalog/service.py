@@ -52,7 +52,7 @@ class CatalogService:
         after_commit(self.session, BOOKS_DELETED.inc)
 
 
-def get_catalog_service(session: SessionDep) -> CatalogService:
+async def get_catalog_service(session: SessionDep) -> CatalogService:
     return CatalogService(session)
 
 

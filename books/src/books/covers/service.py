@@ -155,7 +155,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def get_cover_storage(request: Request) -> CoverStorage | None:
+async def get_cover_storage(request: Request) -> CoverStorage | None:
     return CoverStorage.from_settings(_settings(request))
 
 
@@ -173,7 +173,7 @@ async def get_upload_rollback(storage: CoverStorageDep) -> AsyncIterator[UploadR
         raise
 
 
-def get_cover_service(
+async def get_cover_service(
     request: Request,
     catalog: CatalogServiceDep,
     session: SessionDep,

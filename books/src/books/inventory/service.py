@@ -132,7 +132,7 @@ class InventoryService:
         return ReleaseRead(reference=reference, status=ReleaseStatus.RELEASED, lines=lines)
 
 
-def get_inventory_service(session: SessionDep) -> InventoryService:
+async def get_inventory_service(session: SessionDep) -> InventoryService:
     return InventoryService(session)
 
 
