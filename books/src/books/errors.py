@@ -15,8 +15,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.logs import REQUEST_ID_HEADER, current_request_id
+from servicekit.problems import (
+    DATABASE_RETRY_AFTER,
+    DATABASE_UNAVAILABLE,
+    PROBLEM_JSON,
+    UNEXPECTED_ERROR_DETAIL,
+    VALIDATION_ERROR,
+    database_unavailable_detail,
+    http_error_detail,
+    validation_detail,
+)
 
-PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
 
 
@@ -41,7 +50,7 @@ class BookNotFound(BookstoreError):
 
 
 class InvalidFilter(BookstoreError):
-    status, title, type = 422, "Invalid query", "/problems/validation-error"
+    status, title, type = 422, "Invalid query", VALIDATION_ERROR
 
 
 class UnsupportedMediaType(BookstoreError):
@@ -126,8 +135,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         request,
         status=422,
         title="Validation failed",
-        detail=f"{len(errors)} field(s) are invalid: " + ", ".join(e["field"] for e in errors),
-        type_="/problems/validation-error",
+        detail=validation_detail(errors),
+        type_=VALIDATION_ERROR,
         errors=errors,
     )
 
@@ -135,16 +144,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
-    detail = exc.detail if exc.detail != status.phrase else status.description
-    if status == HTTPStatus.NOT_FOUND and exc.detail == status.phrase:
-        detail = f"There is nothing at {request.url.path}."
-    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
-        detail = f"{request.method} is not allowed on {request.url.path}."
     return problem_response(
         request,
         status=status.value,
         title=status.phrase,
-        detail=str(detail),
+        detail=http_error_detail(
+            status, str(exc.detail), method=request.method, path=request.url.path
+        ),
         headers=dict(exc.headers or {}),
     )
 
@@ -155,9 +161,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         request,
         status=503,
         title="Service Unavailable",
-        detail="The catalog database is unavailable; retry shortly.",
-        type_="/problems/database-unavailable",
-        headers={"Retry-After": "5"},
+        detail=database_unavailable_detail("catalog"),
+        type_=DATABASE_UNAVAILABLE,
+        headers=DATABASE_RETRY_AFTER,
     )
 
 
@@ -170,7 +176,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request,
         status=500,
         title="Internal Server Error",
-        detail="The server failed to handle this request; it has been logged.",
+        detail=UNEXPECTED_ERROR_DETAIL,
         headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 

@@ -9,7 +9,8 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from books.errors import PROBLEM_JSON, UnsupportedMediaType
+from books.errors import UnsupportedMediaType
+from servicekit.problems import PROBLEM_JSON
 
 
 class DocumentedRoute(APIRoute):

@@ -16,9 +16,17 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from servicekit.logs import current_request_id
+from servicekit.problems import (
+    DATABASE_RETRY_AFTER,
+    DATABASE_UNAVAILABLE,
+    PROBLEM_JSON,
+    UNEXPECTED_ERROR_DETAIL,
+    VALIDATION_ERROR,
+    database_unavailable_detail,
+    http_error_detail,
+    validation_detail,
+)
 
-PROBLEM_JSON = "application/problem+json"
-VALIDATION_ERROR = "/problems/validation-error"
 logger = logging.getLogger(__name__)
 
 
@@ -73,19 +81,16 @@ class RepeatedBooks(OrdersError):
 
     def __init__(self, repeats: dict[int, tuple[int, int]]) -> None:
         """`repeats`: line index -> (book id, index of the line that has it first)."""
-        super().__init__(
-            f"{len(repeats)} field(s) are invalid: "
-            + ", ".join(f"items[{index}].book_id" for index in repeats),
-            errors=[
-                {
-                    "field": f"items[{index}].book_id",
-                    "in": "body",
-                    "message": f"book {book_id} is already on line {first}; "
-                    "put its whole quantity on one line",
-                }
-                for index, (book_id, first) in repeats.items()
-            ],
-        )
+        errors = [
+            {
+                "field": f"items[{index}].book_id",
+                "in": "body",
+                "message": f"book {book_id} is already on line {first}; "
+                "put its whole quantity on one line",
+            }
+            for index, (book_id, first) in repeats.items()
+        ]
+        super().__init__(validation_detail(errors), errors=errors)
 
 
 class Shortage(NamedTuple):
@@ -277,7 +282,7 @@ def _validation_error(
         request,
         status=422,
         title="Validation failed",
-        detail=f"{len(errors)} field(s) are invalid: " + ", ".join(e["field"] for e in errors),
+        detail=validation_detail(errors),
         type_=VALIDATION_ERROR,
         errors=errors,
     )
@@ -288,16 +293,13 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     if status == HTTPStatus.BAD_REQUEST:
         # Litestar's 400s are bodies it could not parse (malformed JSON).
         return _validation_error(request, ValidationException(detail=exc.detail))
-    detail = exc.detail if exc.detail != status.phrase else status.description
-    if status == HTTPStatus.NOT_FOUND and exc.detail == status.phrase:
-        detail = f"There is nothing at {request.url.path}."
-    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
-        detail = f"{request.method} is not allowed on {request.url.path}."
     return problem_response(
         request,
         status=status.value,
         title=status.phrase,
-        detail=str(detail),
+        detail=http_error_detail(
+            status, str(exc.detail), method=request.method, path=request.url.path
+        ),
         headers=dict(exc.headers or {}),
     )
 
@@ -308,9 +310,9 @@ def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Re
         request,
         status=503,
         title="Service Unavailable",
-        detail="The orders database is unavailable; retry shortly.",
-        type_="/problems/database-unavailable",
-        headers={"Retry-After": "5"},
+        detail=database_unavailable_detail("orders"),
+        type_=DATABASE_UNAVAILABLE,
+        headers=DATABASE_RETRY_AFTER,
     )
 
 
@@ -320,7 +322,7 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
         request,
         status=500,
         title="Internal Server Error",
-        detail="The server failed to handle this request; it has been logged.",
+        detail=UNEXPECTED_ERROR_DETAIL,
     )
 
 

@@ -15,7 +15,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
 from litestar.types import Guard
 
-from orders.errors import PROBLEM_JSON, Problem, UnsupportedMediaType
+from orders.errors import Problem, UnsupportedMediaType
+from servicekit.problems import PROBLEM_JSON
 
 
 @dataclass
