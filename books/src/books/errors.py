@@ -21,6 +21,7 @@ from servicekit.problems import (
     PROBLEM_JSON,
     UNEXPECTED_ERROR_DETAIL,
     VALIDATION_ERROR,
+    ProblemError,
     database_unavailable_detail,
     http_error_detail,
     validation_detail,
@@ -29,42 +30,29 @@ from servicekit.problems import (
 logger = logging.getLogger(__name__)
 
 
-class BookstoreError(Exception):
-    """Base of every error the service reports to clients."""
-
-    status: int = 500
-    title: str = "Internal Server Error"
-    type: str = "about:blank"
-
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = headers or {}
-
-
-class BookNotFound(BookstoreError):
+class BookNotFound(ProblemError):
     status, title, type = 404, "Book not found", "/problems/book-not-found"
 
     def __init__(self, book_id: int) -> None:
         super().__init__(f"No active book has id {book_id}.")
 
 
-class InvalidFilter(BookstoreError):
+class InvalidFilter(ProblemError):
     status, title, type = 422, "Invalid query", VALIDATION_ERROR
 
 
-class UnsupportedMediaType(BookstoreError):
+class UnsupportedMediaType(ProblemError):
     status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
 
 
-class CoverTooLarge(BookstoreError):
+class CoverTooLarge(ProblemError):
     status, title, type = 413, "Cover too large", "/problems/cover-too-large"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"Cover images may be at most {max_bytes} bytes.")
 
 
-class CoverStorageNotConfigured(BookstoreError):
+class CoverStorageNotConfigured(ProblemError):
     status, title, type = 501, "Cover storage not configured", "/problems/covers-disabled"
 
     def __init__(self) -> None:
@@ -74,7 +62,7 @@ class CoverStorageNotConfigured(BookstoreError):
         )
 
 
-class CoverStorageFailed(BookstoreError):
+class CoverStorageFailed(ProblemError):
     status, title, type = 502, "Cover storage failed", "/problems/cover-storage-failed"
 
     def __init__(self) -> None:
@@ -116,8 +104,8 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-async def _bookstore_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BookstoreError)
+async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
     return problem_response(
         request,
         status=exc.status,
@@ -125,6 +113,7 @@ async def _bookstore_error(request: Request, exc: Exception) -> JSONResponse:
         detail=exc.detail,
         type_=exc.type,
         headers=exc.headers,
+        errors=exc.errors,
     )
 
 
@@ -182,7 +171,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(BookstoreError, _bookstore_error)
+    app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for database_error in (OperationalError, InterfaceError, PoolTimeoutError):

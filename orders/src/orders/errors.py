@@ -22,6 +22,7 @@ from servicekit.problems import (
     PROBLEM_JSON,
     UNEXPECTED_ERROR_DETAIL,
     VALIDATION_ERROR,
+    ProblemError,
     database_unavailable_detail,
     http_error_detail,
     validation_detail,
@@ -30,34 +31,14 @@ from servicekit.problems import (
 logger = logging.getLogger(__name__)
 
 
-class OrdersError(Exception):
-    """Base of every error the service reports to clients."""
-
-    status: int = 500
-    title: str = "Internal Server Error"
-    type: str = "about:blank"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        errors: list[dict[str, str]] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = headers or {}
-        self.errors = errors
-
-
-class OrderNotFound(OrdersError):
+class OrderNotFound(ProblemError):
     status, title, type = 404, "Order not found", "/problems/order-not-found"
 
     def __init__(self, order_id: int) -> None:
         super().__init__(f"No order has id {order_id}.")
 
 
-class UnknownBooks(OrdersError):
+class UnknownBooks(ProblemError):
     status, title, type = 422, "Unknown books", "/problems/unknown-books"
 
     def __init__(self, positions: dict[int, int]) -> None:
@@ -76,7 +57,7 @@ class UnknownBooks(OrdersError):
         self.book_ids = list(positions)
 
 
-class RepeatedBooks(OrdersError):
+class RepeatedBooks(ProblemError):
     status, title, type = 422, "Validation failed", VALIDATION_ERROR
 
     def __init__(self, repeats: dict[int, tuple[int, int]]) -> None:
@@ -105,7 +86,7 @@ class Shortage(NamedTuple):
         return f"book {self.book_id}: requested {self.requested}, available {self.available}"
 
 
-class InsufficientStock(OrdersError):
+class InsufficientStock(ProblemError):
     status, title, type = 409, "Insufficient stock", "/problems/insufficient-stock"
 
     def __init__(self, shortages: Sequence[Shortage]) -> None:
@@ -118,31 +99,14 @@ class InsufficientStock(OrdersError):
         )
 
 
-class IllegalTransition(OrdersError):
+class IllegalTransition(ProblemError):
     status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
 
     def __init__(self, order_id: int, *, current: str, target: str) -> None:
         super().__init__(f"Order {order_id} is {current}; it cannot become {target}.")
 
 
-class ServiceKeyRequired(OrdersError):
-    status, title, type = 401, "Unauthorized", "/problems/service-key-required"
-
-    def __init__(self, detail: str) -> None:
-        # RFC 9110 wants a challenge on every 401; `APIKey` as the books service says it.
-        super().__init__(detail, headers={"WWW-Authenticate": "APIKey"})
-
-
-class InternalApiDisabled(OrdersError):
-    status, title, type = 503, "Internal API disabled", "/problems/internal-api-disabled"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The internal API is off because no service key is configured; set SERVICE_KEY."
-        )
-
-
-class IdempotencyKeyReused(OrdersError):
+class IdempotencyKeyReused(ProblemError):
     status, title, type = 422, "Idempotency key reused", "/problems/idempotency-key-reused"
 
     def __init__(self) -> None:
@@ -151,7 +115,7 @@ class IdempotencyKeyReused(OrdersError):
         )
 
 
-class IdempotencyKeyInFlight(OrdersError):
+class IdempotencyKeyInFlight(ProblemError):
     status, title, type = 409, "Request in progress", "/problems/idempotency-key-in-flight"
 
     def __init__(self) -> None:
@@ -161,7 +125,7 @@ class IdempotencyKeyInFlight(OrdersError):
         )
 
 
-class BooksUnavailable(OrdersError):
+class BooksUnavailable(ProblemError):
     status, title, type = 503, "Books service unavailable", "/problems/books-unavailable"
 
     def __init__(self, *, retry_after: int) -> None:
@@ -172,14 +136,14 @@ class BooksUnavailable(OrdersError):
         )
 
 
-class BooksContractBroken(OrdersError):
+class BooksContractBroken(ProblemError):
     status, title, type = 502, "Bad answer from the books service", "/problems/books-bad-gateway"
 
     def __init__(self) -> None:
         super().__init__("The books service answered in an unexpected way; nothing was recorded.")
 
 
-class UnsupportedMediaType(OrdersError):
+class UnsupportedMediaType(ProblemError):
     status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
 
 
@@ -258,7 +222,7 @@ def _field_errors(request: Request[Any, Any, Any], extra: Sequence[Any]) -> list
     return items
 
 
-def _orders_error(request: Request[Any, Any, Any], exc: OrdersError) -> Response[Problem]:
+def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
     return problem_response(
         request,
         status=exc.status,
@@ -327,7 +291,7 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    OrdersError: _orders_error,
+    ProblemError: _problem_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     OperationalError: _database_unavailable,

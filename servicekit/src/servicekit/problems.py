@@ -14,6 +14,27 @@ DATABASE_RETRY_AFTER = {"Retry-After": "5"}
 UNEXPECTED_ERROR_DETAIL = "The server failed to handle this request; it has been logged."
 
 
+class ProblemError(Exception):
+    """An error a service reports to its client as a problem; subclasses set the status,
+    title and type, and each service's error handler renders it."""
+
+    status: int = 500
+    title: str = "Internal Server Error"
+    type: str = "about:blank"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors
+
+
 def validation_detail(errors: Sequence[Mapping[str, str]]) -> str:
     """The `detail` of a validation problem: how many fields are wrong, and which."""
     return f"{len(errors)} field(s) are invalid: " + ", ".join(e["field"] for e in errors)

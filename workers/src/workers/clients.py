@@ -17,10 +17,10 @@ import httpx
 from pydantic import BaseModel, ValidationError, model_validator
 
 from servicekit.logs import REQUEST_ID_HEADER, current_request_id
+from servicekit.service_key import SERVICE_KEY_HEADER
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError, ServiceUnavailable
 
-SERVICE_KEY_HEADER = "X-Service-Key"
 # Answers that say "not now" rather than "never".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
 
