@@ -18,12 +18,19 @@ deps: ## Install uv if needed and sync the locked environment
 run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are set); Ctrl-C stops it
 	@$(RUN) python -m devstack.run
 
+# Debian packages that some tests use, as command:package (those tests skip without them):
+# promtool and Prometheus for the monitoring tests, docker-compose to validate the compose file.
+TEST_TOOLS := promtool:prometheus docker-compose:docker-compose
+
 test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
-	@command -v promtool >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 \
-		|| { echo "installing prometheus (promtool) from Debian for the monitoring tests ..."; \
-		     apt-get install -y -qq prometheus >/dev/null 2>&1 \
-		     || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }; } \
-		|| echo "could not install prometheus: the promtool and Prometheus tests will skip"
+	@for tool in $(TEST_TOOLS); do \
+		command=$${tool%%:*}; package=$${tool##*:}; \
+		command -v $$command >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 \
+		|| { echo "installing $$package ($$command) from Debian for the tests that use it ..."; \
+		     apt-get install -y -qq $$package >/dev/null 2>&1 \
+		     || { apt-get update -qq && apt-get install -y -qq $$package >/dev/null; }; } \
+		|| echo "could not install $$package: the tests that use $$command will skip"; \
+	done
 	@status=0; for suite in $(SUITES); do \
 		echo "==> $$suite"; \
 		$(RUN) pytest -c pyproject.toml --rootdir $$suite $$suite/tests $(PYTEST_ARGS) || status=1; \
