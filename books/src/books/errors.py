@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.logs import REQUEST_ID_HEADER, current_request_id
 from servicekit.problems import (
-    DATABASE_RETRY_AFTER,
+    DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
     PROBLEM_JSON,
     UNEXPECTED_ERROR_DETAIL,
@@ -152,7 +152,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         title="Service Unavailable",
         detail=database_unavailable_detail("catalog"),
         type_=DATABASE_UNAVAILABLE,
-        headers=DATABASE_RETRY_AFTER,
+        headers={"Retry-After": DATABASE_RETRY_AFTER_S},
     )
 
 

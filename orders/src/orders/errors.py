@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from servicekit.logs import current_request_id
 from servicekit.problems import (
-    DATABASE_RETRY_AFTER,
+    DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
     PROBLEM_JSON,
     UNEXPECTED_ERROR_DETAIL,
@@ -276,7 +276,7 @@ def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Re
         title="Service Unavailable",
         detail=database_unavailable_detail("orders"),
         type_=DATABASE_UNAVAILABLE,
-        headers=DATABASE_RETRY_AFTER,
+        headers={"Retry-After": DATABASE_RETRY_AFTER_S},
     )
 
 

@@ -10,7 +10,7 @@ from http import HTTPStatus
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_ERROR = "/problems/validation-error"
 DATABASE_UNAVAILABLE = "/problems/database-unavailable"
-DATABASE_RETRY_AFTER = {"Retry-After": "5"}
+DATABASE_RETRY_AFTER_S = "5"
 UNEXPECTED_ERROR_DETAIL = "The server failed to handle this request; it has been logged."
 
 
