@@ -18,10 +18,10 @@ from litestar.types import ASGIApp
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import Settings, get_settings
 from orders.db import create_engine, provide_session
-from orders.errors import EXCEPTION_HANDLERS
 from orders.idempotency import IdempotencyStore, purge_forever
-from orders.orders.controllers import OrderController
-from orders.orders.internal import InternalOrderController
+from orders.ordering.controllers import OrderController
+from orders.ordering.internal import InternalOrderController
+from orders.problems import EXCEPTION_HANDLERS
 from orders.system import health, ready
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id

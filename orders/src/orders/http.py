@@ -15,7 +15,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
 from litestar.types import Guard
 
-from orders.errors import Problem, UnsupportedMediaType
+from orders.errors import UnsupportedMediaType
+from orders.problems import Problem
 from servicekit.problems import PROBLEM_JSON
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orders.config import get_settings
-from orders.orders.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED
+from orders.ordering.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED
 from servicekit.logs import configure_logging
 from servicekit.relay import OutboxRelay, Route, serve
 

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from orders.orders.models import Order, OrderItem, OrderStatus
+from orders.ordering.models import Order, OrderItem, OrderStatus
 
 
 def _filters(*, status: OrderStatus | None, customer_id: int | None) -> list[ColumnElement[bool]]:

@@ -17,12 +17,6 @@ from orders.errors import (
     BooksUnavailable,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
-    IllegalTransition,
-    InsufficientStock,
-    OrderNotFound,
-    RepeatedBooks,
-    Shortage,
-    UnknownBooks,
 )
 from orders.idempotency import Claimed, IdempotencyStore, InFlight, Mismatch, Replay, StoredResponse
 from orders.metrics import (
@@ -32,9 +26,17 @@ from orders.metrics import (
     STATUS_TRANSITIONS,
     STATUS_TRANSITIONS_NOT_APPLIED,
 )
-from orders.orders.models import Order, OrderItem, OrderStatus
-from orders.orders.repository import OrderRepository
-from orders.orders.schemas import (
+from orders.ordering.errors import (
+    IllegalTransition,
+    InsufficientStock,
+    OrderNotFound,
+    RepeatedBooks,
+    Shortage,
+    UnknownBooks,
+)
+from orders.ordering.models import Order, OrderItem, OrderStatus
+from orders.ordering.repository import OrderRepository
+from orders.ordering.schemas import (
     OrderCreate,
     OrderItemCreate,
     OrderRead,

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orders.books_client import MAX_UNIT_PRICE, BookSnapshot
-from orders.orders.schemas import MAX_ITEMS, MAX_QUANTITY, OrderItemCreate, money
-from orders.orders.service import price_lines
+from orders.ordering.schemas import MAX_ITEMS, MAX_QUANTITY, OrderItemCreate, money
+from orders.ordering.service import price_lines
 
 prices = st.decimals(min_value=Decimal(0), max_value=MAX_UNIT_PRICE, places=2)
 lines = st.lists(

@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from orders.orders.models import Order, OrderItem, OrderStatus
+from orders.ordering.models import Order, OrderItem, OrderStatus
 
 MAX_ITEMS = 100
 MAX_QUANTITY = 10_000

@@ -12,8 +12,8 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.http import DocumentedOperation, json_body, problem_responses
-from orders.orders.models import OrderStatus
-from orders.orders.schemas import (
+from orders.ordering.models import OrderStatus
+from orders.ordering.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_ID,
     MAX_PAGE_SIZE,
@@ -21,7 +21,7 @@ from orders.orders.schemas import (
     OrderPage,
     OrderRead,
 )
-from orders.orders.service import OrderService
+from orders.ordering.service import OrderService
 from servicekit.pagination import link_header
 
 IDEMPOTENCY_KEY = "Idempotency-Key"

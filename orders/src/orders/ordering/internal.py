@@ -10,9 +10,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from orders.http import json_body
-from orders.orders.controllers import OrderIdPath, provide_order_service
-from orders.orders.schemas import OrderRead, OrderReject
-from orders.orders.service import OrderService
+from orders.ordering.controllers import OrderIdPath, provide_order_service
+from orders.ordering.schemas import OrderRead, OrderReject
+from orders.ordering.service import OrderService
 from orders.security import require_service_key
 
 

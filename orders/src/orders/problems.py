@@ -1,0 +1,185 @@
+"""RFC 9457 problem+json rendering of every error: ours (`ProblemError`) and Litestar's."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from servicekit.logs import current_request_id
+from servicekit.problems import (
+    DATABASE_RETRY_AFTER_S,
+    DATABASE_UNAVAILABLE,
+    PROBLEM_JSON,
+    UNEXPECTED_ERROR_DETAIL,
+    VALIDATION_ERROR,
+    ProblemError,
+    database_unavailable_detail,
+    http_error_detail,
+    validation_detail,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    in_: str = msgspec.field(name="in")
+    message: str
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    title: str,
+    detail: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    errors: Iterable[dict[str, str]] | None = None,
+) -> Response[Problem]:
+    problem = Problem(
+        type=type_,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        request_id=current_request_id(),
+    )
+    if errors is not None:
+        problem.errors = [FieldError(e["field"], e["in"], e["message"]) for e in errors]
+    return Response(problem, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter's name on the wire (`Idempotency-Key`), not its Python name."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # unrouted request: no handler to ask
+        return key
+    return getattr(getattr(parameter, "kwarg_definition", None), "name", None) or key
+
+
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `(?P<name>[^`]+)`$")
+
+
+def _field_errors(request: Request[Any, Any, Any], extra: Sequence[Any]) -> list[dict[str, str]]:
+    """Litestar's `{"key", "source", "message"}` items as `{"field", "in", "message"}`."""
+    items = []
+    for error in extra:
+        source = error.get("source") or "body"
+        where = str(getattr(source, "value", source))
+        key = str(error.get("key") or "")
+        message = str(error.get("message", ""))
+        if where == "body" and key == "data":
+            # The body as a whole: missing, or failing a rule that spans fields.
+            key = "body"
+            if message == "'data'":
+                message = "a JSON body is required"
+        elif where != "body":
+            key = _wire_name(request, key)
+        if where == "body" and (named := _NAMED_FIELD.match(message)):
+            # msgspec puts an unknown or missing field's name in the message, not the path.
+            key = named["name"] if key == "body" else f"{key}.{named['name']}"
+        items.append({"field": key or where, "in": where, "message": message})
+    return items
+
+
+def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
+    return problem_response(
+        request,
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type_=exc.type,
+        headers=exc.headers,
+        errors=exc.errors,
+    )
+
+
+def _validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    # Litestar answers bad input with 400; every service here says 422 with field errors.
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = _field_errors(request, extra)
+    if not errors:
+        errors = [{"field": "body", "in": "body", "message": str(exc.detail)}]
+    return problem_response(
+        request,
+        status=422,
+        title="Validation failed",
+        detail=validation_detail(errors),
+        type_=VALIDATION_ERROR,
+        errors=errors,
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = HTTPStatus(exc.status_code)
+    if status == HTTPStatus.BAD_REQUEST:
+        # Litestar's 400s are bodies it could not parse (malformed JSON).
+        return _validation_error(request, ValidationException(detail=exc.detail))
+    return problem_response(
+        request,
+        status=status.value,
+        title=status.phrase,
+        detail=http_error_detail(
+            status, str(exc.detail), method=request.method, path=request.url.path
+        ),
+        headers=dict(exc.headers or {}),
+    )
+
+
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        status=503,
+        title="Service Unavailable",
+        detail=database_unavailable_detail("orders"),
+        type_=DATABASE_UNAVAILABLE,
+        headers={"Retry-After": DATABASE_RETRY_AFTER_S},
+    )
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        title="Internal Server Error",
+        detail=UNEXPECTED_ERROR_DETAIL,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ProblemError: _problem_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    OperationalError: _database_unavailable,
+    InterfaceError: _database_unavailable,
+    PoolTimeoutError: _database_unavailable,
+    Exception: _unexpected_error,
+}
