@@ -13,7 +13,16 @@ from devstack.services import ServiceProcess
 from orders.app import create_app
 from orders.config import Settings
 
-TABLES = ("orders", "order_items", "outbox", "idempotency_keys")
+TABLES = (
+    "orders",
+    "order_items",
+    "outbox",
+    "idempotency_keys",
+    "members",
+    "borrows",
+    "holds",
+    "notices",
+)
 SERVICE_KEY = "test-service-key"
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
 
@@ -49,7 +58,7 @@ async def orders_app(
 @pytest.fixture(autouse=True)
 def _empty_orders(orders_database_url: str) -> None:
     with psycopg.connect(orders_database_url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
 
 
 def asgi_client(app: Litestar) -> httpx.AsyncClient:
