@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated
 
@@ -47,10 +48,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_lock_timeout_s: Positive = 30.0
     idempotency_purge_interval_s: Positive = 300.0
 
+    # Lending: the defaults of every member and book (see orders.lending.policy).
+    default_max_loans: Annotated[int, Meta(ge=0, le=1000)] = 5
+    loan_period_days: Positive = 14.0
+    loan_max_renewals: Annotated[int, Meta(ge=0)] = 2
+    loan_renew_grace_days: NonNegative = 0.0
+    late_fee_per_day: Decimal = Decimal("0.25")
+    late_fee_cap: Decimal = Decimal("10.00")
+    hold_pickup_days: Positive = 3.0
+    due_soon_days: NonNegative = 2.0
+
     # The key workers present on the internal API; unset or empty turns that API off.
     service_key: str | None = None
     redis_url: str = "redis://127.0.0.1:6380/0"
     relay_metrics_port: Annotated[int, Meta(ge=1, le=65535)] = 9101
+
+    def __post_init__(self) -> None:
+        for name in ("late_fee_per_day", "late_fee_cap"):
+            amount: Decimal = getattr(self, name)
+            if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
+                raise ValueError(f"{name} must be an amount like 0.25, not {amount}")
 
     @property
     def psycopg_database_url(self) -> str:

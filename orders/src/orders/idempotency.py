@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orders.db import Base
+from orders.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ class IdempotencyStore:
 
 
 async def complete(
-    session: AsyncSession, claim: Claimed, *, response: StoredResponse, order_id: int
+    session: AsyncSession, claim: Claimed, *, response: StoredResponse, order_id: int | None = None
 ) -> bool:
     """Store the response in the caller's transaction; False when the claim was lost."""
     values: dict[str, Any] = {
@@ -213,6 +215,50 @@ async def complete(
         execution_options={"synchronize_session": False},
     )
     return result.scalar_one_or_none() is not None
+
+
+@dataclass(frozen=True)
+class Answer:
+    response: StoredResponse
+    replayed: bool
+
+
+async def respond_once(
+    store: IdempotencyStore | None,
+    session: AsyncSession,
+    *,
+    key: str | None,
+    fingerprint: str,
+    respond: Callable[[Claimed | None], Awaitable[StoredResponse]],
+    count: Callable[[str], object],
+) -> Answer:
+    """Answer a request once per key: a retry with the same key gets the first response.
+
+    `respond` does the work in `session` and stores its response with `complete` when
+    given a claim. The session is committed here, not after the handler, so that a
+    failed commit still gives the key back and the client's retry runs at once
+    (`release` leaves a claim whose commit did land alone). `count` hears what became
+    of a repeat: `replayed`, `idempotency_key_reused` or `idempotency_key_in_flight`.
+    """
+    if key is None or store is None:
+        return Answer(await respond(None), replayed=False)
+    outcome = await store.claim(key=key, fingerprint=fingerprint)
+    if isinstance(outcome, Replay):
+        count("replayed")
+        return Answer(outcome.response, replayed=True)
+    if isinstance(outcome, Mismatch):
+        count("idempotency_key_reused")
+        raise IdempotencyKeyReused()
+    if isinstance(outcome, InFlight):
+        count("idempotency_key_in_flight")
+        raise IdempotencyKeyInFlight()
+    try:
+        response = await respond(outcome)
+        await session.commit()
+    except BaseException:
+        await store.release(outcome)
+        raise
+    return Answer(response, replayed=False)
 
 
 async def purge_forever(store: IdempotencyStore, *, interval_s: float) -> None:

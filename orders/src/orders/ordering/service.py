@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 
@@ -12,13 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders import idempotency
 from orders.books_client import BooksClient, BookSnapshot
-from orders.errors import (
-    BooksContractBroken,
-    BooksUnavailable,
-    IdempotencyKeyInFlight,
-    IdempotencyKeyReused,
-)
-from orders.idempotency import Claimed, IdempotencyStore, InFlight, Mismatch, Replay, StoredResponse
+from orders.errors import BooksContractBroken, BooksUnavailable, IdempotencyKeyInFlight
+from orders.idempotency import Answer, Claimed, IdempotencyStore, StoredResponse, respond_once
 from orders.metrics import (
     ORDERS_CREATED,
     ORDERS_REJECTED,
@@ -57,12 +51,6 @@ REACHABLE_FROM: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.REJECTED: frozenset({OrderStatus.PENDING}),
     OrderStatus.CANCELLED: frozenset({OrderStatus.PENDING, OrderStatus.CONFIRMED}),
 }
-
-
-@dataclass(frozen=True)
-class PlacedOrder:
-    response: StoredResponse
-    replayed: bool
 
 
 def price_lines(
@@ -108,41 +96,24 @@ class OrderService:
         self.books = books
         self.idempotency_store = idempotency_store
 
-    async def place_order(self, *, data: OrderCreate, idempotency_key: str | None) -> PlacedOrder:
+    async def place_order(self, *, data: OrderCreate, idempotency_key: str | None) -> Answer:
         """Place an order once: a retry with the same key gets the first answer back."""
         if repeats := data.repeated_lines():
             raise RepeatedBooks(
                 {index: (data.items[index].book_id, first) for index, first in repeats.items()}
             )
-        if idempotency_key is None or self.idempotency_store is None:
-            return PlacedOrder(await self._place(data=data, claim=None), replayed=False)
-        request_fingerprint = idempotency.fingerprint(
-            b"POST", ORDERS_PATH.encode(), msgspec.json.encode(data)
+        return await respond_once(
+            self.idempotency_store,
+            self.session,
+            key=idempotency_key,
+            fingerprint=idempotency.fingerprint(
+                b"POST", ORDERS_PATH.encode(), msgspec.json.encode(data)
+            ),
+            respond=partial(self._place, data),
+            count=lambda outcome: ORDERS_CREATED.labels(outcome).inc(),
         )
-        outcome = await self.idempotency_store.claim(
-            key=idempotency_key, fingerprint=request_fingerprint
-        )
-        if isinstance(outcome, Replay):
-            ORDERS_CREATED.labels("replayed").inc()
-            return PlacedOrder(outcome.response, replayed=True)
-        if isinstance(outcome, Mismatch):
-            ORDERS_CREATED.labels("idempotency_key_reused").inc()
-            raise IdempotencyKeyReused()
-        if isinstance(outcome, InFlight):
-            ORDERS_CREATED.labels("idempotency_key_in_flight").inc()
-            raise IdempotencyKeyInFlight()
-        try:
-            response = await self._place(data=data, claim=outcome)
-            # Committed here, not after the handler, so that a failed commit still gives
-            # the key back and the client's retry runs at once. `release` leaves a claim
-            # whose commit did land (completed, or still locked by it) alone.
-            await self.session.commit()
-        except BaseException:
-            await self.idempotency_store.release(outcome)
-            raise
-        return PlacedOrder(response, replayed=False)
 
-    async def _place(self, *, data: OrderCreate, claim: Claimed | None) -> StoredResponse:
+    async def _place(self, data: OrderCreate, claim: Claimed | None) -> StoredResponse:
         try:
             books = await self.books.active_books(book_ids=data.book_ids)
         except BooksUnavailable:
