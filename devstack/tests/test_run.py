@@ -26,11 +26,14 @@ class Stack:
         self.orders_port = free_port()
         self.env = {
             **{
-                k: v for k, v in os.environ.items() if not k.endswith(("DATABASE_URL", "REDIS_URL"))
+                k: v
+                for k, v in os.environ.items()
+                if not k.endswith(("DATABASE_URL", "REDIS_URL", "SMTP_URL"))
             },
             "STACK_DATA_DIR": str(data_dir),
             "STACK_POSTGRES_PORT": str(free_port()),
             "STACK_REDIS_PORT": str(free_port()),
+            "STACK_SMTP_PORT": str(free_port()),
             "BOOKS_PORT": str(self.books_port),
             "ORDERS_PORT": str(self.orders_port),
             "BOOKS_RELAY_METRICS_PORT": str(free_port()),
@@ -123,6 +126,8 @@ class TestMakeRun:
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
         assert f"docs {stack.orders_url}/docs" in output
+        smtp_url = f"smtp://127.0.0.1:{stack.env['STACK_SMTP_PORT']}"
+        assert f"mail         {stack.data_dir / 'mail'}   smtp {smtp_url}" in output
 
         stack.start()
         fetched = httpx.get(f"{stack.books_url}{created.headers['location']}")
@@ -156,6 +161,28 @@ class TestMakeRun:
             )
         assert result.returncode == 1
         assert f"error: port {stack.books_port} for books is taken" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+    def test_taken_smtp_port_is_a_clear_error(self, stack: Stack) -> None:
+        import socket
+
+        port = int(stack.env["STACK_SMTP_PORT"])
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", port))
+            blocker.listen()
+            result = subprocess.run(
+                [sys.executable, "-m", "devstack.run"],
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+        assert result.returncode == 1
+        assert (
+            f"error: port {port} for smtp is taken: stop what listens there or set STACK_SMTP_PORT"
+            in result.stderr
+        )
         assert "Traceback" not in result.stderr + result.stdout
 
     def test_unreachable_database_url_is_a_clear_error(self, stack: Stack) -> None:

@@ -3,7 +3,8 @@
 Databases and Redis come from `BOOKS_DATABASE_URL`, `ORDERS_DATABASE_URL` and
 `REDIS_URL` when set; otherwise an embedded PostgreSQL and an embedded Valkey
 start with their data under `.data/` on fixed local ports, so a second run finds
-the same data. The service processes run under honcho, which prefixes their
+the same data. Without `SMTP_URL`, a local SMTP sink keeps the workers' mail as
+`.eml` files under `.data/mail/`. The service processes run under honcho, which prefixes their
 logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last.
 """
 
@@ -26,6 +27,7 @@ from honcho.manager import Manager
 from psycopg import sql
 
 from devstack import monitoring
+from devstack.mail import MailSink
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, PortInUseError, port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -63,6 +65,7 @@ class StackConfig:
     data_dir: Path
     postgres_port: int
     redis_port: int
+    smtp_port: int
     services: tuple[Service, ...]
     workers: tuple[Worker, ...]
     prometheus_port: int
@@ -74,6 +77,7 @@ class StackConfig:
             data_dir=Path(env.get("STACK_DATA_DIR", REPO_ROOT / ".data")).resolve(),
             postgres_port=int(env.get("STACK_POSTGRES_PORT", "5433")),
             redis_port=int(env.get("STACK_REDIS_PORT", "6380")),
+            smtp_port=int(env.get("STACK_SMTP_PORT", "8025")),
             prometheus_port=int(env.get("STACK_PROMETHEUS_PORT", "9090")),
             services=(
                 Service(
@@ -168,6 +172,21 @@ def redis(config: StackConfig) -> Iterator[dict[str, str]]:
         yield {"REDIS_URL": server.url}
 
 
+@contextmanager
+def mail(config: StackConfig) -> Iterator[dict[str, str]]:
+    """`SMTP_URL` for the workers: the environment's, or a local sink's."""
+    if url := os.environ.get("SMTP_URL"):
+        yield {"SMTP_URL": url}
+        return
+    if not port_is_free(config.smtp_port):
+        raise StackError(
+            f"port {config.smtp_port} for smtp is taken: "
+            "stop what listens there or set STACK_SMTP_PORT"
+        )
+    with MailSink(config.data_dir / "mail", config.smtp_port) as sink:
+        yield {"SMTP_URL": sink.url, "STACK_MAIL_DIR": str(sink.folder)}
+
+
 def migrate(config: StackConfig, env: dict[str, str]) -> None:
     for service in config.services:
         print(f"migrating {service.name} ...")
@@ -204,6 +223,10 @@ def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: 
     if with_prometheus:
         lines.append(f"  {'prometheus':<12} http://127.0.0.1:{config.prometheus_port}")
     lines.append(f"  {'redis':<12} {env['REDIS_URL']}")
+    if folder := env.get("STACK_MAIL_DIR"):
+        lines.append(f"  {'mail':<12} {folder}   smtp {env['SMTP_URL']}")
+    else:
+        lines.append(f"  {'mail':<12} {env['SMTP_URL']}")
     lines.append(f"  {'data':<12} {config.data_dir}")
     lines.append("Press Ctrl-C to stop.\n")
     print("\n".join(lines), flush=True)
@@ -281,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             migrate(config, db_env)
             if args.command == "migrate":
                 return 0
-            with redis(config) as redis_env:
-                return serve(config, {**db_env, **redis_env, **service_key(config)})
+            with redis(config) as redis_env, mail(config) as mail_env:
+                return serve(config, {**db_env, **redis_env, **mail_env, **service_key(config)})
     except (StackError, PortInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
