@@ -19,6 +19,14 @@ from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import Settings, get_settings
 from orders.db import create_engine, provide_session
 from orders.idempotency import IdempotencyStore, purge_forever
+from orders.lending.controllers import (
+    BorrowController,
+    HoldController,
+    LibraryController,
+    MemberController,
+)
+from orders.lending.internal import InternalLendingController
+from orders.lending.policy import LendingPolicy
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
@@ -74,16 +82,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["^/metrics", "^/health", "^/ready"],
     )
     app = Litestar(
-        route_handlers=[health, ready, OrderController, InternalOrderController, MetricsController],
+        route_handlers=[
+            health,
+            ready,
+            OrderController,
+            MemberController,
+            BorrowController,
+            HoldController,
+            LibraryController,
+            InternalOrderController,
+            InternalLendingController,
+            MetricsController,
+        ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware],
         lifespan=[lifespan],
         logging_config=None,
         openapi_config=OpenAPIConfig(
-            title="Bookstore orders API",
+            title="Bookstore orders and lending API",
             version="1.0.0",
-            description="Orders of books, priced from the catalog at the time they are placed. "
+            description="Orders of books, priced from the catalog at the time they are placed, "
+            "and the library: members, loans, holds and their figures. "
             "Errors are RFC 9457 problem+json.",
             path="/docs",
             use_handler_docstrings=True,
@@ -96,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.books_http = books_http
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store
+    app.state.lending_policy = LendingPolicy.from_settings(settings)
     # Litestar answers unrouted requests (404, 405) before any app middleware runs, so
     # the request id is set around its whole ASGI handler: every response carries one.
     app.asgi_handler = cast(

@@ -51,6 +51,9 @@ class BookSnapshot(msgspec.Struct):
     active: bool
     # Copies books has now; None when books does not track this book's stock.
     stock: int | None = None
+    # Lendable copies; None (or 0) when the book is not lent out.
+    copies_total: int | None = None
+    copies_available: int | None = None
 
     def __post_init__(self) -> None:
         if not Decimal(0) <= self.price <= MAX_UNIT_PRICE or self.price != self.price.quantize(

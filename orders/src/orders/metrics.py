@@ -44,3 +44,28 @@ CIRCUIT_BREAKER_STATE = Gauge(
     ["circuit"],
 )
 CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
+
+LIBRARY_BORROWS = Counter(
+    "library_borrows_total",
+    "Borrow requests, by outcome (requested, replayed, or the rule that refused them).",
+    ["outcome"],
+)
+LIBRARY_LOANS_ACTIVATED = Counter(
+    "library_loans_activated_total", "Loans that became active (a copy was checked out)."
+)
+LIBRARY_ACTIVATION_SECONDS = Histogram(
+    "library_borrow_activation_seconds",
+    "From a borrow request to its loan being active (copy checked out by a worker).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+LIBRARY_RETURNS = Counter("library_returns_total", "Loans returned, by lateness.", ["late"])
+LIBRARY_LOANS_OUT = Gauge("library_loans_out", "Active loans, as of the last library sweep.")
+LIBRARY_LOANS_OVERDUE = Gauge(
+    "library_loans_overdue", "Active loans past their due date, as of the last library sweep."
+)
+LIBRARY_HOLDS_WAITING = Gauge(
+    "library_holds_waiting", "Holds waiting for a copy, as of the last library sweep."
+)
+LIBRARY_HOLDS_READY = Gauge(
+    "library_holds_ready", "Holds with a copy set aside, as of the last library sweep."
+)

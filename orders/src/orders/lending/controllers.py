@@ -1,0 +1,490 @@
+"""HTTP layer of lending: parse, call one service method, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+from urllib.parse import parse_qsl
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.http import DocumentedOperation, json_body, problem_responses
+from orders.lending.holds import HoldService
+from orders.lending.library import LibraryService
+from orders.lending.loans import LoanService
+from orders.lending.members import MemberService
+from orders.lending.models import HoldStatus, MemberStatus
+from orders.lending.schemas import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    BorrowCreate,
+    BorrowListStatus,
+    BorrowPage,
+    BorrowRead,
+    HoldCreate,
+    HoldPage,
+    HoldRead,
+    LibrarySummary,
+    MemberCreate,
+    MemberPage,
+    MemberRead,
+    MemberUpdate,
+    PopularBook,
+    TopMember,
+)
+from orders.ordering.controllers import IDEMPOTENCY_KEY
+from orders.ordering.schemas import MAX_ID
+from servicekit.pagination import link_header
+
+MemberIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Member id.")]
+BorrowIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Borrow id.")]
+HoldIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Hold id.")]
+Limit = Annotated[
+    int, QueryParameter(ge=1, description=f"Page size; values above {MAX_PAGE_SIZE} are capped.")
+]
+Offset = Annotated[int, QueryParameter(ge=0, le=2**31 - 1, description="Items to skip.")]
+MemberFilter = Annotated[
+    int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this member's.")
+]
+BookFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this book's.")]
+Days = Annotated[int, QueryParameter(ge=1, le=3650, description="The window: the last N days.")]
+TopLimit = Annotated[int, QueryParameter(ge=1, le=100, description="How many to list.")]
+
+PAGE_HEADERS = [
+    ResponseHeader(name="X-Total-Count", description="Items matching.", documentation_only=True),
+    ResponseHeader(
+        name="Link",
+        description="RFC 8288 first/prev/next/last page links.",
+        documentation_only=True,
+    ),
+]
+LOCATION = [
+    ResponseHeader(name="Location", description="URL of the new resource.", documentation_only=True)
+]
+
+
+def provide_holds(session: NamedDependency[AsyncSession], state: State) -> HoldService:
+    return HoldService(session, books=state.books_client, policy=state.lending_policy)
+
+
+def provide_loans(session: NamedDependency[AsyncSession], state: State) -> LoanService:
+    return LoanService(
+        session,
+        books=state.books_client,
+        policy=state.lending_policy,
+        idempotency_store=state.idempotency_store,
+    )
+
+
+def provide_members(
+    session: NamedDependency[AsyncSession], holds: NamedDependency[HoldService], state: State
+) -> MemberService:
+    return MemberService(session, holds=holds, default_max_loans=state.settings.default_max_loans)
+
+
+def provide_library(
+    session: NamedDependency[AsyncSession], holds: NamedDependency[HoldService], state: State
+) -> LibraryService:
+    return LibraryService(session, holds=holds, policy=state.lending_policy)
+
+
+LENDING_DEPENDENCIES = {
+    "holds": Provide(provide_holds, sync_to_thread=False),
+    "loans": Provide(provide_loans, sync_to_thread=False),
+    "members": Provide(provide_members, sync_to_thread=False),
+    "library": Provide(provide_library, sync_to_thread=False),
+}
+
+
+def paged(
+    request: Request[Any, Any, Any], body: Any, *, total: int, limit: int, offset: int
+) -> Response[Any]:
+    links = link_header(
+        request.url.path,
+        parse_qsl(request.url.query, keep_blank_values=True),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+    return Response(body, headers={"X-Total-Count": str(total), "Link": links})
+
+
+class MemberController(Controller):
+    path = "/v1/members"
+    tags = ["members"]
+    dependencies = LENDING_DEPENDENCIES
+
+    @post(
+        "",
+        guards=[json_body(MemberCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(409, 415, 422),
+        response_headers=LOCATION,
+    )
+    async def register_member(
+        self, data: JSONBody[MemberCreate], members: NamedDependency[MemberService]
+    ) -> Response[MemberRead]:
+        """Register a library member.
+
+        `max_loans` defaults to the library's setting (5 unless configured). An email
+        already used by another member, in any letter case, is a 409.
+        """
+        member = await members.register(data=data)
+        return Response(
+            MemberRead.of(member), status_code=201, headers={"Location": f"{self.path}/{member.id}"}
+        )
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def list_members(
+        self,
+        request: Request[Any, Any, Any],
+        members: NamedDependency[MemberService],
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+        status: Annotated[
+            MemberStatus | None, QueryParameter(description="Only this status.")
+        ] = None,
+    ) -> Response[MemberPage]:
+        """List members, newest first."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await members.list_members(limit=limit, offset=offset, status=status)
+        page = MemberPage(
+            data=[MemberRead.of(m) for m in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{member_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def get_member(
+        self, members: NamedDependency[MemberService], member_id: MemberIdPath
+    ) -> MemberRead:
+        """Fetch one member, with the loans they have out or requested."""
+        return MemberRead.of(await members.get(member_id=member_id))
+
+    @patch(
+        "/{member_id:str}",
+        guards=[json_body(MemberUpdate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+    )
+    async def update_member(
+        self,
+        data: JSONBody[MemberUpdate],
+        members: NamedDependency[MemberService],
+        member_id: MemberIdPath,
+    ) -> MemberRead:
+        """Change some fields of a member; block or unblock them with `status`.
+
+        Lowering `max_loans` below the loans out refuses new borrows until enough return.
+        """
+        return MemberRead.of(await members.update(member_id=member_id, changes=data))
+
+    @delete(
+        "/{member_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+    )
+    async def delete_member(
+        self, members: NamedDependency[MemberService], member_id: MemberIdPath
+    ) -> None:
+        """Remove a member (soft delete); refused (409) while they have loans out or requested.
+
+        Their open holds are cancelled; their history stays.
+        """
+        await members.delete(member_id=member_id)
+
+    @get(
+        "/{member_id:str}/borrows",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def member_history(
+        self,
+        request: Request[Any, Any, Any],
+        members: NamedDependency[MemberService],
+        loans: NamedDependency[LoanService],
+        member_id: MemberIdPath,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[BorrowPage]:
+        """A member's borrows, newest first (their lending history)."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await members.history(member_id=member_id, limit=limit, offset=offset)
+        now = await loans.now()
+        page = BorrowPage(
+            data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+
+class BorrowController(Controller):
+    path = "/v1/borrows"
+    tags = ["borrows"]
+    dependencies = LENDING_DEPENDENCIES
+
+    @post(
+        "",
+        guards=[json_body(BorrowCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(403, 409, 415, 422, 502),
+        response_description="The borrow request, placed now or earlier under the same "
+        "Idempotency-Key; `pending` until a worker checks a copy out.",
+        response_headers=LOCATION,
+    )
+    async def request_borrow(
+        self,
+        data: JSONBody[BorrowCreate],
+        loans: NamedDependency[LoanService],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name=IDEMPOTENCY_KEY,
+                min_length=1,
+                max_length=255,
+                pattern=r"^[\x21-\x7e]+$",
+                description="Any unique string (a UUID is ideal). A retry with the same key "
+                "and body returns the first answer instead of asking twice.",
+            ),
+        ] = None,
+    ) -> Response[BorrowRead]:
+        """Borrow a copy of a book for a member.
+
+        Answers at once with a `pending` borrow; a worker then checks a copy out and the
+        loan becomes `active` with its `due_at`, or, when no copy is free, `held`: the
+        member is queued for the book (`hold_id`). Refused at once, with nothing
+        recorded: unknown member or book (422), member blocked (403), member at their
+        loan limit, the book already out to this member, or a book without lendable
+        copies (409).
+        """
+        answer = await loans.request(data=data, idempotency_key=idempotency_key)
+        headers = dict(answer.response.headers)
+        media_type = headers.pop("content-type")
+        if answer.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
+            cast("BorrowRead", answer.response.body),
+            status_code=answer.response.status,
+            headers=headers,
+            media_type=media_type,
+        )
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def list_borrows(
+        self,
+        request: Request[Any, Any, Any],
+        loans: NamedDependency[LoanService],
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+        status: Annotated[
+            BorrowListStatus | None,
+            QueryParameter(description="Only this status; `overdue` = active and past due."),
+        ] = None,
+        member_id: MemberFilter = None,
+        book_id: BookFilter = None,
+    ) -> Response[BorrowPage]:
+        """List borrows, newest first (`status=overdue`: longest overdue first)."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await loans.list_borrows(
+            limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
+        )
+        now = await loans.now()
+        page = BorrowPage(
+            data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{borrow_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def get_borrow(
+        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
+    ) -> BorrowRead:
+        """Fetch one borrow."""
+        borrow = await loans.get(borrow_id=borrow_id)
+        return BorrowRead.of(borrow, now=await loans.now())
+
+    @post(
+        "/{borrow_id:str}/return",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+        response_description="The returned loan, with its late fee.",
+    )
+    async def return_borrow(
+        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
+    ) -> BorrowRead:
+        """Return a borrowed copy.
+
+        A late return records a `late_fee` (per day late, capped). The copy goes to the
+        first member waiting for the book, or back on the shelf. Returning again answers
+        the same loan and changes nothing; a loan not yet active is a 409.
+        """
+        borrow = await loans.give_back(borrow_id=borrow_id)
+        return BorrowRead.of(borrow, now=await loans.now())
+
+    @post(
+        "/{borrow_id:str}/renew",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+        response_description="The loan with its new due date.",
+    )
+    async def renew_borrow(
+        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
+    ) -> BorrowRead:
+        """Renew a loan: its due date moves one loan period later.
+
+        Refused (409, the reason named) past the renewal limit, when the loan is overdue
+        beyond the grace period, or when another member is waiting for the book.
+        """
+        borrow = await loans.renew(borrow_id=borrow_id)
+        return BorrowRead.of(borrow, now=await loans.now())
+
+
+class HoldController(Controller):
+    path = "/v1/holds"
+    tags = ["holds"]
+    dependencies = LENDING_DEPENDENCIES
+
+    @post(
+        "",
+        guards=[json_body(HoldCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(403, 409, 415, 422, 502),
+        response_headers=LOCATION,
+    )
+    async def place_hold(
+        self, data: JSONBody[HoldCreate], holds: NamedDependency[HoldService]
+    ) -> Response[HoldRead]:
+        """Queue a member for a book (first come, first served).
+
+        When a copy is on the shelf it is set aside at once; otherwise the next returned
+        copy goes to the first hold in line. A ready hold waits for pickup until
+        `pickup_by`. Refused: unknown member or book (422), member blocked (403), book
+        not lendable, the member already holds it or has it out (409).
+        """
+        hold = await holds.place(member_id=data.member_id, book_id=data.book_id)
+        body = HoldRead.of(hold, position=await holds.position(hold))
+        return Response(body, status_code=201, headers={"Location": f"{self.path}/{hold.id}"})
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def list_holds(
+        self,
+        request: Request[Any, Any, Any],
+        holds: NamedDependency[HoldService],
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+        status: Annotated[
+            HoldStatus | None, QueryParameter(description="Only this status.")
+        ] = None,
+        member_id: MemberFilter = None,
+        book_id: BookFilter = None,
+    ) -> Response[HoldPage]:
+        """List holds, newest first."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await holds.list_holds(
+            limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
+        )
+        data = [HoldRead.of(h, position=await holds.position(h)) for h in found]
+        page = HoldPage(data=data, total=total, limit=limit, offset=offset)
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{hold_id:str}", operation_class=DocumentedOperation, responses=problem_responses(404, 422)
+    )
+    async def get_hold(self, holds: NamedDependency[HoldService], hold_id: HoldIdPath) -> HoldRead:
+        """Fetch one hold with its place in the queue."""
+        hold = await holds.get(hold_id=hold_id)
+        return HoldRead.of(hold, position=await holds.position(hold))
+
+    @delete(
+        "/{hold_id:str}",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+        response_description="The cancelled hold.",
+    )
+    async def cancel_hold(
+        self, holds: NamedDependency[HoldService], hold_id: HoldIdPath
+    ) -> HoldRead:
+        """Cancel a waiting or ready hold; a copy set aside goes to the next in line.
+
+        Cancelling again answers the same hold; a fulfilled or expired one is a 409.
+        """
+        return HoldRead.of(await holds.cancel(hold_id=hold_id))
+
+    @post(
+        "/{hold_id:str}/checkout",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(403, 404, 409, 422),
+        response_description="The loan, active at once (201; 200 when checked out before).",
+        response_headers=LOCATION,
+    )
+    async def check_out_hold(
+        self,
+        holds: NamedDependency[HoldService],
+        loans: NamedDependency[LoanService],
+        hold_id: HoldIdPath,
+    ) -> Response[BorrowRead]:
+        """Borrow the copy set aside for a ready hold.
+
+        Refused (409) unless the hold is ready, or when the member is at their loan limit;
+        403 when the member is blocked.
+        """
+        borrow, created = await holds.check_out(hold_id=hold_id)
+        body = BorrowRead.of(borrow, now=await loans.now())
+        return Response(
+            body,
+            status_code=201 if created else 200,
+            headers={"Location": f"{BorrowController.path}/{borrow.id}"},
+        )
+
+
+class LibraryController(Controller):
+    path = "/v1/library"
+    tags = ["library"]
+    dependencies = LENDING_DEPENDENCIES
+
+    @get("/summary", operation_class=DocumentedOperation, responses=problem_responses())
+    async def library_summary(self, library: NamedDependency[LibraryService]) -> LibrarySummary:
+        """Loans out, overdue, holds waiting and ready, members and how many borrow."""
+        return await library.summary()
+
+    @get("/popular", operation_class=DocumentedOperation, responses=problem_responses(422))
+    async def popular_books(
+        self, library: NamedDependency[LibraryService], days: Days = 30, limit: TopLimit = 10
+    ) -> list[PopularBook]:
+        """The most borrowed books in the last `days` days."""
+        return await library.popular(days=days, limit=limit)
+
+    @get("/members/top", operation_class=DocumentedOperation, responses=problem_responses(422))
+    async def top_members(
+        self, library: NamedDependency[LibraryService], days: Days = 30, limit: TopLimit = 10
+    ) -> list[TopMember]:
+        """The members who borrowed most in the last `days` days."""
+        return await library.top_members(days=days, limit=limit)

@@ -1,0 +1,129 @@
+"""What lending refuses, each naming its rule (rendered by `orders.problems`)."""
+
+from __future__ import annotations
+
+from servicekit.problems import ProblemError
+
+
+class MemberNotFound(ProblemError):
+    status, title, type = 404, "Member not found", "/problems/member-not-found"
+
+    def __init__(self, member_id: int) -> None:
+        super().__init__(f"No member has id {member_id}.")
+
+
+class UnknownMember(ProblemError):
+    """A request body names a member that does not exist (or was deleted)."""
+
+    status, title, type = 422, "Unknown member", "/problems/unknown-member"
+
+    def __init__(self, member_id: int) -> None:
+        super().__init__(
+            f"Member {member_id} does not exist.",
+            errors=[{"field": "member_id", "in": "body", "message": "no such member"}],
+        )
+
+
+class UnknownBook(ProblemError):
+    status, title, type = 422, "Unknown book", "/problems/unknown-book"
+
+    def __init__(self, book_id: int) -> None:
+        super().__init__(
+            f"Book {book_id} does not exist or was removed from the catalog.",
+            errors=[{"field": "book_id", "in": "body", "message": "no such book"}],
+        )
+
+
+class EmailTaken(ProblemError):
+    status, title, type = 409, "Email already registered", "/problems/email-taken"
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"Another member already uses {email}; emails are unique, ignoring case.",
+            errors=[{"field": "email", "in": "body", "message": "already registered"}],
+        )
+
+
+class MemberBlocked(ProblemError):
+    status, title, type = 403, "Member blocked", "/problems/member-blocked"
+
+    def __init__(self, member_id: int) -> None:
+        super().__init__(
+            f"Member {member_id} is blocked and cannot borrow or place holds; "
+            "a librarian can set their status back to active."
+        )
+
+
+class LoanLimitReached(ProblemError):
+    status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
+
+    def __init__(self, member_id: int, max_loans: int) -> None:
+        super().__init__(
+            f"Member {member_id} already has {max_loans} loan(s) out or requested, their "
+            "limit; return a book first."
+        )
+
+
+class AlreadyBorrowed(ProblemError):
+    status, title, type = 409, "Book already borrowed", "/problems/already-borrowed"
+
+    def __init__(self, member_id: int, book_id: int) -> None:
+        super().__init__(f"Member {member_id} already has book {book_id} out or requested.")
+
+
+class NotLendable(ProblemError):
+    status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
+
+    def __init__(self, book_id: int) -> None:
+        super().__init__(f"Book {book_id} has no lendable copies; it can only be bought.")
+
+
+class MemberHasLoans(ProblemError):
+    status, title, type = 409, "Member has loans out", "/problems/member-has-loans"
+
+    def __init__(self, member_id: int, loans_out: int) -> None:
+        super().__init__(
+            f"Member {member_id} still has {loans_out} loan(s) out or requested; "
+            "they must be returned before the member is deleted."
+        )
+
+
+class BorrowNotFound(ProblemError):
+    status, title, type = 404, "Borrow not found", "/problems/borrow-not-found"
+
+    def __init__(self, borrow_id: int) -> None:
+        super().__init__(f"No borrow has id {borrow_id}.")
+
+
+class HoldNotFound(ProblemError):
+    status, title, type = 404, "Hold not found", "/problems/hold-not-found"
+
+    def __init__(self, hold_id: int) -> None:
+        super().__init__(f"No hold has id {hold_id}.")
+
+
+class IllegalBorrowTransition(ProblemError):
+    status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
+
+    def __init__(self, what: str, current: str, target: str) -> None:
+        super().__init__(f"{what} is {current}; it cannot become {target}.")
+
+
+class RenewalRefused(ProblemError):
+    status, title, type = 409, "Renewal refused", "/problems/renewal-refused"
+
+
+class AlreadyHolding(ProblemError):
+    status, title, type = 409, "Already on hold", "/problems/already-holding"
+
+    def __init__(self, member_id: int, book_id: int) -> None:
+        super().__init__(f"Member {member_id} already has an open hold on book {book_id}.")
+
+
+class HoldNotReady(ProblemError):
+    status, title, type = 409, "Hold not ready", "/problems/hold-not-ready"
+
+    def __init__(self, hold_id: int, status: str) -> None:
+        super().__init__(
+            f"Hold {hold_id} is {status}; only a ready hold (a copy set aside) can be checked out."
+        )

@@ -1,0 +1,228 @@
+"""Hold rules: a FIFO queue per book, a copy set aside for the first in line, a deadline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.books_client import BooksClient
+from orders.lending import events
+from orders.lending.errors import (
+    AlreadyBorrowed,
+    AlreadyHolding,
+    HoldNotFound,
+    HoldNotReady,
+    IllegalBorrowTransition,
+)
+from orders.lending.loans import active_member, lendable_book, open_loan
+from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, NoticeKind
+from orders.lending.policy import LendingPolicy
+from orders.lending.repository import (
+    BorrowRepository,
+    HoldRepository,
+    MemberRepository,
+    NoticeRepository,
+)
+
+
+class HoldService:
+    def __init__(self, session: AsyncSession, *, books: BooksClient, policy: LendingPolicy) -> None:
+        self.session = session
+        self.members = MemberRepository(session)
+        self.borrows = BorrowRepository(session)
+        self.holds = HoldRepository(session)
+        self.notices = NoticeRepository(session)
+        self.books = books
+        self.policy = policy
+
+    async def place(self, *, member_id: int, book_id: int) -> Hold:
+        """Queue the member for the book; a copy on the shelf is set aside at once."""
+        await active_member(self.members, member_id)
+        book = await lendable_book(self.books, book_id)
+        if await self.borrows.has_open(member_id=member_id, book_id=book_id):
+            raise AlreadyBorrowed(member_id, book_id)
+        hold = await self.holds.add(
+            {
+                "member_id": member_id,
+                "book_id": book_id,
+                "book_title": book.title,
+                "book_author": book.author,
+                "status": HoldStatus.WAITING,
+            }
+        )
+        if hold is None:
+            raise AlreadyHolding(member_id, book_id)
+        await events.hold_placed(self.session, hold_id=hold.id, book_id=book_id)
+        return hold
+
+    async def get(self, *, hold_id: int) -> Hold:
+        hold = await self.holds.get(hold_id=hold_id)
+        if hold is None:
+            raise HoldNotFound(hold_id)
+        return hold
+
+    async def position(self, hold: Hold) -> int | None:
+        return await self.holds.position(hold=hold) if hold.status is HoldStatus.WAITING else None
+
+    async def list_holds(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: HoldStatus | None,
+        member_id: int | None,
+        book_id: int | None,
+    ) -> tuple[list[Hold], int]:
+        holds = await self.holds.list(
+            limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
+        )
+        total = await self.holds.count(status=status, member_id=member_id, book_id=book_id)
+        return holds, total
+
+    async def cancel(self, *, hold_id: int) -> Hold:
+        """waiting|ready -> cancelled; a copy set aside goes to the next in line. Repeats are
+        harmless; a fulfilled or expired hold cannot be cancelled (409)."""
+        closed = {"status": HoldStatus.CANCELLED, "closed_at": func.now()}
+        hold = await self.holds.change(
+            hold_id=hold_id, allowed_from=(HoldStatus.READY,), values=closed
+        )
+        if hold is not None:
+            await events.copy_freed(self.session, book_id=hold.book_id, reference=hold.reference)
+            return hold
+        hold = await self.holds.change(
+            hold_id=hold_id, allowed_from=(HoldStatus.WAITING,), values=closed
+        )
+        if hold is not None:
+            return hold
+        hold = await self.get(hold_id=hold_id)
+        if hold.status is HoldStatus.CANCELLED:
+            return hold
+        raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.CANCELLED)
+
+    async def cancel_all_of(self, *, member_id: int) -> None:
+        holds, _ = await self.list_holds(
+            limit=10_000, offset=0, status=None, member_id=member_id, book_id=None
+        )
+        for hold in holds:
+            if hold.status in (HoldStatus.WAITING, HoldStatus.READY):
+                await self.cancel(hold_id=hold.id)
+
+    async def check_out(self, *, hold_id: int) -> tuple[Borrow, bool]:
+        """ready -> fulfilled: the copy set aside becomes the member's loan, active at once.
+
+        Returns the loan and whether it was made now (a repeat returns the same loan).
+        """
+        hold = await self.get(hold_id=hold_id)
+        if hold.status is HoldStatus.FULFILLED and hold.borrow_id is not None:
+            borrow = await self.borrows.get(borrow_id=hold.borrow_id)
+            assert borrow is not None
+            return borrow, False
+        if hold.status is not HoldStatus.READY:
+            raise HoldNotReady(hold_id, hold.status)
+        borrow = await open_loan(
+            self.session,
+            member_id=hold.member_id,
+            book_id=hold.book_id,
+            values={
+                "book_title": hold.book_title,
+                "book_author": hold.book_author,
+                "status": BorrowStatus.ACTIVE,
+                "borrowed_at": func.now(),
+                "due_at": func.now() + self.policy.loan_period,
+                "hold_id": hold.id,
+            },
+        )
+        fulfilled = await self.holds.change(
+            hold_id=hold_id,
+            allowed_from=(HoldStatus.READY,),
+            values={
+                "status": HoldStatus.FULFILLED,
+                "borrow_id": borrow.id,
+                "closed_at": func.now(),
+            },
+        )
+        if fulfilled is None:
+            # Cancelled or expired since it was read; the loan above rolls back with this.
+            current = await self.get(hold_id=hold_id)
+            raise HoldNotReady(hold_id, current.status)
+        await events.hold_checked_out(
+            self.session, hold_id=hold.id, borrow_id=borrow.id, book_id=hold.book_id
+        )
+        return borrow, True
+
+    async def fill_from_shelf(self, *, hold_id: int) -> Hold:
+        """waiting -> ready with a copy a worker took off the shelf for `hold:ID`.
+
+        A repeat is harmless; a hold no longer waiting answers 409 and the worker puts the
+        copy back.
+        """
+        hold = await self.holds.change(
+            hold_id=hold_id,
+            allowed_from=(HoldStatus.WAITING,),
+            values=self._ready(copy_from=f"hold:{hold_id}"),
+        )
+        if hold is not None:
+            await self._tell_ready(hold)
+            return hold
+        hold = await self.get(hold_id=hold_id)
+        if hold.status is HoldStatus.READY and hold.copy_from == hold.reference:
+            return hold
+        raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.READY)
+
+    async def hand_over(self, *, book_id: int, from_reference: str) -> Hold | None:
+        """Set the copy out under `from_reference` aside for the first waiting hold of the
+        book; None when nobody waits. A repeat answers the hold it went to."""
+        if (hold := await self.holds.handed(from_reference=from_reference)) is not None:
+            return hold
+        try:
+            async with self.session.begin_nested():
+                hold = await self.holds.take_first_waiting(
+                    book_id=book_id, from_reference=from_reference, pickup=self.policy.hold_pickup
+                )
+        except IntegrityError:
+            # The same copy handed over by a concurrent repeat of this call.
+            return await self.holds.handed(from_reference=from_reference)
+        if hold is not None:
+            await self._tell_ready(hold)
+        return hold
+
+    async def expire_uncollected(self, *, limit: int) -> int:
+        """Ready holds past their pickup deadline expire; each one's copy moves on."""
+        expired = await self.holds.expire_uncollected(limit=limit)
+        for hold in expired:
+            await events.copy_freed(self.session, book_id=hold.book_id, reference=hold.reference)
+        return len(expired)
+
+    def _ready(self, *, copy_from: str) -> dict[str, object]:
+        return {
+            "status": HoldStatus.READY,
+            "copy_from": copy_from,
+            "ready_at": func.now(),
+            "pickup_by": func.now() + self.policy.hold_pickup,
+        }
+
+    async def _tell_ready(self, hold: Hold) -> None:
+        """Today's "your copy is ready" mail, at once rather than at the next sweep."""
+        assert hold.pickup_by is not None
+        member = await self.members.get(member_id=hold.member_id)
+        if member is None:
+            return
+        today = datetime.now(UTC).date()
+        notice_id = await self.notices.record(
+            kind=NoticeKind.HOLD_READY, subject_id=hold.id, member_id=member.id, day=today
+        )
+        if notice_id is not None:
+            await events.notice_requested(
+                self.session,
+                notice_id=notice_id,
+                kind=NoticeKind.HOLD_READY,
+                member_id=member.id,
+                email=member.email,
+                name=member.name,
+                book_id=hold.book_id,
+                book_title=hold.book_title,
+                deadline=hold.pickup_by,
+            )

@@ -1,0 +1,77 @@
+"""Member rules: registration, changes, and when a member may be removed."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.lending.errors import EmailTaken, MemberHasLoans, MemberNotFound
+from orders.lending.holds import HoldService
+from orders.lending.models import Borrow, Member, MemberStatus
+from orders.lending.repository import BorrowRepository, MemberRepository
+from orders.lending.schemas import MemberCreate, MemberUpdate
+
+
+class MemberService:
+    def __init__(
+        self, session: AsyncSession, *, holds: HoldService, default_max_loans: int
+    ) -> None:
+        self.session = session
+        self.members = MemberRepository(session)
+        self.borrows = BorrowRepository(session)
+        self.holds = holds
+        self.default_max_loans = default_max_loans
+
+    async def register(self, *, data: MemberCreate) -> Member:
+        max_loans = data.max_loans if isinstance(data.max_loans, int) else self.default_max_loans
+        member = await self.members.add(
+            {"name": data.name, "email": data.email, "status": data.status, "max_loans": max_loans}
+        )
+        if member is None:
+            raise EmailTaken(data.email)
+        return member
+
+    async def get(self, *, member_id: int) -> Member:
+        member = await self.members.get(member_id=member_id)
+        if member is None:
+            raise MemberNotFound(member_id)
+        return member
+
+    async def list_members(
+        self, *, limit: int, offset: int, status: MemberStatus | None
+    ) -> tuple[list[Member], int]:
+        members = await self.members.list(limit=limit, offset=offset, status=status)
+        return members, await self.members.count(status=status)
+
+    async def update(self, *, member_id: int, changes: MemberUpdate) -> Member:
+        values = changes.changes()
+        email = values.get("email")
+        if isinstance(email, str) and await self.members.email_taken(
+            email=email, other_than=member_id
+        ):
+            raise EmailTaken(email)
+        try:
+            async with self.session.begin_nested():
+                member = await self.members.update(member_id=member_id, values=values)
+        except IntegrityError as exc:
+            # Taken by a concurrent change since the check above.
+            raise EmailTaken(str(email)) from exc
+        if member is None:
+            raise MemberNotFound(member_id)
+        return member
+
+    async def delete(self, *, member_id: int) -> None:
+        """Soft-delete a member who has nothing out or requested (409 otherwise); their
+        open holds are cancelled, and a copy set aside for one goes to the next in line."""
+        if not await self.members.delete(member_id=member_id):
+            member = await self.get(member_id=member_id)
+            raise MemberHasLoans(member_id, member.loans_out)
+        await self.holds.cancel_all_of(member_id=member_id)
+
+    async def history(self, *, member_id: int, limit: int, offset: int) -> tuple[list[Borrow], int]:
+        await self.get(member_id=member_id)
+        borrows = await self.borrows.list(
+            limit=limit, offset=offset, status=None, member_id=member_id, book_id=None
+        )
+        total = await self.borrows.count(status=None, member_id=member_id, book_id=None)
+        return borrows, total

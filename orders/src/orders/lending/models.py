@@ -1,0 +1,142 @@
+"""Members, their loans (`borrows`) and holds, and the notices sent about them.
+
+Constraints live in migration 0003 as well (the loan counter, one copy of a book per
+member, one open hold per member and book).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Date, Enum, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orders.db import Base
+
+
+def _text_enum(enum: type[StrEnum]) -> Enum:
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def _timestamp(*, server_default: bool = False) -> Mapped[datetime]:
+    return mapped_column(
+        TIMESTAMP(timezone=True), server_default=func.now() if server_default else None
+    )
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+class BorrowStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETURNED = "returned"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+class HoldStatus(StrEnum):
+    WAITING = "waiting"
+    READY = "ready"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class NoticeKind(StrEnum):
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
+    HOLD_READY = "hold_ready"
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    status: Mapped[MemberStatus] = mapped_column(_text_enum(MemberStatus))
+    max_loans: Mapped[int] = mapped_column(Integer)
+    # Pending and active borrows: what the loan limit is checked against.
+    loans_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+
+class Borrow(Base):
+    """A request to borrow a copy, and the loan it becomes."""
+
+    __tablename__ = "borrows"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    book_id: Mapped[int] = mapped_column(BigInteger)
+    book_title: Mapped[str] = mapped_column(Text)
+    book_author: Mapped[str] = mapped_column(Text)
+    status: Mapped[BorrowStatus] = mapped_column(_text_enum(BorrowStatus))
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    # The hold this request became when no copy was free, or the hold it was borrowed from.
+    hold_id: Mapped[int | None] = mapped_column(BigInteger)
+    requested_at: Mapped[datetime] = _timestamp(server_default=True)
+    borrowed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    returned_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    renewals: Mapped[int] = mapped_column(Integer, server_default="0")
+    late_fee: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
+
+    @property
+    def reference(self) -> str:
+        """What books knows this loan's copy by."""
+        return f"borrow:{self.id}"
+
+
+class Hold(Base):
+    """A member's place in a book's queue, and the copy set aside once one is free."""
+
+    __tablename__ = "holds"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    book_id: Mapped[int] = mapped_column(BigInteger)
+    book_title: Mapped[str] = mapped_column(Text)
+    book_author: Mapped[str] = mapped_column(Text)
+    status: Mapped[HoldStatus] = mapped_column(_text_enum(HoldStatus))
+    # The reference whose copy was set aside for this hold: a returned loan or an expired
+    # hold (`borrow:12`, `hold:4`), or the hold's own when the copy came off the shelf.
+    copy_from: Mapped[str | None] = mapped_column(Text)
+    borrow_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+    ready_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    pickup_by: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
+
+    @property
+    def reference(self) -> str:
+        return f"hold:{self.id}"
+
+
+class Notice(Base):
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[NoticeKind] = mapped_column(_text_enum(NoticeKind))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    day: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)

@@ -1,0 +1,468 @@
+"""All SQL about members, loans, holds and notices.
+
+Every change of status is one conditional UPDATE (`… WHERE status IN (allowed)`), as
+orders' `change_status`: of two racing changes the second sees the first's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.lending.models import (
+    Borrow,
+    BorrowStatus,
+    Hold,
+    HoldStatus,
+    Member,
+    MemberStatus,
+    Notice,
+    NoticeKind,
+)
+from orders.lending.schemas import BorrowListStatus
+
+OPEN_BORROW = (BorrowStatus.PENDING, BorrowStatus.ACTIVE)
+OPEN_HOLD = (HoldStatus.WAITING, HoldStatus.READY)
+# Rows returned by an UPDATE replace what the session already holds of them.
+NO_SYNC = {"synchronize_session": False, "populate_existing": True}
+
+
+class MemberRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, values: dict[str, Any]) -> Member | None:
+        """The new member, or None when a member already has this email (any case)."""
+        statement = (
+            pg_insert(Member)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=[func.lower(Member.email)], index_where=Member.deleted_at.is_(None)
+            )
+            .returning(Member)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def get(self, *, member_id: int) -> Member | None:
+        return await self.session.scalar(
+            select(Member).where(Member.id == member_id, Member.deleted_at.is_(None))
+        )
+
+    async def email_taken(self, *, email: str, other_than: int) -> bool:
+        taken = await self.session.scalar(
+            select(
+                exists().where(
+                    func.lower(Member.email) == email.lower(),
+                    Member.deleted_at.is_(None),
+                    Member.id != other_than,
+                )
+            )
+        )
+        return bool(taken)
+
+    async def list(self, *, limit: int, offset: int, status: MemberStatus | None) -> list[Member]:
+        statement = (
+            select(Member)
+            .where(*_member_filters(status))
+            .order_by(Member.created_at.desc(), Member.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count(self, *, status: MemberStatus | None) -> int:
+        total = await self.session.scalar(
+            select(func.count()).select_from(Member).where(*_member_filters(status))
+        )
+        return int(total or 0)
+
+    async def update(self, *, member_id: int, values: dict[str, Any]) -> Member | None:
+        statement = (
+            update(Member)
+            .where(Member.id == member_id, Member.deleted_at.is_(None))
+            .values(**values, updated_at=func.now())
+            .returning(Member)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def delete(self, *, member_id: int) -> bool:
+        """Soft-delete a member with nothing out; False if they have loans out (or are gone)."""
+        statement = (
+            update(Member)
+            .where(Member.id == member_id, Member.deleted_at.is_(None), Member.loans_out == 0)
+            .values(deleted_at=func.now(), updated_at=func.now())
+            .returning(Member.id)
+        )
+        return (await self.session.scalar(statement, execution_options=NO_SYNC)) is not None
+
+    async def take_loan_slot(self, *, member_id: int) -> bool:
+        """Count one more loan for an active member below their limit; False otherwise.
+
+        The single statement that enforces the loan limit: concurrent borrows of one
+        member queue on the row, and each sees the count the previous one left.
+        """
+        statement = (
+            update(Member)
+            .where(
+                Member.id == member_id,
+                Member.deleted_at.is_(None),
+                Member.status == MemberStatus.ACTIVE,
+                Member.loans_out < Member.max_loans,
+            )
+            .values(loans_out=Member.loans_out + 1)
+            .returning(Member.id)
+        )
+        return (await self.session.scalar(statement, execution_options=NO_SYNC)) is not None
+
+    async def give_back_loan_slot(self, *, member_id: int) -> None:
+        await self.session.execute(
+            update(Member)
+            .where(Member.id == member_id, Member.loans_out > 0)
+            .values(loans_out=Member.loans_out - 1),
+            execution_options=NO_SYNC,
+        )
+
+
+def _member_filters(status: MemberStatus | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Member.deleted_at.is_(None)]
+    if status is not None:
+        conditions.append(Member.status == status)
+    return conditions
+
+
+class BorrowRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, values: dict[str, Any]) -> Borrow | None:
+        """The new borrow, or None when the member already has this book out or requested."""
+        statement = (
+            pg_insert(Borrow)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=[Borrow.member_id, Borrow.book_id],
+                index_where=Borrow.status.in_(OPEN_BORROW),
+            )
+            .returning(Borrow)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def get(self, *, borrow_id: int, lock: bool = False) -> Borrow | None:
+        statement = select(Borrow).where(Borrow.id == borrow_id)
+        if lock:
+            statement = statement.with_for_update()
+        return await self.session.scalar(statement)
+
+    async def has_open(self, *, member_id: int, book_id: int) -> bool:
+        """Whether the member has the book out or requested."""
+        found = await self.session.scalar(
+            select(
+                exists().where(
+                    Borrow.member_id == member_id,
+                    Borrow.book_id == book_id,
+                    Borrow.status.in_(OPEN_BORROW),
+                )
+            )
+        )
+        return bool(found)
+
+    async def change(
+        self,
+        *,
+        borrow_id: int,
+        allowed_from: Collection[BorrowStatus],
+        values: dict[str, Any],
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> Borrow | None:
+        """Apply `values` if the borrow's status is in `allowed_from` (and `where` holds)."""
+        statement = (
+            update(Borrow)
+            .where(Borrow.id == borrow_id, Borrow.status.in_(allowed_from), *where)
+            .values(**values, updated_at=func.now())
+            .returning(Borrow)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: BorrowListStatus | None,
+        member_id: int | None,
+        book_id: int | None,
+    ) -> list[Borrow]:
+        statement = (
+            select(Borrow)
+            .where(*_borrow_filters(status, member_id, book_id))
+            .limit(limit)
+            .offset(offset)
+        )
+        if status is BorrowListStatus.OVERDUE:
+            # Longest overdue first, along the index of loans out by due date.
+            statement = statement.order_by(Borrow.due_at, Borrow.id)
+        else:
+            statement = statement.order_by(Borrow.requested_at.desc(), Borrow.id.desc())
+        return list((await self.session.scalars(statement)).all())
+
+    async def count(
+        self, *, status: BorrowListStatus | None, member_id: int | None, book_id: int | None
+    ) -> int:
+        total = await self.session.scalar(
+            select(func.count())
+            .select_from(Borrow)
+            .where(*_borrow_filters(status, member_id, book_id))
+        )
+        return int(total or 0)
+
+
+def _borrow_filters(
+    status: BorrowListStatus | None, member_id: int | None, book_id: int | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status is BorrowListStatus.OVERDUE:
+        conditions += [Borrow.status == BorrowStatus.ACTIVE, Borrow.due_at < func.now()]
+    elif status is not None:
+        conditions.append(Borrow.status == BorrowStatus(status.value))
+    if member_id is not None:
+        conditions.append(Borrow.member_id == member_id)
+    if book_id is not None:
+        conditions.append(Borrow.book_id == book_id)
+    return conditions
+
+
+class HoldRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, values: dict[str, Any]) -> Hold | None:
+        """The new hold, or None when the member already has an open hold on the book."""
+        statement = (
+            pg_insert(Hold)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=[Hold.member_id, Hold.book_id],
+                index_where=Hold.status.in_(OPEN_HOLD),
+            )
+            .returning(Hold)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def get(self, *, hold_id: int) -> Hold | None:
+        return await self.session.scalar(select(Hold).where(Hold.id == hold_id))
+
+    async def open_hold(self, *, member_id: int, book_id: int) -> Hold | None:
+        return await self.session.scalar(
+            select(Hold).where(
+                Hold.member_id == member_id, Hold.book_id == book_id, Hold.status.in_(OPEN_HOLD)
+            )
+        )
+
+    async def position(self, *, hold: Hold) -> int:
+        """1 for the first waiting hold of the book."""
+        ahead = await self.session.scalar(
+            select(func.count())
+            .select_from(Hold)
+            .where(
+                Hold.book_id == hold.book_id, Hold.status == HoldStatus.WAITING, Hold.id < hold.id
+            )
+        )
+        return int(ahead or 0) + 1
+
+    async def others_waiting(self, *, book_id: int, member_id: int) -> bool:
+        """Whether another member has an open hold on the book (a renewal would keep it)."""
+        held = await self.session.scalar(
+            select(
+                exists().where(
+                    Hold.book_id == book_id,
+                    Hold.status.in_(OPEN_HOLD),
+                    Hold.member_id != member_id,
+                )
+            )
+        )
+        return bool(held)
+
+    async def change(
+        self, *, hold_id: int, allowed_from: Collection[HoldStatus], values: dict[str, Any]
+    ) -> Hold | None:
+        statement = (
+            update(Hold)
+            .where(Hold.id == hold_id, Hold.status.in_(allowed_from))
+            .values(**values, updated_at=func.now())
+            .returning(Hold)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def handed(self, *, from_reference: str) -> Hold | None:
+        return await self.session.scalar(select(Hold).where(Hold.copy_from == from_reference))
+
+    async def take_first_waiting(
+        self, *, book_id: int, from_reference: str, pickup: timedelta
+    ) -> Hold | None:
+        """Set the copy of `from_reference` aside for the first waiting hold of the book.
+
+        SKIP LOCKED: two copies handed over at once go to two different holds.
+        """
+        first = (
+            select(Hold.id)
+            .where(Hold.book_id == book_id, Hold.status == HoldStatus.WAITING)
+            .order_by(Hold.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            update(Hold)
+            .where(Hold.id == first)
+            .values(
+                status=HoldStatus.READY,
+                copy_from=from_reference,
+                ready_at=func.now(),
+                pickup_by=func.now() + pickup,
+                updated_at=func.now(),
+            )
+            .returning(Hold)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def expire_uncollected(self, *, limit: int) -> list[Hold]:
+        """Ready holds past their pickup deadline become expired, oldest deadline first."""
+        due = (
+            select(Hold.id)
+            .where(Hold.status == HoldStatus.READY, Hold.pickup_by < func.now())
+            .order_by(Hold.pickup_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(Hold)
+            .where(Hold.id.in_(due.scalar_subquery()))
+            .values(status=HoldStatus.EXPIRED, closed_at=func.now(), updated_at=func.now())
+            .returning(Hold)
+        )
+        return list((await self.session.scalars(statement, execution_options=NO_SYNC)).all())
+
+    async def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: HoldStatus | None,
+        member_id: int | None,
+        book_id: int | None,
+    ) -> list[Hold]:
+        statement = (
+            select(Hold)
+            .where(*_hold_filters(status, member_id, book_id))
+            .order_by(Hold.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count(
+        self, *, status: HoldStatus | None, member_id: int | None, book_id: int | None
+    ) -> int:
+        total = await self.session.scalar(
+            select(func.count()).select_from(Hold).where(*_hold_filters(status, member_id, book_id))
+        )
+        return int(total or 0)
+
+
+def _hold_filters(
+    status: HoldStatus | None, member_id: int | None, book_id: int | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(Hold.status == status)
+    if member_id is not None:
+        conditions.append(Hold.member_id == member_id)
+    if book_id is not None:
+        conditions.append(Hold.book_id == book_id)
+    return conditions
+
+
+# Records today's notice for each subject that is due one and has none yet, and returns
+# what the mail says. NOT EXISTS keeps already-noticed subjects out of the LIMIT, so each
+# batch makes progress; ON CONFLICT settles a race between two sweeps.
+_RECORD_NOTICES = {
+    NoticeKind.DUE_SOON: """
+        SELECT b.id AS subject_id, b.member_id FROM borrows b
+        WHERE b.status = 'active' AND b.due_at >= now() AND b.due_at < now() + :window
+    """,
+    NoticeKind.OVERDUE: """
+        SELECT b.id AS subject_id, b.member_id FROM borrows b
+        WHERE b.status = 'active' AND b.due_at < now()
+    """,
+    NoticeKind.HOLD_READY: """
+        SELECT h.id AS subject_id, h.member_id FROM holds h WHERE h.status = 'ready'
+    """,
+}
+_NOTICE_DETAILS = {
+    NoticeKind.HOLD_READY: """
+        SELECT f.id AS notice_id, f.subject_id, m.id AS member_id, m.email, m.name,
+               h.book_id, h.book_title, h.pickup_by AS deadline
+        FROM fresh f JOIN holds h ON h.id = f.subject_id JOIN members m ON m.id = f.member_id
+    """,
+}
+_BORROW_DETAILS = """
+    SELECT f.id AS notice_id, f.subject_id, m.id AS member_id, m.email, m.name,
+           b.book_id, b.book_title, b.due_at AS deadline
+    FROM fresh f JOIN borrows b ON b.id = f.subject_id JOIN members m ON m.id = f.member_id
+"""
+
+
+class NoticeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record_due(
+        self, *, kind: NoticeKind, day: date, limit: int, window: timedelta = timedelta(0)
+    ) -> Sequence[Row[Any]]:
+        """Today's new notices of `kind` (at most `limit`), with what each mail needs."""
+        statement = text(
+            f"""
+            WITH candidates AS ({_RECORD_NOTICES[kind]}),
+            fresh AS (
+                INSERT INTO notices (kind, subject_id, member_id, day)
+                SELECT :kind, c.subject_id, c.member_id, :day FROM candidates c
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM notices n
+                    WHERE n.kind = :kind AND n.subject_id = c.subject_id AND n.day = :day
+                )
+                ORDER BY c.subject_id
+                LIMIT :limit
+                ON CONFLICT DO NOTHING
+                RETURNING id, subject_id, member_id
+            )
+            {_NOTICE_DETAILS.get(kind, _BORROW_DETAILS)}
+            """  # noqa: S608 - only our own constant fragments are interpolated
+        )
+        params: dict[str, Any] = {"kind": kind.value, "day": day, "limit": limit}
+        if kind is NoticeKind.DUE_SOON:
+            params["window"] = window
+        return (await self.session.execute(statement, params)).all()
+
+    async def record(
+        self, *, kind: NoticeKind, subject_id: int, member_id: int, day: date
+    ) -> int | None:
+        """The new notice's id, or None when this one was already recorded today."""
+        statement = (
+            pg_insert(Notice)
+            .values(kind=kind, subject_id=subject_id, member_id=member_id, day=day)
+            .on_conflict_do_nothing()
+            .returning(Notice.id)
+        )
+        return await self.session.scalar(statement)
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The transaction's `now()`: the clock every due date and deadline is written with."""
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
