@@ -33,7 +33,7 @@ from workers.worker import SimpleJobWorker
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_KEY = "workers-test-service-key-5d2a"
 KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
-BOOKS_TABLES = "books, stock_reservations, stock_movements, outbox"
+BOOKS_TABLES = "books, stock_reservations, stock_movements, copy_loans, outbox"
 ORDERS_TABLES = "orders, order_items, outbox, idempotency_keys, members, borrows, holds, notices"
 RELAY_POLICY = JobPolicy()
 

@@ -351,3 +351,13 @@ class TestListBorrows:
     async def test_unknown_status_is_422(self, client):
         problem = assert_problem(await client.get("/v1/borrows", params={"status": "lost"}), 422)
         assert problem["errors"][0]["field"] == "status"
+
+
+class TestPreparedStatements:
+    async def test_borrowing_again_and_again_keeps_working(self, client, borrow_now, make_member):
+        """psycopg prepares a statement on its fifth run on a connection; the partial
+        unique index must still be found by `ON CONFLICT … WHERE` then."""
+        member = await make_member()
+        for _ in range(60):
+            loan = await borrow_now(member=member)
+            assert (await client.post(f"/v1/borrows/{loan['id']}/return")).status_code == 200

@@ -75,6 +75,49 @@ class Release(BaseModel):
     lines: list[StockLine]
 
 
+class CopyStatus(StrEnum):
+    CHECKED_OUT = "checked_out"
+    CHECKED_IN = "checked_in"
+    PASSED_ON = "passed_on"
+    UNAVAILABLE = "unavailable"
+    NOT_LENDABLE = "not_lendable"
+    BOOK_NOT_FOUND = "book_not_found"
+    BOOK_INACTIVE = "book_inactive"
+    NOT_CHECKED_OUT = "not_checked_out"
+    TRANSFERRED = "transferred"
+    # A transfer's target holds another copy already (books answers 409).
+    TARGET_HAS_COPY = "target_has_copy"
+
+
+class CopyMove(BaseModel):
+    """Books' answer to a check-out, check-in or transfer of a copy."""
+
+    status: CopyStatus
+
+
+class Borrow(BaseModel):
+    """The part of orders' borrow JSON the jobs read."""
+
+    id: int
+    status: str
+    hold_id: int | None = None
+
+
+class Hold(BaseModel):
+    id: int
+    status: str
+
+
+class HandOver(BaseModel):
+    hold: Hold | None
+
+
+class Sweep(BaseModel):
+    expired_holds: int
+    notices: int
+    more: bool
+
+
 class Order(BaseModel):
     """The part of orders' order JSON the jobs read."""
 
@@ -154,6 +197,25 @@ class BooksClient:
         response = self.client.post("/internal/v1/stock/releases", {"reference": reference})
         return self.client.parse(Release, response)
 
+    def check_out_copy(self, *, reference: str, book_id: int) -> CopyStatus:
+        """Take a copy off the shelf for `reference`; a repeat takes nothing more."""
+        body = {"reference": reference, "book_id": book_id}
+        response = self.client.post("/internal/v1/copies/checkouts", body)
+        return self.client.parse(CopyMove, response).status
+
+    def check_in_copy(self, *, reference: str) -> CopyStatus:
+        """Put the copy of `reference` back on the shelf; a repeat changes nothing."""
+        response = self.client.post("/internal/v1/copies/checkins", {"reference": reference})
+        return self.client.parse(CopyMove, response).status
+
+    def transfer_copy(self, *, from_reference: str, to_reference: str) -> CopyStatus:
+        """Hand a copy from one reference to another without shelving it."""
+        body = {"from_reference": from_reference, "to_reference": to_reference}
+        response = self.client.post("/internal/v1/copies/transfers", body, conflict_ok=True)
+        if response.status_code == 409:
+            return CopyStatus.TARGET_HAS_COPY
+        return self.client.parse(CopyMove, response).status
+
 
 class OrdersClient:
     """The orders internal status API."""
@@ -174,6 +236,40 @@ class OrdersClient:
             conflict_ok=True,
         )
         return None if response.status_code == 409 else self.client.parse(Order, response)
+
+
+class LendingClient:
+    """The orders internal lending API: each call is idempotent, and a 409 (the borrow or
+    hold has moved on without this job) comes back as None."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    def activate_borrow(self, *, borrow_id: int) -> Borrow | None:
+        return self._borrow(f"/internal/v1/borrows/{borrow_id}/activate")
+
+    def hold_borrow(self, *, borrow_id: int) -> Borrow | None:
+        return self._borrow(f"/internal/v1/borrows/{borrow_id}/hold")
+
+    def reject_borrow(self, *, borrow_id: int, reason: str) -> Borrow | None:
+        return self._borrow(f"/internal/v1/borrows/{borrow_id}/reject", {"reason": reason})
+
+    def hold_ready(self, *, hold_id: int) -> Hold | None:
+        response = self.client.post(f"/internal/v1/holds/{hold_id}/ready", conflict_ok=True)
+        return None if response.status_code == 409 else self.client.parse(Hold, response)
+
+    def hand_over(self, *, book_id: int, from_reference: str) -> Hold | None:
+        """The waiting hold that now gets the copy of `from_reference`, if any."""
+        body = {"book_id": book_id, "from_reference": from_reference}
+        response = self.client.post("/internal/v1/holds/hand-over", body)
+        return self.client.parse(HandOver, response).hold
+
+    def sweep(self) -> Sweep:
+        return self.client.parse(Sweep, self.client.post("/internal/v1/library/sweep"))
+
+    def _borrow(self, path: str, body: Any = None) -> Borrow | None:
+        response = self.client.post(path, body, conflict_ok=True)
+        return None if response.status_code == 409 else self.client.parse(Borrow, response)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -211,9 +307,15 @@ def orders() -> OrdersClient:
     return OrdersClient(service_client("orders", settings.orders_url, settings))
 
 
+@cache
+def lending() -> LendingClient:
+    settings = get_settings()
+    return LendingClient(service_client("orders", settings.orders_url, settings))
+
+
 def close_clients() -> None:
     """Close the pooled connections; the next job builds fresh clients from the settings."""
-    for factory in (books, orders):
+    for factory in (books, orders, lending):
         if factory.cache_info().currsize:
             factory().client.close()
         factory.cache_clear()

@@ -39,11 +39,20 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(default=10.0, gt=0)
     cloudinary_timeout_s: float = Field(default=20.0, gt=0)
 
+    # Notification mail: `smtp://host:port` (`smtps://` for TLS, user:password@ if needed).
+    smtp_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SMTP_URL", "WORKERS_SMTP_URL")
+    )
+    mail_from: str = "Bookstore library <library@bookstore.local>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    # How often the library sweep runs (expired holds, due and overdue notices).
+    library_sweep_interval_s: int = Field(default=300, ge=1)
+
     # Bound how soon a job whose worker died runs again (see workers.worker).
     maintenance_interval_s: int = Field(default=15, ge=1)
     worker_ttl_s: int = Field(default=30, ge=16)
 
-    @field_validator("service_key", mode="before")
+    @field_validator("service_key", "smtp_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

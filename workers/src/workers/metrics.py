@@ -49,6 +49,12 @@ JOB_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+NOTICES = Counter(
+    "workers_notices_total",
+    "Library notices mailed (sent) or not (failed: the SMTP server refused or was unreachable).",
+    ["kind", "outcome"],
+)
+
 
 def job_labels(job: Job) -> tuple[str, str]:
     """(queue, function) of a job; a job whose data cannot be read still gets counted."""

@@ -1,13 +1,19 @@
-"""Messages to customers. For now they go to the log, as the record a mail sender takes."""
+"""Messages to customers: order confirmations (to the log, as the record a mail sender
+takes) and library notices (real email, over SMTP)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
+from email.message import EmailMessage
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from workers import mail, metrics
+from workers.config import get_settings
 from workers.payloads import parse_payload
 
 logger = logging.getLogger(__name__)
@@ -51,5 +57,71 @@ def order_confirmed(payload: dict[str, Any]) -> str:
             # of the same key, so the customer gets one mail.
             "idempotency_key": f"order-confirmed:{order.order_id}",
         },
+    )
+    return "sent"
+
+
+class NoticeKind(StrEnum):
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
+    HOLD_READY = "hold_ready"
+
+
+class Notice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    notice_id: int
+    kind: NoticeKind
+    member_id: int
+    email: str
+    name: str
+    book_id: int
+    book_title: str
+    # The due date of a loan, or the pickup deadline of a ready hold.
+    deadline: datetime
+
+
+def notice_message(notice: Notice) -> EmailMessage:
+    """The mail of a notice: the book, the date that matters, and what to do."""
+    day = f"{notice.deadline:%A %d %B %Y}"
+    title = notice.book_title
+    subject, body = {
+        NoticeKind.DUE_SOON: (
+            f"Due soon: {title}",
+            f'your loan of "{title}" is due back on {day}.\n\n'
+            "Return it by then, or renew it if nobody is waiting for it.",
+        ),
+        NoticeKind.OVERDUE: (
+            f"Overdue: {title}",
+            f'your loan of "{title}" was due back on {day} and is overdue.\n\n'
+            "Please return it as soon as you can: a late fee accrues for each day late.",
+        ),
+        NoticeKind.HOLD_READY: (
+            f"Ready for pickup: {title}",
+            f'a copy of "{title}" is set aside for you until {day}.\n\n'
+            "Come and borrow it before then; after that it goes to the next member in line.",
+        ),
+    }[notice.kind]
+    message = EmailMessage()
+    message["To"] = notice.email
+    message["Subject"] = subject
+    # One id per notice: a repeat of this job sends a mail a receiving server can drop.
+    message["Message-ID"] = f"<notice-{notice.notice_id}@bookstore.local>"
+    message["X-Notice-Kind"] = notice.kind.value
+    message.set_content(f"Dear {notice.name},\n\n{body}\n\nYour library\n")
+    return message
+
+
+def send_notice(payload: dict[str, Any]) -> str:
+    """Mail one library notice (due soon, overdue, hold ready) to the member."""
+    notice = parse_payload(Notice, payload)
+    try:
+        mail.send(notice_message(notice), get_settings())
+    except Exception:
+        metrics.NOTICES.labels(notice.kind.value, "failed").inc()
+        raise
+    metrics.NOTICES.labels(notice.kind.value, "sent").inc()
+    logger.info(
+        "notice %s (%s) mailed to member %s", notice.notice_id, notice.kind, notice.member_id
     )
     return "sent"

@@ -60,7 +60,7 @@ from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
 from servicekit.logs import configure_logging, is_acceptable_request_id
-from workers import metrics
+from workers import loans, metrics
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError
 
@@ -228,6 +228,8 @@ def main(settings: Settings | None = None) -> int:
         stale.unlink()
     connection = redis.Redis.from_url(settings.redis_url)
     wait_for_redis(connection)
+    # Starts the library sweep's chain of scheduled runs, unless one is already going.
+    loans.schedule_sweep(connection)
     if settings.metrics_port:
         metrics.serve_metrics(settings.metrics_port, connection, settings.queues)
     pool = worker_pool(connection, settings.queues, processes=settings.processes)

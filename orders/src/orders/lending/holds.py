@@ -28,6 +28,11 @@ from orders.lending.repository import (
 )
 
 
+def shelf_copy(hold_id: int) -> str:
+    """What `copy_from` says of a copy a worker took off the shelf for the hold."""
+    return f"shelf:{hold_id}"
+
+
 class HoldService:
     def __init__(self, session: AsyncSession, *, books: BooksClient, policy: LendingPolicy) -> None:
         self.session = session
@@ -156,19 +161,21 @@ class HoldService:
     async def fill_from_shelf(self, *, hold_id: int) -> Hold:
         """waiting -> ready with a copy a worker took off the shelf for `hold:ID`.
 
-        A repeat is harmless; a hold no longer waiting answers 409 and the worker puts the
-        copy back.
+        A hold that is ready or fulfilled already has its copy (a repeat, or a returned
+        copy that reached it first): answered as it is. A cancelled or expired one answers
+        409, and the worker passes the copy on.
         """
         hold = await self.holds.change(
             hold_id=hold_id,
             allowed_from=(HoldStatus.WAITING,),
-            values=self._ready(copy_from=f"hold:{hold_id}"),
+            values=self._ready(copy_from=shelf_copy(hold_id)),
         )
         if hold is not None:
             await self._tell_ready(hold)
             return hold
         hold = await self.get(hold_id=hold_id)
-        if hold.status is HoldStatus.READY and hold.copy_from == hold.reference:
+        if hold.status in (HoldStatus.READY, HoldStatus.FULFILLED):
+            # It has its copy (from the shelf earlier, or handed over from a return).
             return hold
         raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.READY)
 

@@ -116,8 +116,9 @@ class Hold(Base):
     book_title: Mapped[str] = mapped_column(Text)
     book_author: Mapped[str] = mapped_column(Text)
     status: Mapped[HoldStatus] = mapped_column(_text_enum(HoldStatus))
-    # The reference whose copy was set aside for this hold: a returned loan or an expired
-    # hold (`borrow:12`, `hold:4`), or the hold's own when the copy came off the shelf.
+    # Where the copy set aside for this hold came from: the reference of a returned loan
+    # or of a cancelled or expired hold (`borrow:12`, `hold:4`), or `shelf:<hold id>`.
+    # Unique: a freed copy goes to one hold only.
     copy_from: Mapped[str | None] = mapped_column(Text)
     borrow_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _timestamp(server_default=True)

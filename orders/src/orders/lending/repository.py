@@ -30,6 +30,11 @@ OPEN_BORROW = (BorrowStatus.PENDING, BorrowStatus.ACTIVE)
 OPEN_HOLD = (HoldStatus.WAITING, HoldStatus.READY)
 # Rows returned by an UPDATE replace what the session already holds of them.
 NO_SYNC = {"synchronize_session": False, "populate_existing": True}
+# The partial unique indexes' predicates, as literals: PostgreSQL matches `ON CONFLICT …
+# WHERE` to an index only by its text, and psycopg's prepared statements (from the fifth
+# run of a statement) would turn bound values into parameters it cannot match.
+_OPEN_BORROW_PREDICATE = text("status IN ('pending', 'active')")
+_OPEN_HOLD_PREDICATE = text("status IN ('waiting', 'ready')")
 
 
 class MemberRepository:
@@ -146,7 +151,7 @@ class BorrowRepository:
             .values(**values)
             .on_conflict_do_nothing(
                 index_elements=[Borrow.member_id, Borrow.book_id],
-                index_where=Borrow.status.in_(OPEN_BORROW),
+                index_where=_OPEN_BORROW_PREDICATE,
             )
             .returning(Borrow)
         )
@@ -247,7 +252,7 @@ class HoldRepository:
             .values(**values)
             .on_conflict_do_nothing(
                 index_elements=[Hold.member_id, Hold.book_id],
-                index_where=Hold.status.in_(OPEN_HOLD),
+                index_where=_OPEN_HOLD_PREDICATE,
             )
             .returning(Hold)
         )

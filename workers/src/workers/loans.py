@@ -1,0 +1,207 @@
+"""Library loans: copies move between the shelf, loans and holds at books, and orders
+hears where each one went (docs/lending.md has the whole flow).
+
+Every step is idempotent by its reference (`borrow:ID`, `hold:ID`): books answers a
+repeated check-out, check-in or transfer with the state it already reached, and orders
+answers a repeated status change with the loan or hold as it is. So a job that runs twice
+(a retry, a worker killed mid-job, a relay delivering again) ends where one run would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from redis import Redis
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from workers import clients
+from workers.clients import CopyStatus
+from workers.config import get_settings
+from workers.payloads import parse_payload
+
+logger = logging.getLogger(__name__)
+
+SWEEP_QUEUE = "maintenance"
+SWEEP_FUNCTION = "workers.loans.library_sweep"
+SWEEP_TIMEOUT_S = 120
+SWEEP_RETRIES_S = (10, 30, 60)
+# A sweep that keeps finding full batches stops here and leaves the rest to the next run.
+SWEEP_MAX_ROUNDS = 100
+REFUSALS = {
+    CopyStatus.NOT_LENDABLE: "the book has no lendable copies any more",
+    CopyStatus.BOOK_NOT_FOUND: "the book does not exist",
+    CopyStatus.BOOK_INACTIVE: "the book was removed from the catalog",
+}
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class BorrowRequested(_Payload):
+    borrow_id: int
+    book_id: int
+
+
+class CopyFreed(_Payload):
+    book_id: int
+    reference: str
+
+
+class HoldPlaced(_Payload):
+    hold_id: int
+    book_id: int
+
+
+class HoldCheckedOut(_Payload):
+    hold_id: int
+    borrow_id: int
+    book_id: int
+
+
+def check_out(payload: dict[str, Any]) -> str:
+    """A borrow request: check a copy out and activate the loan, or queue a hold."""
+    request = parse_payload(BorrowRequested, payload)
+    reference = f"borrow:{request.borrow_id}"
+    status = clients.books().check_out_copy(reference=reference, book_id=request.book_id)
+    if status is CopyStatus.CHECKED_OUT:
+        if clients.lending().activate_borrow(borrow_id=request.borrow_id) is not None:
+            logger.info("borrow %s is an active loan", request.borrow_id)
+            return "active"
+        # The request became a hold in an earlier run, while no copy was free.
+        logger.info("borrow %s is no longer pending; its copy moves on", request.borrow_id)
+        return pass_copy_on(book_id=request.book_id, reference=reference)
+    if status is CopyStatus.UNAVAILABLE:
+        borrow = clients.lending().hold_borrow(borrow_id=request.borrow_id)
+        logger.info(
+            "borrow %s: no copy free, queued as hold %s",
+            request.borrow_id,
+            borrow and borrow.hold_id,
+        )
+        return "held"
+    if reason := REFUSALS.get(status):
+        clients.lending().reject_borrow(borrow_id=request.borrow_id, reason=reason)
+        logger.info("borrow %s rejected: %s", request.borrow_id, reason)
+        return "rejected"
+    # checked_in / passed_on: this reference had its copy and gave it back already.
+    logger.info("borrow %s: its copy was already %s", request.borrow_id, status)
+    return status.value
+
+
+def pass_on(payload: dict[str, Any]) -> str:
+    """A copy came back (a return, a cancelled or expired hold)."""
+    freed = parse_payload(CopyFreed, payload)
+    return pass_copy_on(book_id=freed.book_id, reference=freed.reference)
+
+
+def pass_copy_on(*, book_id: int, reference: str) -> str:
+    """The first waiting hold of the book gets the copy of `reference`; with nobody
+    waiting, the copy goes back on the shelf. Never both: orders records which hold the
+    copy went to (once per reference), books moves it without shelving it."""
+    hold = clients.lending().hand_over(book_id=book_id, from_reference=reference)
+    if hold is None:
+        status = clients.books().check_in_copy(reference=reference)
+        logger.info("copy of %s is back on the shelf (%s)", reference, status)
+        return "shelved"
+    hold_reference = f"hold:{hold.id}"
+    status = clients.books().transfer_copy(from_reference=reference, to_reference=hold_reference)
+    if status is CopyStatus.TARGET_HAS_COPY:
+        # The hold took a copy off the shelf at the same time: this one is not needed.
+        status = clients.books().check_in_copy(reference=reference)
+        logger.info("hold %s already had a copy; %s is back on the shelf", hold.id, reference)
+        return "shelved"
+    if status is CopyStatus.NOT_CHECKED_OUT:
+        # An earlier run shelved the copy before this hold was in line: take one again.
+        status = clients.books().check_out_copy(reference=hold_reference, book_id=book_id)
+        if status is not CopyStatus.CHECKED_OUT:
+            logger.warning("hold %s is ready but no copy could be set aside: %s", hold.id, status)
+    logger.info("copy of %s set aside for hold %s", reference, hold.id)
+    return "handed_over"
+
+
+def fill_hold(payload: dict[str, Any]) -> str:
+    """A new hold: set a copy aside at once if one is on the shelf."""
+    placed = parse_payload(HoldPlaced, payload)
+    reference = f"hold:{placed.hold_id}"
+    status = clients.books().check_out_copy(reference=reference, book_id=placed.book_id)
+    if status is not CopyStatus.CHECKED_OUT:
+        logger.info("hold %s waits for a returned copy (%s)", placed.hold_id, status)
+        return "waiting"
+    if clients.lending().hold_ready(hold_id=placed.hold_id) is None:
+        # Cancelled (or expired) meanwhile: the copy goes to the next in line or the shelf.
+        return pass_copy_on(book_id=placed.book_id, reference=reference)
+    logger.info("hold %s is ready for pickup", placed.hold_id)
+    return "ready"
+
+
+def hand_to_loan(payload: dict[str, Any]) -> str:
+    """A ready hold was checked out: its copy now belongs to the loan."""
+    checked_out = parse_payload(HoldCheckedOut, payload)
+    loan_reference = f"borrow:{checked_out.borrow_id}"
+    status = clients.books().transfer_copy(
+        from_reference=f"hold:{checked_out.hold_id}", to_reference=loan_reference
+    )
+    if status is CopyStatus.NOT_CHECKED_OUT:
+        status = clients.books().check_out_copy(
+            reference=loan_reference, book_id=checked_out.book_id
+        )
+    logger.info(
+        "loan %s holds the copy of hold %s (%s)", checked_out.borrow_id, checked_out.hold_id, status
+    )
+    return status.value
+
+
+def library_sweep(payload: dict[str, Any]) -> str:
+    """The periodic round: expire uncollected holds, send due and overdue notices.
+
+    It first schedules its own next run, so the chain survives this run failing.
+    """
+    job = get_current_job()
+    if job is not None:
+        schedule_sweep(job.connection, at_slot=_slot() + 1)
+    expired = notices = 0
+    for _ in range(SWEEP_MAX_ROUNDS):
+        sweep = clients.lending().sweep()
+        expired += sweep.expired_holds
+        notices += sweep.notices
+        if not sweep.more:
+            break
+    logger.info("library sweep: %d holds expired, %d notices", expired, notices)
+    return f"expired {expired}, notices {notices}"
+
+
+def schedule_sweep(connection: Redis, *, at_slot: int | None = None) -> Job | None:
+    """Put the sweep of time slot `at_slot` (default: now) on RQ's schedule, unless it is
+    there already: its job id is the slot, so every worker and every run of the sweep
+    that schedules it ends up with one job per slot."""
+    interval = get_settings().library_sweep_interval_s
+    slot = _slot() if at_slot is None else at_slot
+    job_id = f"library-sweep-{slot}"
+    if Job.exists(job_id, connection=connection):
+        return None
+    queue = Queue(SWEEP_QUEUE, connection=connection, serializer=JSONSerializer)
+    options: dict[str, Any] = {
+        "job_id": job_id,
+        "job_timeout": SWEEP_TIMEOUT_S,
+        "retry": Retry(max=len(SWEEP_RETRIES_S), interval=list(SWEEP_RETRIES_S)),
+        "result_ttl": 3 * interval,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+    if at_slot is None:
+        return queue.enqueue(SWEEP_FUNCTION, {}, **options)
+    scheduled: Job = queue.enqueue_at(_slot_start(slot), SWEEP_FUNCTION, {}, **options)
+    return scheduled
+
+
+def _slot() -> int:
+    return int(time.time() // get_settings().library_sweep_interval_s)
+
+
+def _slot_start(slot: int) -> datetime:
+    return datetime.fromtimestamp(slot * get_settings().library_sweep_interval_s, UTC)
