@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,19 @@ import redis
 from devstack.mail import MailSink
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ServiceProcess
-from tests.conftest import KEY_HEADER, Books, queue, reconfigure, relay_orders, work
+from servicekit.relay import JobPolicy
+from tests.conftest import (
+    KEY_HEADER,
+    Books,
+    WorkerProcess,
+    enqueue,
+    fetch,
+    queue,
+    reconfigure,
+    relay_orders,
+    wait_until,
+    work,
+)
 from workers import clients, loans
 from workers.errors import ServiceUnavailable
 from workers.notifications import send_notice
@@ -352,3 +364,50 @@ class TestRedisOutage:
 
         assert [library.get(f"/v1/borrows/{b}")["status"] for b in placed] == ["active"] * 3
         assert copies(books, book["id"]) == 2
+
+
+class TestKilledWorker:
+    @pytest.mark.timeout(300)
+    def test_a_borrow_whose_worker_was_killed_mid_job_becomes_one_loan(
+        self,
+        saga_env: dict[str, str],
+        start_worker: Callable[..., WorkerProcess],
+        orders_service: ServiceProcess,
+        connection: redis.Redis,
+        library: Library,
+        books: Books,
+        books_database_url: str,
+    ) -> None:
+        book = books.create_book(stock=None, copies_total=2)
+        borrow = library.borrow(library.member(), book)
+        policy = JobPolicy(timeout_s=10)
+        env = {"WORKERS_ORDERS_URL": orders_service.url, "WORKERS_PROCESSES": "1"}
+        killed = start_worker(**env, WORKERS_HTTP_TIMEOUT_S="60")
+        # The job's check-out at books waits on this lock of the book's row.
+        with psycopg.connect(books_database_url) as conn:
+            conn.execute("SELECT 1 FROM books WHERE id = %s FOR UPDATE", [book["id"]])
+            job = enqueue(
+                connection,
+                "workers.loans.check_out",
+                {"borrow_id": borrow["id"], "book_id": book["id"]},
+                queue_name="borrows",
+                policy=policy,
+            )
+            wait_until(
+                lambda: fetch(connection, job.id).get_status() == "started",
+                timeout_s=30,
+                what="the worker to start the job",
+            )
+            killed.kill_all()
+
+        start_worker(**env)
+        # The abandoned job's entry expires `timeout + 60` s after it started; then at
+        # most two maintenance rounds and the first retry interval.
+        wait_until(
+            lambda: fetch(connection, job.id).get_status() == "finished",
+            timeout_s=policy.timeout_s + 60 + 2 * 15 + 15,
+            what="the abandoned job to run again",
+        )
+        assert library.get(f"/v1/borrows/{borrow['id']}")["status"] == "active"
+        assert copies(books, book["id"]) == 1
+        assert ledger(books_database_url, book["id"]) == {f"borrow:{borrow['id']}": "out"}
