@@ -6,12 +6,13 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from msgspec import Meta
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -32,21 +33,30 @@ logger = logging.getLogger(__name__)
 
 
 class FieldError(msgspec.Struct):
-    field: str
-    in_: str = msgspec.field(name="in")
-    message: str
+    field: Annotated[str, Meta(description="The input at fault: `items[0].quantity`, `limit`.")]
+    in_: Annotated[str, Meta(description="Where it was: body, query, path or header.")] = (
+        msgspec.field(name="in")
+    )
+    message: Annotated[str, Meta(description="What is wrong with it.")]
 
 
 class Problem(msgspec.Struct, kw_only=True):
     """RFC 9457 problem details, as every error response carries them."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    request_id: str | None
-    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+    type: Annotated[
+        str, Meta(description="The kind of problem, e.g. /problems/loan-limit-reached.")
+    ]
+    title: Annotated[str, Meta(description="Short summary of the kind of problem.")]
+    status: Annotated[int, Meta(description="The HTTP status code.")]
+    detail: Annotated[str, Meta(description="What went wrong this time, and what to do about it.")]
+    instance: Annotated[str, Meta(description="The path of the request.")]
+    request_id: Annotated[
+        str | None, Meta(description="The X-Request-ID of the request, to find it in the logs.")
+    ]
+    errors: (
+        Annotated[list[FieldError], Meta(description="One entry per invalid input.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 def problem_response(

@@ -31,11 +31,24 @@ MaxLoans = Annotated[
 Reference = Annotated[str, Meta(pattern=r"^(borrow|hold):[0-9]{1,19}$", examples=["borrow:12"])]
 
 
+MemberId = Annotated[int, Meta(description="The member's id.")]
+BookId = Annotated[int, Meta(description="The book's id in the books service.")]
+BookTitle = Annotated[str, Meta(description="The book's title when the request was made.")]
+BookAuthor = Annotated[str, Meta(description="The book's author when the request was made.")]
+Timestamp = Annotated[datetime, Meta(description="UTC, RFC 3339.")]
+
+
+MemberStatusField = Annotated[
+    MemberStatus, Meta(description="active, or blocked: a blocked member cannot borrow or hold.")
+]
+MemberName = Annotated[str, Meta(description="Full name, as on the library card.")]
+
+
 class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Name
+    name: Annotated[Name, Meta(description="Full name, as on the library card.")]
     email: Email
     max_loans: MaxLoans | UnsetType = UNSET
-    status: MemberStatus = MemberStatus.ACTIVE
+    status: MemberStatusField = MemberStatus.ACTIVE
 
     def __post_init__(self) -> None:
         self.name = self.name.strip()
@@ -45,9 +58,11 @@ class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """Partial update: only the fields sent change."""
 
-    name: Name | UnsetType = UNSET
+    name: Annotated[Name, Meta(description="Full name, as on the library card.")] | UnsetType = (
+        UNSET
+    )
     email: Email | UnsetType = UNSET
-    status: MemberStatus | UnsetType = UNSET
+    status: MemberStatusField | UnsetType = UNSET
     max_loans: MaxLoans | UnsetType = UNSET
 
     def __post_init__(self) -> None:
@@ -65,14 +80,14 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
 
 
 class MemberRead(msgspec.Struct, kw_only=True):
-    id: int
-    name: str
-    email: str
-    status: MemberStatus
-    max_loans: int
+    id: MemberId
+    name: MemberName
+    email: Annotated[str, Meta(description="Where notices are mailed; unique, ignoring case.")]
+    status: MemberStatusField
+    max_loans: Annotated[int, Meta(description="Loans the member may have out or requested.")]
     loans_out: Annotated[int, Meta(description="Loans out or requested now.")]
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, member: Member) -> MemberRead:
@@ -88,16 +103,21 @@ class MemberRead(msgspec.Struct, kw_only=True):
         )
 
 
+Total = Annotated[int, Meta(description="Items matching the filters (not just this page).")]
+PageLimit = Annotated[int, Meta(description="Page size used.")]
+PageOffset = Annotated[int, Meta(description="Items skipped.")]
+
+
 class MemberPage(msgspec.Struct, kw_only=True):
-    data: list[MemberRead]
-    total: int
-    limit: int
-    offset: int
+    data: Annotated[list[MemberRead], Meta(description="This page's members.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
 
 
 class BorrowCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    member_id: Id
-    book_id: Id
+    member_id: Annotated[Id, Meta(description="Who borrows.")]
+    book_id: Annotated[Id, Meta(description="The book to lend a copy of.")]
 
 
 class BorrowListStatus(StrEnum):
@@ -112,11 +132,11 @@ class BorrowListStatus(StrEnum):
 
 
 class BorrowRead(msgspec.Struct, kw_only=True):
-    id: int
-    member_id: int
-    book_id: int
-    book_title: str
-    book_author: str
+    id: Annotated[int, Meta(description="The borrow's id.")]
+    member_id: MemberId
+    book_id: BookId
+    book_title: BookTitle
+    book_author: BookAuthor
     status: Annotated[
         BorrowStatus,
         Meta(
@@ -125,13 +145,18 @@ class BorrowRead(msgspec.Struct, kw_only=True):
         ),
     ]
     overdue: Annotated[bool, Meta(description="Active and past its due date.")]
-    rejection_reason: str | None
-    hold_id: int | None
-    requested_at: datetime
-    borrowed_at: datetime | None
-    due_at: datetime | None
-    returned_at: datetime | None
-    renewals: int
+    rejection_reason: Annotated[
+        str | None, Meta(description="Why the borrow was rejected; null unless rejected.")
+    ]
+    hold_id: Annotated[
+        int | None,
+        Meta(description="The hold the request became (held), or was borrowed from; else null."),
+    ]
+    requested_at: Timestamp
+    borrowed_at: Annotated[datetime | None, Meta(description="When the copy was checked out.")]
+    due_at: Annotated[datetime | None, Meta(description="When the copy is due back.")]
+    returned_at: Annotated[datetime | None, Meta(description="When the copy came back.")]
+    renewals: Annotated[int, Meta(description="Times the loan was renewed.")]
     late_fee: Annotated[
         Money | None, Meta(description="Set on return: per day late, capped; 0.00 on time.")
     ]
@@ -160,23 +185,23 @@ class BorrowRead(msgspec.Struct, kw_only=True):
 
 
 class BorrowPage(msgspec.Struct, kw_only=True):
-    data: list[BorrowRead]
-    total: int
-    limit: int
-    offset: int
+    data: Annotated[list[BorrowRead], Meta(description="This page's borrows.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
 
 
 class HoldCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    member_id: Id
-    book_id: Id
+    member_id: Annotated[Id, Meta(description="Who queues.")]
+    book_id: Annotated[Id, Meta(description="The book to queue for.")]
 
 
 class HoldRead(msgspec.Struct, kw_only=True):
-    id: int
-    member_id: int
-    book_id: int
-    book_title: str
-    book_author: str
+    id: Annotated[int, Meta(description="The hold's id.")]
+    member_id: MemberId
+    book_id: BookId
+    book_title: BookTitle
+    book_author: BookAuthor
     status: Annotated[
         HoldStatus,
         Meta(
@@ -187,11 +212,15 @@ class HoldRead(msgspec.Struct, kw_only=True):
     position: Annotated[
         int | None, Meta(description="Place in the book's queue (1 = next); null unless waiting.")
     ]
-    pickup_by: datetime | None
-    borrow_id: int | None
-    created_at: datetime
-    ready_at: datetime | None
-    closed_at: datetime | None
+    pickup_by: Annotated[
+        datetime | None, Meta(description="A ready hold's copy is kept until then.")
+    ]
+    borrow_id: Annotated[int | None, Meta(description="The loan a fulfilled hold became.")]
+    created_at: Timestamp
+    ready_at: Annotated[datetime | None, Meta(description="When a copy was set aside.")]
+    closed_at: Annotated[
+        datetime | None, Meta(description="When it was fulfilled, cancelled or expired.")
+    ]
 
     @classmethod
     def of(cls, hold: Hold, *, position: int | None = None) -> HoldRead:
@@ -212,10 +241,10 @@ class HoldRead(msgspec.Struct, kw_only=True):
 
 
 class HoldPage(msgspec.Struct, kw_only=True):
-    data: list[HoldRead]
-    total: int
-    limit: int
-    offset: int
+    data: Annotated[list[HoldRead], Meta(description="This page's holds.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
 
 
 class BorrowReject(msgspec.Struct, forbid_unknown_fields=True):
@@ -240,8 +269,8 @@ class SweepRead(msgspec.Struct, kw_only=True):
 class LibrarySummary(msgspec.Struct, kw_only=True):
     loans_out: Annotated[int, Meta(description="Active loans.")]
     overdue: Annotated[int, Meta(description="Active loans past their due date.")]
-    holds_waiting: int
-    holds_ready: int
+    holds_waiting: Annotated[int, Meta(description="Holds in a queue, waiting for a copy.")]
+    holds_ready: Annotated[int, Meta(description="Holds with a copy set aside for pickup.")]
     members: Annotated[int, Meta(description="Members (not deleted).")]
     members_borrowing: Annotated[int, Meta(description="Members with a loan out or requested.")]
     utilization: Annotated[
@@ -249,17 +278,20 @@ class LibrarySummary(msgspec.Struct, kw_only=True):
     ]
 
 
+Loans = Annotated[int, Meta(description="Loans made in the window.")]
+
+
 class PopularBook(msgspec.Struct, kw_only=True):
-    book_id: int
-    book_title: str
-    book_author: str
-    loans: int
+    book_id: BookId
+    book_title: Annotated[str, Meta(description="The title of its latest loan.")]
+    book_author: Annotated[str, Meta(description="The author of its latest loan.")]
+    loans: Loans
 
 
 class TopMember(msgspec.Struct, kw_only=True):
-    member_id: int
-    name: str
-    loans: int
+    member_id: MemberId
+    name: MemberName
+    loans: Loans
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
