@@ -164,7 +164,7 @@ def library_sweep(payload: dict[str, Any]) -> str:
     """
     job = get_current_job()
     if job is not None:
-        schedule_sweep(job.connection, at_slot=_slot() + 1)
+        schedule_sweep(job.connection, at_slot=current_slot() + 1)
     expired = notices = 0
     for _ in range(SWEEP_MAX_ROUNDS):
         sweep = clients.lending().sweep()
@@ -177,11 +177,11 @@ def library_sweep(payload: dict[str, Any]) -> str:
 
 
 def schedule_sweep(connection: Redis, *, at_slot: int | None = None) -> Job | None:
-    """Put the sweep of time slot `at_slot` (default: now) on RQ's schedule, unless it is
+    """Put the sweep of time slot `at_slot` (default: now) on RQ's queue, unless it is
     there already: its job id is the slot, so every worker and every run of the sweep
     that schedules it ends up with one job per slot."""
     interval = get_settings().library_sweep_interval_s
-    slot = _slot() if at_slot is None else at_slot
+    slot = current_slot() if at_slot is None else at_slot
     job_id = f"library-sweep-{slot}"
     if Job.exists(job_id, connection=connection):
         return None
@@ -199,7 +199,7 @@ def schedule_sweep(connection: Redis, *, at_slot: int | None = None) -> Job | No
     return scheduled
 
 
-def _slot() -> int:
+def current_slot() -> int:
     return int(time.time() // get_settings().library_sweep_interval_s)
 
 

@@ -88,17 +88,17 @@ def notice_message(notice: Notice) -> EmailMessage:
     subject, body = {
         NoticeKind.DUE_SOON: (
             f"Due soon: {title}",
-            f'your loan of "{title}" is due back on {day}.\n\n'
+            f'Your loan of "{title}" is due back on {day}.\n\n'
             "Return it by then, or renew it if nobody is waiting for it.",
         ),
         NoticeKind.OVERDUE: (
             f"Overdue: {title}",
-            f'your loan of "{title}" was due back on {day} and is overdue.\n\n'
+            f'Your loan of "{title}" was due back on {day} and is overdue.\n\n'
             "Please return it as soon as you can: a late fee accrues for each day late.",
         ),
         NoticeKind.HOLD_READY: (
             f"Ready for pickup: {title}",
-            f'a copy of "{title}" is set aside for you until {day}.\n\n'
+            f'A copy of "{title}" is set aside for you until {day}.\n\n'
             "Come and borrow it before then; after that it goes to the next member in line.",
         ),
     }[notice.kind]

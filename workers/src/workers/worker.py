@@ -228,8 +228,9 @@ def main(settings: Settings | None = None) -> int:
         stale.unlink()
     connection = redis.Redis.from_url(settings.redis_url)
     wait_for_redis(connection)
-    # Starts the library sweep's chain of scheduled runs, unless one is already going.
-    loans.schedule_sweep(connection)
+    # Starts the library sweep's chain of scheduled runs (from the next time slot, when the
+    # services are up), unless one is already going.
+    loans.schedule_sweep(connection, at_slot=loans.current_slot() + 1)
     if settings.metrics_port:
         metrics.serve_metrics(settings.metrics_port, connection, settings.queues)
     pool = worker_pool(connection, settings.queues, processes=settings.processes)
