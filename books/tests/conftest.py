@@ -12,6 +12,22 @@ from fastapi import FastAPI
 from books.app import create_app
 from books.config import Settings
 
+SERVICE_KEY = "test-service-key-3f9c1e"
+KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
+
+
+def internal_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings of an app whose internal APIs are called, races included."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "SERVICE_KEY": SERVICE_KEY,
+        # Concurrent requests queue for a connection instead of failing the race tests.
+        "db_pool_size": 20,
+        "db_max_overflow": 0,
+        "db_pool_timeout_s": 60.0,
+    }
+    return Settings(**(values | overrides))
+
 
 @pytest.fixture(scope="session")
 def books_settings(books_database_url: str) -> Settings:

@@ -18,7 +18,14 @@ def empty_database(postgres_server_url: str) -> Iterator[str]:
     drop_database(postgres_server_url, url)
 
 
-TABLES = {"books", "catalog_counters", "stock_reservations", "stock_movements", "outbox"}
+TABLES = {
+    "books",
+    "catalog_counters",
+    "stock_reservations",
+    "stock_movements",
+    "outbox",
+    "copy_loans",
+}
 
 
 def tables(url: str) -> set[str]:
@@ -27,6 +34,14 @@ def tables(url: str) -> set[str]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()
     return {row[0] for row in rows} - {"alembic_version"}
+
+
+def book_columns(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'books'"
+        ).fetchall()
+    return {row[0] for row in rows}
 
 
 def autovacuum_options(url: str) -> list[str]:
@@ -44,6 +59,9 @@ class TestMigrations:
             "autovacuum_vacuum_scale_factor=0.02",
             "autovacuum_vacuum_insert_scale_factor=0.02",
         ]
+        command.downgrade(config, "0004")
+        assert tables(empty_database) == TABLES - {"copy_loans"}
+        assert not {"copies_total", "copies_available"} & book_columns(empty_database)
         command.downgrade(config, "base")
         assert tables(empty_database) == set()
         command.upgrade(config, "head")
@@ -56,6 +74,8 @@ class TestMigrations:
             ("price", "-1", "books_price_not_negative"),
             ("image", "'[1]'::jsonb", "books_image_is_object"),
             ("stock", "-1", "books_stock_not_negative"),
+            ("copies_total", "3", "books_copies_within_total"),
+            ("copies_available", "3", "books_copies_within_total"),
         ],
     )
     def test_database_enforces_the_rules(
@@ -69,6 +89,52 @@ class TestMigrations:
             pytest.raises(psycopg.errors.CheckViolation, match=constraint),
         ):
             conn.execute(statement)
+
+    @pytest.mark.parametrize(
+        ("total", "available"), [(3, 4), (3, -1), (-1, -1), (None, 0), (0, None)]
+    )
+    def test_database_keeps_available_copies_within_the_total(
+        self, books_database_url: str, total: int | None, available: int | None
+    ) -> None:
+        with (
+            psycopg.connect(books_database_url) as conn,
+            pytest.raises(psycopg.errors.CheckViolation, match="books_copies_within_total"),
+        ):
+            conn.execute(
+                "INSERT INTO books (title, author, description, price, copies_total,"
+                " copies_available) VALUES ('T', 'A', 'D', 1, %s, %s)",
+                (total, available),
+            )
+
+    @pytest.mark.parametrize(
+        ("reference", "state", "passed_to", "constraint"),
+        [
+            ("order:1", "out", None, "copy_loans_reference_format"),
+            ("borrow:1", "lost", None, "copy_loans_state_known"),
+            ("borrow:1", "passed", None, "copy_loans_passed_to_iff_passed"),
+            ("borrow:1", "out", "borrow:1", "copy_loans_passed_to_iff_passed"),
+        ],
+    )
+    def test_database_enforces_the_ledger_rules(
+        self,
+        books_database_url: str,
+        reference: str,
+        state: str,
+        passed_to: str | None,
+        constraint: str,
+    ) -> None:
+        with psycopg.connect(books_database_url) as conn:
+            row = conn.execute(
+                "INSERT INTO books (title, author, description, price, copies_total,"
+                " copies_available) VALUES ('T', 'A', 'D', 1, 1, 0) RETURNING id"
+            ).fetchone()
+            assert row is not None
+            with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+                conn.execute(
+                    "INSERT INTO copy_loans (reference, book_id, state, passed_to)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (reference, row[0], state, passed_to),
+                )
 
     def test_counter_follows_bulk_statements(self, books_database_url: str) -> None:
         with psycopg.connect(books_database_url, autocommit=True) as conn:

@@ -37,6 +37,22 @@ class BookNotFound(ProblemError):
         super().__init__(f"No active book has id {book_id}.")
 
 
+class CopiesOnLoan(ProblemError):
+    status, title, type = 409, "Copies on loan", "/problems/copies-on-loan"
+
+    def __init__(self, *, book_id: int, out: int, wanted: int | None) -> None:
+        copies = "1 copy" if out == 1 else f"{out} copies"
+        change = (
+            "it cannot stop being lendable"
+            if wanted is None
+            else f"copies_total cannot go down to {wanted}"
+        )
+        super().__init__(
+            f"Book {book_id} has {copies} out on loan, so {change}: the smallest "
+            f"copies_total allowed is {out}. Nothing was changed."
+        )
+
+
 class InvalidFilter(ProblemError):
     status, title, type = 422, "Invalid query", VALIDATION_ERROR
 

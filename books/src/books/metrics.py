@@ -19,3 +19,9 @@ STOCK_RELEASES = Counter(
     "Stock release requests, by outcome (released, replayed, not_reserved).",
     ["outcome"],
 )
+COPY_MOVEMENTS = Counter(
+    "books_copy_movements_total",
+    "Calls of the internal copies API, by kind (checkout, checkin, transfer) and outcome (the"
+    " status answered, or replayed when the reference had already done it).",
+    ["kind", "outcome"],
+)

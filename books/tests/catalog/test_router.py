@@ -32,6 +32,8 @@ class TestCreateBook:
             "active": True,
             "image": None,
             "stock": None,
+            "copies_total": None,
+            "copies_available": None,
             "created_at": body["created_at"],
             "updated_at": body["updated_at"],
         }

@@ -46,6 +46,30 @@ class TestCreateBookFromForm:
         assert response.json()["stock"] == stock
         assert (await client.get(response.headers["location"])).json()["stock"] == stock
 
+    @pytest.mark.parametrize(("sent", "copies"), [("3", 3), ("0", 0), ("", None)])
+    async def test_copies_total_is_a_form_field_and_blank_means_not_lendable(
+        self, client: httpx.AsyncClient, sent: str, copies: int | None
+    ) -> None:
+        response = await post_form(client, copies_total=sent)
+        assert response.status_code == 201, response.text
+        body = (await client.get(response.headers["location"])).json()
+        assert (body["copies_total"], body["copies_available"]) == (copies, copies)
+
+    @pytest.mark.parametrize(
+        ("fields", "field"),
+        [({"copies_total": "-1"}, "copies_total"), ({"copies_available": "2"}, "copies_available")],
+    )
+    async def test_rejects_bad_copies_and_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection[Any],
+        fields: dict[str, str],
+        field: str,
+    ) -> None:
+        problem = assert_problem(await post_form(client, **fields), 422)
+        assert [error["field"] for error in problem["errors"]] == [field]
+        assert count_books(db) == 0
+
     @pytest.mark.parametrize("extension", ["jpg", "png", "webp"])
     async def test_with_cover(
         self,

@@ -11,30 +11,16 @@ import pytest
 from fastapi import FastAPI
 
 from books.app import create_app
-from books.config import Settings
+from tests.conftest import KEY_HEADER, internal_settings
 
-SERVICE_KEY = "test-service-key-3f9c1e"
-KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
 RESERVATIONS = "/internal/v1/stock/reservations"
 RELEASES = "/internal/v1/stock/releases"
-
-
-def inventory_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "SERVICE_KEY": SERVICE_KEY,
-        # Concurrent requests queue for a connection instead of failing the race tests.
-        "db_pool_size": 20,
-        "db_max_overflow": 0,
-        "db_pool_timeout_s": 60.0,
-    }
-    return Settings(**(values | overrides))
 
 
 @pytest.fixture(scope="session")
 async def books_app(books_database_url: str) -> AsyncIterator[FastAPI]:
     """Replaces the suite's app (and so what `client` and `make_book` use) in this folder."""
-    app = create_app(inventory_settings(books_database_url))
+    app = create_app(internal_settings(books_database_url))
     yield app
     await app.state.engine.dispose()
 

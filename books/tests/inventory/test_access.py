@@ -10,12 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from books.app import create_app
-from tests.conftest import assert_problem
+from tests.conftest import SERVICE_KEY, assert_problem, internal_settings
 from tests.inventory.conftest import (
     RELEASES,
     RESERVATIONS,
-    SERVICE_KEY,
-    inventory_settings,
     lines,
     reservations,
     stock_of,
@@ -62,7 +60,7 @@ class TestServiceKey:
     async def test_without_a_configured_key_everything_is_refused(  # type: ignore[no-untyped-def]
         self, books_database_url: str, path, body
     ) -> None:
-        app = create_app(inventory_settings(books_database_url, SERVICE_KEY=None))
+        app = create_app(internal_settings(books_database_url, SERVICE_KEY=None))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://books.test") as client:
             response = await client.post(path, json=body, headers={"X-Service-Key": ""})

@@ -25,5 +25,8 @@ class Book(Base):
     image: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     # None: stock is not tracked and the book can always be ordered.
     stock: Mapped[int | None] = mapped_column(Integer)
+    # Both None: the book is not lendable. Copies on loan: total - available.
+    copies_total: Mapped[int | None] = mapped_column(Integer)
+    copies_available: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

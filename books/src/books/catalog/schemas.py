@@ -21,6 +21,8 @@ from pydantic import (
 MAX_PRICE = Decimal("99999999.99")
 MAX_BATCH_IDS = 100
 MAX_STOCK = 2**31 - 1
+MAX_COPIES = 2**31 - 1
+MAX_BOOK_ID = 2**63 - 1
 
 
 def _money(value: Decimal) -> str:
@@ -62,6 +64,22 @@ Stock = Annotated[
     ),
 ]
 
+CopiesTotal = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_COPIES,
+        description=(
+            "Copies the library lends, apart from the stock that is sold; null means the "
+            "book is not lendable. It cannot go below the copies out on loan."
+        ),
+        examples=[3],
+    ),
+]
+# A book id in an internal request body: strict, so `true` or `"7"` is not a book.
+BookIdValue = Annotated[int, Field(strict=True, ge=1, le=MAX_BOOK_ID)]
+
 
 class CoverImage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -91,15 +109,19 @@ class BookCreate(BaseModel):
     price: Money
     image: CoverImage | None = None
     stock: Stock | None = None
+    copies_total: CopiesTotal | None = None
 
     def column_values(self) -> dict[str, object]:
+        """Every copy of a new book is on the shelf."""
         return self.model_dump(exclude={"image"}) | {
-            "image": self.image.model_dump(mode="json") if self.image else None
+            "image": self.image.model_dump(mode="json") if self.image else None,
+            "copies_available": self.copies_total,
         }
 
 
 class BookUpdate(BaseModel):
-    """Partial update: only the fields present change; `image` and `stock` may be null."""
+    """Partial update: only the fields present change; `image`, `stock` and `copies_total`
+    may be null."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -112,8 +134,9 @@ class BookUpdate(BaseModel):
     price: Money | None = None
     image: CoverImage | None = None
     stock: Stock | None = None
+    copies_total: CopiesTotal | None = None
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"image", "stock"})
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"image", "stock", "copies_total"})
 
     @model_validator(mode="after")
     def _present_and_not_null(self) -> Self:
@@ -127,11 +150,16 @@ class BookUpdate(BaseModel):
         return self
 
     def changes(self) -> dict[str, object]:
-        """Column values for the fields the client sent."""
-        values = {name: getattr(self, name) for name in self.model_fields_set}
+        """Column values for the fields the client sent, but `copies_total`: resizing the
+        copies moves `copies_available` too (see `resizes_copies`)."""
+        values = {name: getattr(self, name) for name in self.model_fields_set - {"copies_total"}}
         if self.image is not None:
             values["image"] = self.image.model_dump(mode="json")
         return values
+
+    @property
+    def resizes_copies(self) -> bool:
+        return "copies_total" in self.model_fields_set
 
 
 class BookRead(BaseModel):
@@ -145,6 +173,17 @@ class BookRead(BaseModel):
     active: bool
     image: CoverImage | None
     stock: int | None
+    copies_total: int | None = Field(
+        description="Copies the library lends; null when the book is not lendable.",
+        examples=[3],
+    )
+    copies_available: int | None = Field(
+        description=(
+            "Lendable copies on the shelf now (read-only: checkouts and returns move it); "
+            "null when the book is not lendable."
+        ),
+        examples=[2],
+    )
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -172,6 +211,13 @@ class BookListQuery(BaseModel):
         pattern=r"^\s*\d+\s*(,\s*\d+\s*)*$",
         description=f"Comma-separated book ids (at most {MAX_BATCH_IDS}) for batch lookups.",
         examples=["1,2,3"],
+    )
+    available: bool | None = Field(
+        default=None,
+        description=(
+            "true: lendable books with a copy on the shelf; "
+            "false: lendable books whose copies are all out on loan."
+        ),
     )
 
     @field_validator("ids")
@@ -201,5 +247,12 @@ class BookListQuery(BaseModel):
     def is_filtered(self) -> bool:
         return any(
             value is not None
-            for value in (self.author, self.q, self.min_price, self.max_price, self.ids)
+            for value in (
+                self.author,
+                self.q,
+                self.min_price,
+                self.max_price,
+                self.ids,
+                self.available,
+            )
         )

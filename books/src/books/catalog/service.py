@@ -11,7 +11,7 @@ from books.catalog.models import Book
 from books.catalog.repository import BookRepository
 from books.catalog.schemas import BookCreate, BookListQuery, BookUpdate
 from books.db import SessionDep
-from books.errors import BookNotFound
+from books.errors import BookNotFound, CopiesOnLoan
 from books.metrics import BOOKS_CREATED, BOOKS_DELETED
 from servicekit.database import after_commit
 
@@ -41,9 +41,33 @@ class CatalogService:
         return books, total
 
     async def update_book(self, *, book_id: int, changes: BookUpdate) -> Book:
+        if changes.resizes_copies:
+            return await self._update_resizing(
+                book_id=book_id, values=changes.changes(), copies_total=changes.copies_total
+            )
         book = await self.books.update_active(book_id=book_id, values=changes.changes())
         if book is None:
             raise BookNotFound(book_id)
+        return book
+
+    async def _update_resizing(
+        self, *, book_id: int, values: dict[str, object], copies_total: int | None
+    ) -> Book:
+        """Resize the copies in one conditional UPDATE; when it matches nothing, say why."""
+        update = self.books.update_active_resizing
+        book = await update(book_id=book_id, values=values, copies_total=copies_total)
+        if book is not None:
+            return book
+        copies = await self.books.lock_copies(book_id=book_id)
+        if copies is None:
+            raise BookNotFound(book_id)
+        out = copies.on_loan
+        if out > 0 and (copies_total is None or copies_total < out):
+            raise CopiesOnLoan(book_id=book_id, out=out, wanted=copies_total)
+        # Copies came back between the refused UPDATE and the lock; the row is locked now,
+        # so the same UPDATE succeeds.
+        book = await update(book_id=book_id, values=values, copies_total=copies_total)
+        assert book is not None
         return book
 
     async def delete_book(self, *, book_id: int) -> None:

@@ -13,7 +13,15 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message
 
-from books.catalog.schemas import Author, BookCreate, Description, Money, Stock, Title
+from books.catalog.schemas import (
+    Author,
+    BookCreate,
+    CopiesTotal,
+    Description,
+    Money,
+    Stock,
+    Title,
+)
 from books.covers.service import ACCEPTED_FORMATS, CoverUploadOutcome, count_upload
 from books.errors import CoverTooLarge, UnsupportedMediaType
 
@@ -44,6 +52,7 @@ def _blank_is_none(value: Any) -> Any:
 
 
 FormStock = Annotated[Stock, Field(strict=False)]
+FormCopiesTotal = Annotated[CopiesTotal, Field(strict=False)]
 
 
 class BookCreateForm(BaseModel):
@@ -57,6 +66,7 @@ class BookCreateForm(BaseModel):
     price: Money
     # Form fields are text: "5" is a stock level here; blank means not tracked.
     stock: Annotated[FormStock | None, BeforeValidator(_blank_is_none)] = None
+    copies_total: Annotated[FormCopiesTotal | None, BeforeValidator(_blank_is_none)] = None
     cover: Annotated[
         UploadFile | None, BeforeValidator(_blank_is_none), Field(description=_FILE_DESCRIPTION)
     ] = None
@@ -68,6 +78,7 @@ class BookCreateForm(BaseModel):
             description=self.description,
             price=self.price,
             stock=self.stock,
+            copies_total=self.copies_total,
         )
 
 

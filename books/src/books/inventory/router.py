@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 
 from books.http import DocumentedRoute, problem_responses, require_json
 from books.inventory.schemas import ReleaseRead, ReleaseRequest, ReservationRead, ReservationRequest
-from books.inventory.security import require_service_key
 from books.inventory.service import InventoryServiceDep
+from books.security import require_service_key
 
 router = APIRouter(
     prefix="/internal/v1/stock",

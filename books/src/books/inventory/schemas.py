@@ -7,6 +7,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from books.catalog.schemas import BookIdValue
+
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
 
@@ -15,7 +17,6 @@ Reference = Annotated[
     StringConstraints(pattern=r"^[a-z]+:[0-9A-Za-z_-]{1,64}$"),
     Field(description="What the stock is for, as `kind:id`.", examples=["order:123"]),
 ]
-BookId = Annotated[int, Field(strict=True, ge=1, le=2**63 - 1)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 
 
@@ -39,7 +40,7 @@ class ShortageReason(StrEnum):
 class StockLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    book_id: BookId
+    book_id: BookIdValue
     quantity: Quantity
 
 
