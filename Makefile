@@ -48,8 +48,8 @@ fmt: deps ## Format and auto-fix with ruff
 migrate: deps ## Apply database migrations (to the URLs in the environment or the local stack)
 	@$(RUN) python -m devstack.run migrate
 
-seed: deps ## Load demo books with COPY (SEED_BOOKS=1000 by default) into the running stack
-	@$(RUN) python -m books.seed --count $${SEED_BOOKS:-1000}
+seed: deps ## Load demo books with COPY (SEED_BOOKS=1000), or SCENARIO=minimal|high_scale lending data (TRUNCATE=1 to replace it)
+	@$(RUN) python -m devstack.seed $(if $(SCENARIO),--scenario $(SCENARIO) $(if $(TRUNCATE),--truncate),--books $${SEED_BOOKS:-1000})
 
 bench: deps ## Benchmark the running stack against raw-driver baselines
 	@$(RUN) python -m devstack.bench

@@ -1,0 +1,219 @@
+"""`make seed SCENARIO=...` (devstack.seed): lending data consistent across both databases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from books.seed import SeedError
+from devstack.pytest_plugin import drop_database, migrated_database
+from devstack.seed import SCENARIOS, Scenario, seed_lending
+from devstack.seed.__main__ import main as seed_main
+
+MINIMAL = SCENARIOS["minimal"]
+
+
+@dataclass(frozen=True)
+class Databases:
+    books: str
+    orders: str
+
+
+@pytest.fixture(scope="module")
+def migrated(postgres_server_url: str) -> Iterator[Databases]:
+    databases = Databases(
+        books=migrated_database(postgres_server_url, "books"),
+        orders=migrated_database(postgres_server_url, "orders"),
+    )
+    yield databases
+    drop_database(postgres_server_url, databases.books)
+    drop_database(postgres_server_url, databases.orders)
+
+
+@pytest.fixture
+def dbs(migrated: Databases) -> Databases:
+    """Both databases with empty catalog and lending tables."""
+    with psycopg.connect(migrated.books, autocommit=True) as conn:
+        conn.execute("TRUNCATE books RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE catalog_counters SET active_books = 0")
+    with psycopg.connect(migrated.orders, autocommit=True) as conn:
+        conn.execute("TRUNCATE members, borrows, holds, notices RESTART IDENTITY")
+    return migrated
+
+
+def rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def seed(dbs: Databases, scenario: Scenario = MINIMAL, **options: Any) -> dict[str, int]:
+    result = seed_lending(scenario, books_url=dbs.books, orders_url=dbs.orders, **options)
+    return result.rows
+
+
+def assert_consistent(dbs: Databases) -> None:
+    """The invariants the lending services keep, checked across both databases."""
+    active_by_book = Counter(
+        dict(
+            rows(
+                dbs.orders,
+                "SELECT book_id, count(*) FROM borrows WHERE status = 'active' GROUP BY 1",
+            )
+        )
+    )
+    out_by_book = Counter(
+        dict(
+            rows(
+                dbs.books, "SELECT book_id, count(*) FROM copy_loans WHERE state = 'out' GROUP BY 1"
+            )
+        )
+    )
+    for book_id, total, available in rows(
+        dbs.books, "SELECT id, copies_total, copies_available FROM books"
+    ):
+        assert 0 <= available <= total, book_id
+        assert total - available == active_by_book[book_id], book_id
+        assert total - available == out_by_book[book_id], book_id
+    references = {
+        reference
+        for (reference,) in rows(dbs.books, "SELECT reference FROM copy_loans WHERE state = 'out'")
+    }
+    active = {
+        f"borrow:{borrow_id}"
+        for (borrow_id,) in rows(dbs.orders, "SELECT id FROM borrows WHERE status = 'active'")
+    }
+    assert references == active
+    mismatched = rows(
+        dbs.orders,
+        "SELECT m.id FROM members m WHERE m.loans_out > m.max_loans OR m.loans_out <> ("
+        " SELECT count(*) FROM borrows b WHERE b.member_id = m.id"
+        " AND b.status IN ('pending', 'active'))",
+    )
+    assert mismatched == []
+    available = dict(rows(dbs.books, "SELECT id, copies_available FROM books"))
+    waiting = rows(dbs.orders, "SELECT book_id FROM holds WHERE status = 'waiting'")
+    assert all(available[book_id] == 0 for (book_id,) in waiting)
+    assert rows(dbs.books, "SELECT active_books FROM catalog_counters") == rows(
+        dbs.books, "SELECT count(*) FROM books WHERE active"
+    )
+
+
+class TestMinimalScenario:
+    def test_loads_a_few_dozen_of_each(self, dbs: Databases) -> None:
+        loaded = seed(dbs, random_seed=1)
+        assert loaded["books"] == MINIMAL.books
+        assert loaded["members"] == MINIMAL.members
+        assert loaded["borrows"] == MINIMAL.borrows
+        assert loaded["holds"] == MINIMAL.holds
+        statuses = dict(rows(dbs.orders, "SELECT status, count(*) FROM borrows GROUP BY 1"))
+        assert statuses["returned"] > 0
+        assert statuses["active"] > 0
+        assert statuses["held"] == MINIMAL.holds
+
+    @pytest.mark.parametrize("random_seed", [1, 2, 3])
+    def test_copies_loans_and_ledger_agree(self, dbs: Databases, random_seed: int) -> None:
+        seed(dbs, random_seed=random_seed)
+        assert_consistent(dbs)
+
+    def test_returned_loans_have_dates_and_late_ones_a_fee(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=4)
+        late = rows(
+            dbs.orders,
+            "SELECT count(*) FILTER (WHERE returned_at > due_at AND late_fee IS NULL),"
+            " count(*) FILTER (WHERE returned_at <= due_at AND late_fee IS NOT NULL),"
+            " count(*) FILTER (WHERE returned_at < borrowed_at OR borrowed_at < requested_at)"
+            " FROM borrows WHERE status = 'returned'",
+        )
+        assert late == [(0, 0, 0)]
+
+    def test_holds_queue_in_arrival_order(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=5)
+        holds = rows(dbs.orders, "SELECT id, created_at FROM holds ORDER BY id")
+        assert [created for _, created in holds] == sorted(created for _, created in holds)
+        linked = rows(
+            dbs.orders,
+            "SELECT count(*) FROM holds h JOIN borrows b ON b.hold_id = h.id"
+            " AND b.member_id = h.member_id AND b.book_id = h.book_id AND b.status = 'held'",
+        )
+        assert linked == [(MINIMAL.holds,)]
+
+    def test_identities_continue_after_the_seed(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=6)
+        with psycopg.connect(dbs.orders) as conn:
+            row = conn.execute(
+                "INSERT INTO members (name, email, max_loans) VALUES ('N', 'n@example.org', 5)"
+                " RETURNING id"
+            ).fetchone()
+        assert row == (MINIMAL.members + 1,)
+
+
+class TestNonEmptyLendingTables:
+    def test_refuses_and_says_what_to_do(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=1)
+        with pytest.raises(SeedError, match="--truncate") as raised:
+            seed(dbs, random_seed=1)
+        assert "make seed SCENARIO=minimal TRUNCATE=1" in str(raised.value)
+        assert rows(dbs.orders, "SELECT count(*) FROM members") == [(MINIMAL.members,)]
+
+    def test_truncate_replaces_the_lending_data(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=1)
+        seed(dbs, random_seed=2, truncate=True)
+        assert rows(dbs.orders, "SELECT count(*) FROM borrows") == [(MINIMAL.borrows,)]
+        assert rows(dbs.books, "SELECT count(*) FROM books") == [(MINIMAL.books,)]
+        assert_consistent(dbs)
+
+    def test_force_adds_beside_the_existing_data(self, dbs: Databases) -> None:
+        seed(dbs, random_seed=1)
+        seed(dbs, random_seed=2, force=True)
+        assert rows(dbs.orders, "SELECT count(*) FROM members") == [(2 * MINIMAL.members,)]
+        assert_consistent(dbs)
+
+
+class TestBulkLoad:
+    def test_indexes_built_after_the_load_are_the_migrations_own(self, dbs: Databases) -> None:
+        """Past 10,000 rows the borrows' indexes are dropped and created again, exactly."""
+        query = (
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid = 'borrows'::regclass ORDER BY 1"
+        )
+        before = rows(dbs.orders, query)
+        scenario = Scenario(
+            "small", books=1_500, members=800, borrows=12_000, waiting_holds=20, days=730
+        )
+        assert seed(dbs, scenario, random_seed=7)["borrows"] == 12_000
+        assert rows(dbs.orders, query) == before
+        assert_consistent(dbs)
+
+
+class TestCommandLine:
+    def test_scenario_prints_progress_and_totals(
+        self, dbs: Databases, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("BOOKS_DATABASE_URL", dbs.books)
+        monkeypatch.setenv("ORDERS_DATABASE_URL", dbs.orders)
+        assert seed_main(["--scenario", "minimal", "--random-seed", "1"]) == 0
+        out, err = capsys.readouterr()
+        assert "seeding scenario minimal" in err
+        assert "rows/s)" in err
+        assert f"{MINIMAL.borrows} borrows" in out
+
+    def test_non_empty_tables_are_a_one_line_error(
+        self, dbs: Databases, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("BOOKS_DATABASE_URL", dbs.books)
+        monkeypatch.setenv("ORDERS_DATABASE_URL", dbs.orders)
+        seed(dbs, random_seed=1)
+        assert seed_main(["--scenario", "minimal"]) == 1
+        assert "error: the lending tables already hold data" in capsys.readouterr().err
+
+    def test_without_scenario_loads_demo_books(
+        self, dbs: Databases, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("BOOKS_DATABASE_URL", dbs.books)
+        assert seed_main(["--books", "25"]) == 0
+        assert rows(dbs.books, "SELECT count(*), count(copies_total) FROM books") == [(25, 0)]
