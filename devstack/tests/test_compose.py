@@ -53,6 +53,8 @@ PORT_SETTINGS = {
 }
 # Third-party images Prometheus scrapes: the port each listens on by default.
 IMAGE_PORTS = {"oliver006/redis_exporter": 9121, "prometheuscommunity/postgres-exporter": 9187}
+# Third-party images the workers mail through: the SMTP port each listens on by default.
+SMTP_PORTS = {"axllent/mailpit": 1025}
 
 
 def _cloudinary_account() -> object:
@@ -256,7 +258,7 @@ def container_env(service: str) -> dict[str, str]:
 def listening_port(service: str, monkeypatch: pytest.MonkeyPatch) -> int:
     """The port the service's program serves HTTP on (its API or its metrics)."""
     if "build" not in services()[service]:
-        return IMAGE_PORTS[services()[service]["image"].partition(":")[0]]
+        return IMAGE_PORTS[image_name(service)]
     program, *args = command_of(service)
     if program == "uvicorn":
         return int(_option(args, "--port"))
@@ -267,6 +269,11 @@ def listening_port(service: str, monkeypatch: pytest.MonkeyPatch) -> int:
     fields = settings_fields(package)
     env = {k: v for k, v in container_env(service).items() if k in fields}
     return int(getattr(load_settings(package, env, monkeypatch), attribute))
+
+
+def image_name(service: str) -> str:
+    """The service's image without its tag."""
+    return str(services()[service]["image"]).partition(":")[0]
 
 
 def scrape_targets() -> list[Any]:
@@ -676,11 +683,13 @@ class TestPortsAndEnvironment:
     ) -> None:
         for name, value in environment_of(service).items():
             url = urlsplit(interpolate(value, env_example()))
-            if url.scheme not in ("http", "postgresql", "redis"):
+            if url.scheme not in ("http", "postgresql", "redis", "smtp"):
                 continue
             assert url.hostname in services(), f"{name}: {url.hostname} is not a service"
             if url.scheme == "http":
                 assert url.port == listening_port(url.hostname, monkeypatch)
+            if url.scheme == "smtp":
+                assert url.port == SMTP_PORTS[image_name(url.hostname)]
             if url.scheme == "postgresql":
                 assert url.port == 5432
                 db_env = environment_of(url.hostname)
@@ -731,6 +740,29 @@ class TestWorkers:
         assert workers["read_only"]
         mounts = {str(mount).partition(":")[0] for mount in workers["tmpfs"]}
         assert container_env("workers")[MULTIPROC_DIR_ENV] in mounts
+
+
+class TestMail:
+    def test_workers_mail_the_catcher_when_env_sets_no_smtp_url(self) -> None:
+        """An .env made before the mail catcher existed still gets the notices caught."""
+        env = {k: v for k, v in env_example().items() if k != "SMTP_URL"}
+        url = urlsplit(interpolate(environment_of("workers")["SMTP_URL"], env))
+        assert url.scheme == "smtp"
+        assert url.hostname == "mailpit"
+        assert url.port == SMTP_PORTS[image_name("mailpit")]
+
+    def test_example_smtp_url_is_the_default(self) -> None:
+        default = _VARIABLE.fullmatch(environment_of("workers")["SMTP_URL"])
+        assert default is not None
+        assert default["op"] == ":-"
+        assert env_example()["SMTP_URL"] == default["arg"]
+
+    def test_catcher_is_in_no_profile_and_its_ui_on_loopback_only(self) -> None:
+        mailpit = services()["mailpit"]
+        assert "profiles" not in mailpit, "the workers mail it in every compose run"
+        assert mailpit["image"].partition(":")[2].startswith("v"), "pin a version tag"
+        assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
+        assert healthcheck_of("mailpit") == ["CMD", "/mailpit", "readyz"]
 
 
 # --- the Dockerfiles -------------------------------------------------------------------

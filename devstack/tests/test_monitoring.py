@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis
 import yaml
@@ -34,10 +35,12 @@ from prometheus_client import REGISTRY, Metric
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from devstack.mail import MailSink
 from devstack.monitoring import MONITORING_DIR, LocalPrometheus, job_names, prometheus_binary
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ManagedProcess, ServiceProcess
+from servicekit.service_key import SERVICE_KEY_HEADER
 
 REPO_ROOT = MONITORING_DIR.parent
 RULES_DIR = MONITORING_DIR / "rules"
@@ -394,7 +397,9 @@ def background_process(
 class Stack:
     books: str
     orders: str
+    orders_database_url: str
     redis_url: str
+    mail: MailSink
     prometheus: LocalPrometheus
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -428,7 +433,8 @@ def migrate(service: str, database_env: str, url: str) -> None:
 @pytest.fixture(scope="module")
 def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """books, orders, both relays and the workers as real processes on their own Valkey
-    (the workers take every job of their queues), scraped every second by Prometheus."""
+    (the workers take every job of their queues, and mail notices to a local SMTP sink),
+    scraped every second by Prometheus."""
     if prometheus_binary() is None:
         pytest.skip("prometheus is not installed: `apt-get install prometheus` (Debian)")
     workdir = tmp_path_factory.mktemp("monitoring")
@@ -443,6 +449,7 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             stack.callback(drop_database, postgres_server_url, url)
             migrate(service, variable, url)
             databases[variable] = url
+        mail = stack.enter_context(MailSink(workdir / "mail", free_port()))
         ports = {job: free_port() for job in job_names() if job not in ("redis", "postgres")}
         books_url = f"http://127.0.0.1:{ports['books']}"
         orders_url = f"http://127.0.0.1:{ports['orders']}"
@@ -457,6 +464,7 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             "WORKERS_ORDERS_URL": orders_url,
             "WORKERS_METRICS_PORT": str(ports["workers"]),
             "WORKERS_PROCESSES": "1",
+            "SMTP_URL": mail.url,
             # Configured, so covers reach the image check, but pointing at a closed port:
             # nothing leaves the machine.
             "CLOUDINARY_URL": "cloudinary://key:secret@monitoring-test",
@@ -480,7 +488,9 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         prometheus = stack.enter_context(
             LocalPrometheus(ports, workdir / "prometheus", free_port())
         )
-        yield Stack(books_url, orders_url, valkey.url, prometheus)
+        yield Stack(
+            books_url, orders_url, databases["ORDERS_DATABASE_URL"], valkey.url, mail, prometheus
+        )
 
 
 def wait_for_status(client: httpx.Client, order_id: int, status: str) -> None:
@@ -574,6 +584,76 @@ def drive_traffic(stack: Stack) -> None:
     )
 
 
+def wait_for_borrow(client: httpx.Client, borrow_id: int, status: str) -> None:
+    deadline = time.monotonic() + DATA_TIMEOUT_S
+    while (current := client.get(f"/v1/borrows/{borrow_id}").json()["status"]) != status:
+        assert time.monotonic() < deadline, f"borrow {borrow_id} stayed {current}, not {status}"
+        time.sleep(0.2)
+
+
+def set_due_at(stack: Stack, borrow_id: int, due_at: str) -> None:
+    """Move a loan's due date, as the days passing would (`due_at` is SQL)."""
+    with psycopg.connect(stack.orders_database_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE borrows SET due_at = {due_at} WHERE id = %s", (borrow_id,))
+
+
+def drive_lending(stack: Stack) -> None:
+    """A member borrows three books (each loan activated by a worker) and returns one; the
+    library sweep finds one loan overdue and mails its notice; then, the mail server
+    gone, a notice for a loan due soon fails."""
+    with (
+        httpx.Client(base_url=stack.books, timeout=10) as books,
+        httpx.Client(base_url=stack.orders, timeout=10) as orders,
+    ):
+
+        def sweep() -> None:
+            response = orders.post(
+                "/internal/v1/library/sweep", headers={SERVICE_KEY_HEADER: SERVICE_KEY}
+            )
+            assert response.status_code == 200, response.text
+
+        member = orders.post(
+            "/v1/members", json={"name": "Ada Lovelace", "email": "ada@example.org"}
+        )
+        assert member.status_code == 201, member.text
+        borrow_ids = []
+        for title in ("Lent and returned", "Lent and overdue", "Lent and due soon"):
+            book = books.post(
+                "/v1/books",
+                json={
+                    "title": title,
+                    "author": "A. Writer",
+                    "description": "Lent.",
+                    "price": "9.90",
+                    "stock": 0,
+                    "copies_total": 2,
+                },
+            )
+            assert book.status_code == 201, book.text
+            borrow = orders.post(
+                "/v1/borrows", json={"member_id": member.json()["id"], "book_id": book.json()["id"]}
+            )
+            assert borrow.status_code == 201, borrow.text
+            borrow_ids.append(int(borrow.json()["id"]))
+        for borrow_id in borrow_ids:
+            wait_for_borrow(orders, borrow_id, "active")
+        returned, overdue, due_soon = borrow_ids
+        response = orders.post(f"/v1/borrows/{returned}/return")
+        assert response.status_code == 200, response.text
+
+        set_due_at(stack, overdue, "now() - interval '1 day'")
+        sweep()
+        deadline = time.monotonic() + DATA_TIMEOUT_S
+        while not stack.mail.messages():
+            assert time.monotonic() < deadline, "the overdue notice was not mailed"
+            time.sleep(0.2)
+        assert stack.mail.messages()[0]["X-Notice-Kind"] == "overdue"
+
+        stack.mail.stop()
+        set_due_at(stack, due_soon, "now() + interval '1 hour'")
+        sweep()
+
+
 def wait_for_data(stack: Stack, queries: list[Query]) -> list[Query]:
     """The queries still without series once every one has them or time is up."""
     remaining = list(queries)
@@ -594,6 +674,7 @@ class Observed:
 def observed(stack: Stack) -> Observed:
     """The stack after the traffic, once every query has data or the time is up."""
     drive_traffic(stack)
+    drive_lending(stack)
     return Observed(stack, wait_for_data(stack, evaluated_queries()))
 
 
