@@ -4,20 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Annotated, Any, cast
+from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
+from litestar.params import HeaderParameter
 from litestar.types import Guard
 
 from orders.errors import UnsupportedMediaType
+from orders.idempotency import Answer
 from orders.problems import Problem
+from servicekit.pagination import link_header
 from servicekit.problems import PROBLEM_JSON
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID is ideal). A retry with the same key and body "
+        "returns the first answer instead of doing the work twice.",
+    ),
+]
 
 
 @dataclass
@@ -81,3 +97,32 @@ def json_body(struct: type[msgspec.Struct]) -> Guard:
             return  # Litestar reports malformed JSON itself.
 
     return guard
+
+
+def answer_response(answer: Answer) -> Response[Any]:
+    """The stored answer of an idempotent request, byte for byte; a replay says so."""
+    headers = dict(answer.response.headers)
+    media_type = headers.pop("content-type")
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        answer.response.body,
+        status_code=answer.response.status,
+        headers=headers,
+        media_type=media_type,
+    )
+
+
+def paged(
+    request: Request[Any, Any, Any], page: Any, *, total: int, limit: int, offset: int
+) -> Response[Any]:
+    """A page of a list with `X-Total-Count` and RFC 8288 `Link` headers."""
+    links = link_header(
+        request.url.path,
+        # The raw query, not Litestar's parsed one: that one does not keep the order.
+        parse_qsl(request.url.query, keep_blank_values=True),
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+    return Response(page, headers={"X-Total-Count": str(total), "Link": links})

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, cast
-from urllib.parse import parse_qsl
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.http import DocumentedOperation, json_body, problem_responses
+from orders.http import (
+    DocumentedOperation,
+    IdempotencyKey,
+    answer_response,
+    json_body,
+    paged,
+    problem_responses,
+)
 from orders.lending.holds import HoldService
 from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
@@ -35,9 +41,7 @@ from orders.lending.schemas import (
     PopularBook,
     TopMember,
 )
-from orders.ordering.controllers import IDEMPOTENCY_KEY
 from orders.ordering.schemas import MAX_ID
-from servicekit.pagination import link_header
 
 MemberIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Member id.")]
 BorrowIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Borrow id.")]
@@ -97,19 +101,6 @@ LENDING_DEPENDENCIES = {
     "members": Provide(provide_members, sync_to_thread=False),
     "library": Provide(provide_library, sync_to_thread=False),
 }
-
-
-def paged(
-    request: Request[Any, Any, Any], body: Any, *, total: int, limit: int, offset: int
-) -> Response[Any]:
-    links = link_header(
-        request.url.path,
-        parse_qsl(request.url.query, keep_blank_values=True),
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
-    return Response(body, headers={"X-Total-Count": str(total), "Link": links})
 
 
 class MemberController(Controller):
@@ -247,17 +238,7 @@ class BorrowController(Controller):
         self,
         data: JSONBody[BorrowCreate],
         loans: NamedDependency[LoanService],
-        idempotency_key: Annotated[
-            str | None,
-            HeaderParameter(
-                name=IDEMPOTENCY_KEY,
-                min_length=1,
-                max_length=255,
-                pattern=r"^[\x21-\x7e]+$",
-                description="Any unique string (a UUID is ideal). A retry with the same key "
-                "and body returns the first answer instead of asking twice.",
-            ),
-        ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[BorrowRead]:
         """Borrow a copy of a book for a member.
 
@@ -269,17 +250,8 @@ class BorrowController(Controller):
         copies (409).
         """
         answer = await loans.request(data=data, idempotency_key=idempotency_key)
-        headers = dict(answer.response.headers)
-        media_type = headers.pop("content-type")
-        if answer.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(
-            # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
-            cast("BorrowRead", answer.response.body),
-            status_code=answer.response.status,
-            headers=headers,
-            media_type=media_type,
-        )
+        # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
+        return cast("Response[BorrowRead]", answer_response(answer))
 
     @get(
         "",

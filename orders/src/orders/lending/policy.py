@@ -1,8 +1,8 @@
 """The numbers lending runs by, in one place.
 
-Today one policy applies to every member and book, read from the settings; per member
-category and item type policies (the circulation issue) replace `policy_for` without
-touching its callers.
+Today one policy, read from the settings, applies to every member and book. The services
+only ever ask a `LendingPolicy` for these numbers, so policies per member category and
+item type can be resolved per loan and handed to them in its place.
 """
 
 from __future__ import annotations

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated, cast
-from urllib.parse import parse_qsl
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.http import DocumentedOperation, json_body, problem_responses
+from orders.http import (
+    DocumentedOperation,
+    IdempotencyKey,
+    answer_response,
+    json_body,
+    paged,
+    problem_responses,
+)
 from orders.ordering.models import OrderStatus
 from orders.ordering.schemas import (
     DEFAULT_PAGE_SIZE,
@@ -22,9 +28,7 @@ from orders.ordering.schemas import (
     OrderRead,
 )
 from orders.ordering.service import OrderService
-from servicekit.pagination import link_header
 
-IDEMPOTENCY_KEY = "Idempotency-Key"
 # Declared as a string in route paths so a non-integer id is a 422 with a field error (as
 # in books), not a 404 from the router; this annotation does the conversion and bounds.
 OrderIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Order id.")]
@@ -57,31 +61,12 @@ class OrderController(Controller):
         self,
         data: JSONBody[OrderCreate],
         service: NamedDependency[OrderService],
-        idempotency_key: Annotated[
-            str | None,
-            HeaderParameter(
-                name=IDEMPOTENCY_KEY,
-                min_length=1,
-                max_length=255,
-                pattern=r"^[\x21-\x7e]+$",
-                description="Any unique string (a UUID is ideal). A retry with the same key "
-                "and body returns the first answer instead of placing a second order.",
-            ),
-        ] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[OrderRead]:
         """Place an order for one or more books."""
-        placed = await service.place_order(data=data, idempotency_key=idempotency_key)
-        headers = dict(placed.response.headers)
-        media_type = headers.pop("content-type")
-        if placed.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(
-            # The stored bytes are the encoded OrderRead: a replay sends them unchanged.
-            cast("OrderRead", placed.response.body),
-            status_code=placed.response.status,
-            headers=headers,
-            media_type=media_type,
-        )
+        answer = await service.place_order(data=data, idempotency_key=idempotency_key)
+        # The stored bytes are the encoded OrderRead: a replay sends them unchanged.
+        return cast("Response[OrderRead]", answer_response(answer))
 
     @get(
         "",
@@ -123,18 +108,10 @@ class OrderController(Controller):
         orders, total = await service.list_orders(
             limit=limit, offset=offset, status=status, customer_id=customer_id
         )
-        links = link_header(
-            request.url.path,
-            # The raw query, not Litestar's parsed one: that one does not keep the order.
-            parse_qsl(request.url.query, keep_blank_values=True),
-            total=total,
-            limit=limit,
-            offset=offset,
-        )
         page = OrderPage(
             data=[OrderRead.of(order) for order in orders], total=total, limit=limit, offset=offset
         )
-        return Response(page, headers={"X-Total-Count": str(total), "Link": links})
+        return paged(request, page, total=total, limit=limit, offset=offset)
 
     @get(
         "/{order_id:str}",
