@@ -132,3 +132,27 @@ class TestMemberHistory:
 
     async def test_unknown_member_is_404(self, client):
         assert_problem(await client.get("/v1/members/5/borrows"), 404)
+
+
+class TestDeleteMemberWithHolds:
+    async def test_open_holds_are_cancelled_and_a_set_aside_copy_moves_on(
+        self, client, make_member, make_lendable, internal, db
+    ):
+        member = await make_member()
+        waiting_book, ready_book = await make_lendable(), await make_lendable()
+        holds = []
+        for book in (waiting_book, ready_book):
+            response = await client.post(
+                "/v1/holds", json={"member_id": member["id"], "book_id": book["id"]}
+            )
+            holds.append(response.json())
+        await internal.post(f"/holds/{holds[1]['id']}/ready")
+
+        assert (await client.delete(f"/v1/members/{member['id']}")).status_code == 204
+
+        statuses = [(await client.get(f"/v1/holds/{h['id']}")).json()["status"] for h in holds]
+        assert statuses == ["cancelled", "cancelled"]
+        freed = db.execute("SELECT payload FROM outbox WHERE topic = 'copy.freed'").fetchall()
+        assert [row[0] for row in freed] == [
+            {"book_id": ready_book["id"], "reference": f"hold:{holds[1]['id']}"}
+        ]

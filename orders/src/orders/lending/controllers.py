@@ -213,7 +213,7 @@ class MemberController(Controller):
         """A member's borrows, newest first (their lending history)."""
         limit = min(limit, MAX_PAGE_SIZE)
         found, total = await members.history(member_id=member_id, limit=limit, offset=offset)
-        now = await loans.now()
+        now = loans.now()
         page = BorrowPage(
             data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
         )
@@ -277,7 +277,7 @@ class BorrowController(Controller):
         found, total = await loans.list_borrows(
             limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
         )
-        now = await loans.now()
+        now = loans.now()
         page = BorrowPage(
             data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
         )
@@ -293,7 +293,7 @@ class BorrowController(Controller):
     ) -> BorrowRead:
         """Fetch one borrow."""
         borrow = await loans.get(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
     @post(
         "/{borrow_id:str}/return",
@@ -312,7 +312,7 @@ class BorrowController(Controller):
         the same loan and changes nothing; a loan not yet active is a 409.
         """
         borrow = await loans.give_back(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
     @post(
         "/{borrow_id:str}/renew",
@@ -330,7 +330,7 @@ class BorrowController(Controller):
         beyond the grace period, or when another member is waiting for the book.
         """
         borrow = await loans.renew(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
 
 class HoldController(Controller):
@@ -429,7 +429,7 @@ class HoldController(Controller):
         403 when the member is blocked.
         """
         borrow, created = await holds.check_out(hold_id=hold_id)
-        body = BorrowRead.of(borrow, now=await loans.now())
+        body = BorrowRead.of(borrow, now=loans.now())
         return Response(
             body,
             status_code=201 if created else 200,

@@ -108,12 +108,8 @@ class HoldService:
         raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.CANCELLED)
 
     async def cancel_all_of(self, *, member_id: int) -> None:
-        holds, _ = await self.list_holds(
-            limit=10_000, offset=0, status=None, member_id=member_id, book_id=None
-        )
-        for hold in holds:
-            if hold.status in (HoldStatus.WAITING, HoldStatus.READY):
-                await self.cancel(hold_id=hold.id)
+        for hold in await self.holds.open_holds_of(member_id=member_id):
+            await self.cancel(hold_id=hold.id)
 
     async def check_out(self, *, hold_id: int) -> tuple[Borrow, bool]:
         """ready -> fulfilled: the copy set aside becomes the member's loan, active at once.

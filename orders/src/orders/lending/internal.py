@@ -35,7 +35,7 @@ class InternalLendingController(Controller):
     ) -> BorrowRead:
         """A copy is checked out for the borrow: it becomes an active loan."""
         borrow = await loans.activate(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
     @post("/borrows/{borrow_id:str}/hold", status_code=200)
     async def hold_borrow(
@@ -43,7 +43,7 @@ class InternalLendingController(Controller):
     ) -> BorrowRead:
         """No copy was free: the borrow becomes a hold."""
         borrow = await loans.hold_instead(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
     @post("/borrows/{borrow_id:str}/reject", status_code=200, guards=[json_body(BorrowReject)])
     async def reject_borrow(
@@ -54,7 +54,7 @@ class InternalLendingController(Controller):
     ) -> BorrowRead:
         """The book cannot be lent (gone, or no longer lendable)."""
         borrow = await loans.reject(borrow_id=borrow_id, reason=data.reason.strip())
-        return BorrowRead.of(borrow, now=await loans.now())
+        return BorrowRead.of(borrow, now=loans.now())
 
     @post("/holds/{hold_id:str}/ready", status_code=200)
     async def fill_hold(self, holds: NamedDependency[HoldService], hold_id: HoldIdPath) -> HoldRead:

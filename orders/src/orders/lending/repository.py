@@ -7,7 +7,7 @@ orders' `change_status`: of two racing changes the second sees the first's resul
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, exists, func, select, text, update
@@ -261,6 +261,10 @@ class HoldRepository:
     async def get(self, *, hold_id: int) -> Hold | None:
         return await self.session.scalar(select(Hold).where(Hold.id == hold_id))
 
+    async def open_holds_of(self, *, member_id: int) -> list[Hold]:
+        statement = select(Hold).where(Hold.member_id == member_id, Hold.status.in_(OPEN_HOLD))
+        return list((await self.session.scalars(statement)).all())
+
     async def open_hold(self, *, member_id: int, book_id: int) -> Hold | None:
         return await self.session.scalar(
             select(Hold).where(
@@ -464,10 +468,3 @@ class NoticeRepository:
             .returning(Notice.id)
         )
         return await self.session.scalar(statement)
-
-
-async def database_now(session: AsyncSession) -> datetime:
-    """The transaction's `now()`: the clock every due date and deadline is written with."""
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
