@@ -175,11 +175,14 @@ class TestNonEmptyLendingTables:
 
 
 class TestBulkLoad:
-    def test_indexes_built_after_the_load_are_the_migrations_own(self, dbs: Databases) -> None:
-        """Past 10,000 rows the borrows' indexes are dropped and created again, exactly."""
+    def test_indexes_and_keys_rebuilt_after_the_load_are_the_same(self, dbs: Databases) -> None:
+        """Past 10,000 rows the borrows' indexes and foreign key are dropped and created
+        again, exactly."""
         query = (
             "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
-            " WHERE indrelid = 'borrows'::regclass ORDER BY 1"
+            " WHERE indrelid = 'borrows'::regclass UNION ALL"
+            " SELECT conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated"
+            " FROM pg_constraint WHERE conrelid = 'borrows'::regclass ORDER BY 1"
         )
         before = rows(dbs.orders, query)
         scenario = Scenario(

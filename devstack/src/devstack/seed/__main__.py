@@ -76,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    tables = ", ".join(f"{count:,} {table}" for table, count in result.rows.items())
+    tables = ", ".join(
+        f"{count:,} {table} in {result.table_seconds.get(table, 0.0):.1f} s"
+        for table, count in result.rows.items()
+    )
     print(
         f"done: {result.total_rows:,} rows in {result.seconds:.1f} s "
         f"({result.rows_per_second:,.0f} rows/s: {tables}), "

@@ -46,6 +46,8 @@ ORDERS_LENDING_TABLES = ("members", "borrows", "holds", "notices")
 class LoadResult:
     scenario: str
     rows: dict[str, int] = field(default_factory=dict)
+    # Per table: building its rows, sending them and (re)building its indexes.
+    table_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     vacuum_seconds: float = 0.0
 
@@ -60,7 +62,7 @@ class LoadResult:
 
 def _connect(url: str, name: str, tables: Iterable[str]) -> psycopg.Connection[Any]:
     try:
-        conn = psycopg.connect(url, connect_timeout=5)
+        conn = psycopg.connect(url, connect_timeout=5, application_name="devstack.seed")
     except psycopg.OperationalError as error:
         reason = (str(error).strip().splitlines() or ["no answer"])[0]
         raise SeedError(
@@ -136,6 +138,7 @@ class _Counter:
         self.progress = progress
         self.done = 0
         self.started = started
+        self.table_seconds: dict[str, float] = {}
         self.reported = 0
 
     def add(self, rows: int, *, final: bool = False) -> None:
@@ -150,14 +153,13 @@ class _Counter:
 
 
 @contextmanager
-def _indexes_built_after(
-    conn: psycopg.Connection[Any], table: str, *, incoming: int
-) -> Iterator[None]:
-    """Drop the table's secondary indexes and create them again, exactly as they were
-    (`pg_get_indexdef`), once the rows are in: one sorted build instead of millions of
-    random inserts. Only when the load at least doubles the table (else the rebuild costs
-    more than it saves); constraint indexes stay. All of it in the caller's transaction,
-    so an interrupted seed leaves every index in place."""
+def _checked_after(conn: psycopg.Connection[Any], table: str, *, incoming: int) -> Iterator[None]:
+    """Drop the table's secondary indexes and foreign keys, and create them again exactly as
+    they were (`pg_get_indexdef`, `pg_get_constraintdef`, same names) once the rows are in:
+    one sorted build and one validating join instead of millions of index inserts and
+    per-row key checks. Only when the load at least doubles the table (else rebuilding
+    costs more than it saves); primary keys and unique constraints stay. All of it in the
+    caller's transaction, so an interrupted seed leaves everything in place."""
     row = conn.execute(
         "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", [table]
     ).fetchone()
@@ -165,17 +167,35 @@ def _indexes_built_after(
     if incoming < max(present, 10_000):
         yield
         return
-    definitions = conn.execute(
+    foreign_keys = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+        [table],
+    ).fetchall()
+    indexes = conn.execute(
         "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
         " WHERE indrelid = %s::regclass"
         " AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = indexrelid)",
         [table],
     ).fetchall()
-    for name, _ in definitions:
+    for name, _ in foreign_keys:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(table), sql.Identifier(name)
+            )
+        )
+    for name, _ in indexes:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     yield
-    for _, definition in definitions:
+    for _, definition in indexes:
         conn.execute(definition)
+    for name, definition in foreign_keys:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+                sql.Identifier(table), sql.Identifier(name)
+            )
+            + sql.SQL(definition)
+        )
 
 
 def _copy(
@@ -188,9 +208,10 @@ def _copy(
     incoming: int = 0,
 ) -> int:
     rows = 0
+    started = time.perf_counter()
     statement = f"COPY {table} ({columns}) FROM STDIN"
     with (
-        _indexes_built_after(conn, table, incoming=incoming),
+        _checked_after(conn, table, incoming=incoming),
         conn.cursor() as cursor,
         # A thread sends the blocks, so the next one is built while the server takes this.
         cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
@@ -199,6 +220,8 @@ def _copy(
             copy.write(text)
             rows += count
             counter.add(count)
+    seconds = time.perf_counter() - started
+    counter.table_seconds[table] = counter.table_seconds.get(table, 0.0) + seconds
     return rows
 
 
@@ -282,6 +305,7 @@ def seed_lending(
         books.commit()
         orders.commit()
         counter.add(0, final=True)
+        result.table_seconds = counter.table_seconds
         result.seconds = time.perf_counter() - started
         vacuum_started = time.perf_counter()
         # Fresh statistics for the planner, and set visibility maps for index-only scans.
