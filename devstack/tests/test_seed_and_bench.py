@@ -22,10 +22,11 @@ import pytest
 from alembic import command
 from alembic.config import Config
 
+import workers.bench as worker_bench
 from books.config import get_settings
 from books.seed import SeedError, demo_rows, seed_books
 from books.seed import main as seed_main
-from devstack import bench
+from devstack.bench import cli, jobs, load, report, stack
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ServiceProcess
@@ -184,35 +185,35 @@ class TestSeedCommand:
 
 class TestPercentiles:
     def test_interpolates_between_ranks(self) -> None:
-        p50, p95, p99 = bench.percentiles([float(value) for value in range(100, 0, -1)]) or ()
+        p50, p95, p99 = load.percentiles([float(value) for value in range(100, 0, -1)]) or ()
         assert p50 == pytest.approx(50.5)
         assert p95 == pytest.approx(95.05)
         assert p99 == pytest.approx(99.01)
 
     def test_single_sample_is_every_percentile(self) -> None:
-        assert bench.percentiles([7.0]) == (7.0, 7.0, 7.0)
+        assert load.percentiles([7.0]) == (7.0, 7.0, 7.0)
 
     def test_no_samples_have_no_percentiles(self) -> None:
-        assert bench.percentiles([]) is None
+        assert load.percentiles([]) is None
 
 
 class TestSummarize:
     def test_counts_errors_as_requests_but_not_in_latencies(self) -> None:
-        summary = bench.summarize("x", [1.0, 2.0, 3.0], errors=1, seconds=2.0)
+        summary = load.summarize("x", [1.0, 2.0, 3.0], errors=1, seconds=2.0)
         assert summary.requests == 4
         assert summary.errors == 1
         assert summary.rps == pytest.approx(2.0)
         assert summary.p50_ms == pytest.approx(2.0)
 
     def test_all_errors_leave_latencies_empty(self) -> None:
-        summary = bench.summarize("x", [], errors=3, seconds=1.0, first_error="HTTP 500")
+        summary = load.summarize("x", [], errors=3, seconds=1.0, first_error="HTTP 500")
         assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (None, None, None)
-        assert "HTTP 500" in bench.render([bench.Report("s", summaries=[summary])])
+        assert "HTTP 500" in report.render([report.Report("s", summaries=[summary])])
 
     def test_ratio_compares_rps_and_p50(self) -> None:
-        api = bench.summarize("api", [4.0], errors=0, seconds=1.0)
-        raw = bench.summarize("raw", [1.0, 1.0, 1.0, 1.0], errors=0, seconds=1.0)
-        assert bench.ratio_note(api, raw) == "API/raw for GET by id: RPS 0.25x, p50 4.00x"
+        api = load.summarize("api", [4.0], errors=0, seconds=1.0)
+        raw = load.summarize("raw", [1.0, 1.0, 1.0, 1.0], errors=0, seconds=1.0)
+        assert report.ratio_note(api, raw) == "API/raw for GET by id: RPS 0.25x, p50 4.00x"
 
 
 class TestMeasure:
@@ -222,7 +223,7 @@ class TestMeasure:
         async def call(user: int) -> None:
             calls.append(user)
 
-        summary = await bench.measure("cap", call, bench.Load(3, 60.0, 10, 0))
+        summary = await load.measure("cap", call, load.Load(3, 60.0, 10, 0))
         assert summary.requests == len(calls) == 10
         assert set(calls) <= {0, 1, 2}
 
@@ -230,7 +231,7 @@ class TestMeasure:
         async def call(user: int) -> None:
             raise LookupError("book not found")
 
-        summary = await bench.measure("fail", call, bench.Load(2, 60.0, 4, 0))
+        summary = await load.measure("fail", call, load.Load(2, 60.0, 4, 0))
         assert summary.errors == summary.requests == 4
         assert summary.first_error == "book not found"
 
@@ -281,7 +282,7 @@ class TestBenchCommand:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         seed_books(books_url, count=50)
-        assert bench.main(bench_args(books_api, books_url, "--min-books", "10")) == 0
+        assert cli.main(bench_args(books_api, books_url, "--min-books", "10")) == 0
         output = capsys.readouterr().out
         for name in (
             "GET /health",
@@ -307,7 +308,7 @@ class TestBenchCommand:
     ) -> None:
         seed_books(books_url, count=20)
         args = bench_args(books_api, books_url, "--min-books", "60", "--seed")
-        assert bench.main(args) == 0
+        assert cli.main(args) == 0
         assert "books: 60 active books" in capsys.readouterr().out
 
     def test_too_small_catalog_says_how_to_seed(
@@ -318,7 +319,7 @@ class TestBenchCommand:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         seed_books(books_url, count=20)
-        assert bench.main(bench_args(books_api, books_url, "--min-books", "100")) == 1
+        assert cli.main(bench_args(books_api, books_url, "--min-books", "100")) == 1
         output = capsys.readouterr().out
         assert "books: skipped" in output
         assert "SEED_BOOKS=80 make seed" in output
@@ -328,23 +329,23 @@ class TestBenchCommand:
         self, books_url: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         api = f"http://127.0.0.1:{free_port()}"
-        assert bench.main(bench_args(api, books_url)) == 1
+        assert cli.main(bench_args(api, books_url)) == 1
         assert f"books: skipped - no books service at {api}" in capsys.readouterr().out
 
     def test_refuses_non_local_targets(self, books_url: str) -> None:
         with pytest.raises(SystemExit):
-            bench.parse_args(bench_args("http://example.com", books_url))
+            cli.parse_args(bench_args("http://example.com", books_url))
 
     @pytest.mark.parametrize("option", ["--orders-url", "--redis-url"])
     def test_refuses_non_local_orders_and_redis(self, books_url: str, option: str) -> None:
         with pytest.raises(SystemExit):
-            bench.parse_args(bench_args("http://127.0.0.1:1", books_url, option, "redis://x"))
+            cli.parse_args(bench_args("http://127.0.0.1:1", books_url, option, "redis://x"))
 
 
 class TestRedisDatabase:
     def test_switches_the_database_of_the_same_server(self) -> None:
-        assert bench.redis_database("redis://127.0.0.1:6380/0", 1) == "redis://127.0.0.1:6380/1"
-        assert bench.redis_database("redis://127.0.0.1:6380", 1) == "redis://127.0.0.1:6380/1"
+        assert stack.redis_database("redis://127.0.0.1:6380/0", 1) == "redis://127.0.0.1:6380/1"
+        assert stack.redis_database("redis://127.0.0.1:6380", 1) == "redis://127.0.0.1:6380/1"
 
 
 @pytest.fixture(scope="module")
@@ -443,7 +444,7 @@ class TestOrdersWorkersAndSagaSections:
         seed_books(books_url, count=20)
         monkeypatch.setenv("SERVICE_KEY", SERVICE_KEY)
         args = order_args(books_api, books_url, orders_stack, orders_database, own_redis)
-        assert bench.main(args) == 0
+        assert cli.main(args) == 0
         output = capsys.readouterr().out
         for name in (
             "POST /v1/orders (3 items)",
@@ -484,7 +485,7 @@ class TestOrdersWorkersAndSagaSections:
             *("--redis-url", own_redis, "--worker-jobs", "2"),
             *("--orders-database-url", orders_database),
         ]
-        assert bench.main(args) == 0
+        assert cli.main(args) == 0
         output = capsys.readouterr().out
         assert "no-op job" in output
         assert "place_order job: skipped - no SERVICE_KEY and no" in output
@@ -500,7 +501,7 @@ class TestOrdersWorkersAndSagaSections:
             *("--only", "workers", "--only", "saga"),
             *("--orders-url", orders_url, "--redis-url", redis_url),
         ]
-        assert bench.main(args) == 1
+        assert cli.main(args) == 1
         output = capsys.readouterr().out
         assert f"orders: skipped - no orders service at {orders_url}" in output
         assert "workers: skipped - no Redis at redis://127.0.0.1:" in output
@@ -513,7 +514,7 @@ def sleep_instead_of_working(redis_url: str, queue_name: str, processes: int) ->
 
 class TestWorkerRow:
     def test_a_stuck_setup_becomes_a_failed_row_within_the_timeout(self, own_redis: str) -> None:
-        stuck = bench.worker_bench.Setup("stuck", 1, sleep_instead_of_working)
-        row = bench.worker_row("stuck", stuck, own_redis, 2, timeout_s=0.5)
+        stuck = worker_bench.Setup("stuck", 1, sleep_instead_of_working)
+        row = jobs.worker_row("stuck", stuck, own_redis, 2, timeout_s=0.5)
         assert (row.requests, row.errors) == (2, 2)
         assert row.first_error == "stuck finished 0 of 2 jobs in 0.5 s"

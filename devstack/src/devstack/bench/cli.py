@@ -1,0 +1,124 @@
+"""`python -m devstack.bench`: the command line, the sections it runs, the machine's load."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvloop
+
+from books.seed import database_url, describe
+from devstack.bench.catalog import run_books
+from devstack.bench.jobs import WORKER_BENCH_REDIS_DB, run_workers
+from devstack.bench.load import Load
+from devstack.bench.ordering import run_orders
+from devstack.bench.report import Report, render
+from devstack.bench.saga import run_saga
+from devstack.bench.stack import Options, SkipSection, is_loopback_database, is_loopback_url
+from orders.config import Settings as OrdersSettings
+
+Section = Callable[[Options], Awaitable[Report]]
+SECTIONS: dict[str, Section] = {
+    "books": run_books,
+    "orders": run_orders,
+    "workers": run_workers,
+    "saga": run_saga,
+}
+
+
+async def run(options: Options, sections: Sequence[str]) -> list[Report]:
+    reports = []
+    for name in sections:
+        print(f"{name}:", file=sys.stderr, flush=True)
+        try:
+            reports.append(await SECTIONS[name](options))
+        except SkipSection as skip:
+            reports.append(Report(name, skipped=str(skip)))
+    return reports
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="devstack.bench", description="Benchmark the running stack (`make run`)."
+    )
+    parser.add_argument(
+        "--only", action="append", choices=sorted(SECTIONS), help="run only these sections"
+    )
+    parser.add_argument("--concurrency", type=positive_int, default=32)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--requests", type=positive_int, help="request cap per scenario")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument(
+        "--books-url", default=os.environ.get("BENCH_BOOKS_URL", "http://127.0.0.1:8001")
+    )
+    parser.add_argument("--books-database-url", default=None, help="default: BOOKS_DATABASE_URL")
+    parser.add_argument("--min-books", type=int, default=100_000)
+    parser.add_argument("--seed", action="store_true", help="seed up to --min-books if short")
+    parser.add_argument("--random-seed", type=int, default=None)
+    parser.add_argument(
+        "--orders-url", default=os.environ.get("BENCH_ORDERS_URL", "http://127.0.0.1:8082")
+    )
+    parser.add_argument("--orders-database-url", default=None, help="default: ORDERS_DATABASE_URL")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0"),
+        help=f"the stack's Redis; the workers section uses its database {WORKER_BENCH_REDIS_DB}",
+    )
+    parser.add_argument(
+        "--worker-jobs", type=positive_int, default=1000, help="jobs per workers row"
+    )
+    parser.add_argument("--saga-rate", type=float, default=20.0, help="orders per second")
+    parser.add_argument("--saga-duration", type=float, default=10.0, help="seconds of load")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0:
+        parser.error("--duration must be positive and --warmup not negative")
+    if args.saga_rate <= 0 or args.saga_duration <= 0:
+        parser.error("--saga-rate and --saga-duration must be positive")
+    options = Options(
+        load=Load(args.concurrency, args.duration, args.requests, args.warmup),
+        books_url=args.books_url.rstrip("/"),
+        books_database_url=args.books_database_url or database_url(),
+        min_books=args.min_books,
+        seed=args.seed,
+        random_seed=args.random_seed,
+        orders_url=args.orders_url.rstrip("/"),
+        orders_database_url=(
+            args.orders_database_url or OrdersSettings.from_env().psycopg_database_url
+        ),
+        redis_url=args.redis_url,
+        service_key=os.environ.get("SERVICE_KEY", "").strip() or None,
+        worker_jobs=args.worker_jobs,
+        saga_rate=args.saga_rate,
+        saga_duration_s=args.saga_duration,
+    )
+    for url in (options.books_url, options.orders_url, options.redis_url):
+        if not is_loopback_url(url):
+            parser.error(f"refusing to load a non-local target: {url}")
+    for url in (options.books_database_url, options.orders_database_url):
+        if not is_loopback_database(url):
+            parser.error(f"refusing to load a non-local database: {describe(url)}")
+    return options, args.only or list(SECTIONS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, sections = parse_args(argv)
+    load_before = os.getloadavg()[0]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        reports = runner.run(run(options, sections))
+    print(render(reports))
+    # Other work on the machine shares the cores with the stack: say how busy it was.
+    print(
+        f"\nmachine: {os.cpu_count()} cores; 1-minute load average {load_before:.2f} "
+        f"at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
+    return 0 if any(report.skipped is None for report in reports) else 1
