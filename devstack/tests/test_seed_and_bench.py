@@ -27,7 +27,9 @@ from books.config import get_settings
 from books.seed import SeedError, demo_rows, seed_books
 from books.seed import main as seed_main
 from devstack.bench import cli, jobs, load, report, stack
+from devstack.bench.lending_data import LoanSlots
 from devstack.pytest_plugin import create_database, drop_database
+from devstack.seed import SCENARIOS, seed_lending
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ServiceProcess
 
@@ -518,3 +520,89 @@ class TestWorkerRow:
         row = jobs.worker_row("stuck", stuck, own_redis, 2, timeout_s=0.5)
         assert (row.requests, row.errors) == (2, 2)
         assert row.first_error == "stuck finished 0 of 2 jobs in 0.5 s"
+
+
+class TestLoanSlots:
+    def test_each_free_slot_is_used_once_and_no_pair_twice(self) -> None:
+        slots = LoanSlots([1, 1, 2], [10, 11], random.Random(5))
+        pairs = [slots.take() for _ in range(3)]
+        assert sorted(member for member, _ in pairs) == [1, 1, 2]
+        assert len(set(pairs)) == 3
+        with pytest.raises(LookupError, match="no member with a free loan slot"):
+            slots.take()
+
+
+class TestScenariosVariable:
+    def test_selects_the_sections_as_make_bench_passes_them(
+        self, books_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SCENARIOS", "lending,saga")
+        args = [arg for arg in bench_args("http://127.0.0.1:1", books_url) if arg != "--only"]
+        args.remove("books")
+        assert cli.parse_args(args)[1] == ["lending", "saga"]
+
+    def test_only_wins_over_the_variable(
+        self, books_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SCENARIOS", "lending")
+        assert cli.parse_args(bench_args("http://127.0.0.1:1", books_url))[1] == ["books"]
+
+    def test_unknown_section_is_refused(
+        self, books_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SCENARIOS", "lendng")
+        with pytest.raises(SystemExit):
+            cli.parse_args([])
+
+
+class TestLendingSection:
+    def test_tiny_run_prints_every_row_with_its_baseline(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        orders_stack: str,
+        orders_database: str,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_lending(
+            SCENARIOS["minimal"], books_url=books_url, orders_url=orders_database, truncate=True
+        )
+        args = [
+            *bench_args(books_api, books_url, only="lending"),
+            *("--orders-url", orders_stack, "--orders-database-url", orders_database),
+            *("--lending-rate", "10", "--lending-duration", "0.3"),
+        ]
+        assert cli.main(args) == 0
+        output = capsys.readouterr().out
+        for name in (
+            "GET /v1/members/{id}/borrows?limit=20",
+            "raw psycopg member history page",
+            "GET /v1/borrows?status=overdue&limit=50",
+            "raw psycopg overdue page, offset 0",
+            "GET /v1/library/summary",
+            "raw psycopg summary",
+            "GET /v1/library/popular?days=30",
+            "raw psycopg popular books",
+            "GET /v1/library/members/top?days=30",
+            "raw psycopg top members",
+            "POST /v1/borrows",
+            "raw psycopg borrow",
+            "POST /v1/borrows at 10/s",
+            "request -> active (API, relay, queue, worker)",
+            "raw psycopg borrow + checkout + activate at 10/s",
+            "API/raw for a borrow request: RPS",
+            "request -> active: the 3 borrows ended",
+        ):
+            assert name in output
+        # A book's last copy may go to an earlier borrow of the run: that one is held.
+        errors = [line for line in output.splitlines() if "first error" in line]
+        assert all("not all active" in line or "no copy of book" in line for line in errors)
+        assert "skipped" not in output
+        # Every borrow of the run became a loan with its copy out at books.
+        with psycopg.connect(orders_database) as conn:
+            pending = conn.execute("SELECT count(*) FROM borrows WHERE status = 'pending'")
+            assert pending.fetchone() == (0,)
+        out = scalar(db, "SELECT count(*) FROM copy_loans WHERE state = 'out'")
+        lent = scalar(db, "SELECT sum(copies_total - copies_available) FROM books")
+        assert out == lent

@@ -13,6 +13,7 @@ import uvloop
 from books.seed import database_url, describe
 from devstack.bench.catalog import run_books
 from devstack.bench.jobs import WORKER_BENCH_REDIS_DB, run_workers
+from devstack.bench.lending import run_lending
 from devstack.bench.load import Load
 from devstack.bench.ordering import run_orders
 from devstack.bench.report import Report, render
@@ -26,6 +27,7 @@ SECTIONS: dict[str, Section] = {
     "orders": run_orders,
     "workers": run_workers,
     "saga": run_saga,
+    "lending": run_lending,
 }
 
 
@@ -52,7 +54,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         prog="devstack.bench", description="Benchmark the running stack (`make run`)."
     )
     parser.add_argument(
-        "--only", action="append", choices=sorted(SECTIONS), help="run only these sections"
+        "--only",
+        action="append",
+        choices=sorted(SECTIONS),
+        help="run only these sections (default: SCENARIOS, as in `make bench SCENARIOS=lending`,"
+        " comma-separated; else all)",
     )
     parser.add_argument("--concurrency", type=positive_int, default=32)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
@@ -79,11 +85,22 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     )
     parser.add_argument("--saga-rate", type=float, default=20.0, help="orders per second")
     parser.add_argument("--saga-duration", type=float, default=10.0, help="seconds of load")
+    parser.add_argument(
+        "--lending-rate", type=float, default=20.0, help="borrows per second (request -> active)"
+    )
+    parser.add_argument(
+        "--lending-duration", type=float, default=10.0, help="seconds of request -> active load"
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be positive and --warmup not negative")
     if args.saga_rate <= 0 or args.saga_duration <= 0:
         parser.error("--saga-rate and --saga-duration must be positive")
+    if args.lending_rate <= 0 or args.lending_duration <= 0:
+        parser.error("--lending-rate and --lending-duration must be positive")
+    chosen = os.environ.get("SCENARIOS", "").replace(",", " ").split()
+    if unknown := sorted(set(chosen) - set(SECTIONS)):
+        parser.error(f"SCENARIOS names no section {', '.join(unknown)} (of {', '.join(SECTIONS)})")
     options = Options(
         load=Load(args.concurrency, args.duration, args.requests, args.warmup),
         books_url=args.books_url.rstrip("/"),
@@ -100,6 +117,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         worker_jobs=args.worker_jobs,
         saga_rate=args.saga_rate,
         saga_duration_s=args.saga_duration,
+        lending_rate=args.lending_rate,
+        lending_duration_s=args.lending_duration,
     )
     for url in (options.books_url, options.orders_url, options.redis_url):
         if not is_loopback_url(url):
@@ -107,7 +126,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     for url in (options.books_database_url, options.orders_database_url):
         if not is_loopback_database(url):
             parser.error(f"refusing to load a non-local database: {describe(url)}")
-    return options, args.only or list(SECTIONS)
+    return options, args.only or chosen or list(SECTIONS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

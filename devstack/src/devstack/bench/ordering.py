@@ -101,14 +101,16 @@ class Settled:
     pending: int
 
 
-async def settle(url: str, *, after_id: int) -> Settled:
-    """Wait until the orders after `after_id` have left `pending`, or stop making progress."""
+async def settle(url: str, *, after_id: int, table: str = "orders") -> Settled:
+    """Wait until the rows of `table` (orders, borrows) after `after_id` have left
+    `pending`, or stop making progress."""
     started = last_progress = time.perf_counter()
     lowest: int | None = None
     while True:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             cursor = await conn.execute(
-                "SELECT count(*) FROM orders WHERE id > %s AND status = 'pending'", (after_id,)
+                f"SELECT count(*) FROM {table} WHERE id > %s AND status = 'pending'",  # noqa: S608
+                (after_id,),
             )
             row = await cursor.fetchone()
         pending = int(row[0]) if row else 0
@@ -124,13 +126,13 @@ async def settle(url: str, *, after_id: int) -> Settled:
         await asyncio.sleep(0.25)
 
 
-def settled_note(what: str, orders: int, settled: Settled) -> str:
+def settled_note(what: str, orders: int, settled: Settled, noun: str = "orders") -> str:
     if settled.pending:
         return (
-            f"{what}: {settled.pending:,} of {orders:,} orders still pending after waiting "
+            f"{what}: {settled.pending:,} of {orders:,} {noun} still pending after waiting "
             f"{settled.seconds:.1f} s (are the stack's relay and workers running?)"
         )
-    return f"{what}: the saga settled all {orders:,} orders {settled.seconds:.1f} s after the last"
+    return f"{what}: the saga settled all {orders:,} {noun} {settled.seconds:.1f} s after the last"
 
 
 async def run_orders(options: Options) -> Report:

@@ -18,8 +18,11 @@ Query = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
 class PoolSettings(Protocol):
-    db_pool_size: int
-    db_max_overflow: int
+    @property
+    def db_pool_size(self) -> int: ...
+
+    @property
+    def db_max_overflow(self) -> int: ...
 
 
 def api_pool_size(settings: PoolSettings) -> int:

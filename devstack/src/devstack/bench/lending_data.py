@@ -1,0 +1,68 @@
+"""What the lending section borrows and reads: members with free loan slots, books with a
+copy on the shelf, the members with the longest histories."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from devstack.bench.stack import ID_SAMPLE_SIZE, Options, SkipSection, fetch_all
+
+HEAVY_MEMBERS = 1_000
+SEED_HINT = "run `make seed SCENARIO=high_scale` first"
+
+
+@dataclass
+class LoanSlots:
+    """(member, book) pairs to borrow: each free loan slot of the sampled members once, a
+    random book with a copy on the shelf, never the same pair twice."""
+
+    members: list[int]
+    books: list[int]
+    rng: random.Random
+    used: set[tuple[int, int]] = field(default_factory=set)
+
+    def take(self) -> tuple[int, int]:
+        if not self.members:
+            raise LookupError("no member with a free loan slot left in the sample")
+        member_id = self.members.pop()
+        book_id = self.rng.choice(self.books)
+        while (member_id, book_id) in self.used:
+            book_id = self.rng.choice(self.books)
+        self.used.add((member_id, book_id))
+        return member_id, book_id
+
+
+async def loan_slots(options: Options, rng: random.Random) -> LoanSlots:
+    rows = await fetch_all(
+        options.orders_database_url,
+        "SELECT id, max_loans - loans_out FROM members WHERE deleted_at IS NULL"
+        " AND status = 'active' AND loans_out < max_loans ORDER BY random() LIMIT %s",
+        (ID_SAMPLE_SIZE,),
+    )
+    members = [member_id for member_id, free in rows for _ in range(free)]
+    rng.shuffle(members)
+    books = await books_on_the_shelf(options.books_database_url)
+    if not members or not books:
+        raise SkipSection(
+            f"{len(members):,} free loan slots and {len(books):,} books with a copy on the "
+            f"shelf: {SEED_HINT}"
+        )
+    return LoanSlots(members, books, rng)
+
+
+async def books_on_the_shelf(url: str) -> list[int]:
+    """Active books with a copy free now (the borrows before take some of them)."""
+    sql = "SELECT id FROM books WHERE active AND copies_available > 0 ORDER BY random() LIMIT %s"
+    return [row[0] for row in await fetch_all(url, sql, (ID_SAMPLE_SIZE,))]
+
+
+async def heavy_members(url: str) -> list[int]:
+    """The members with the longest histories (most borrows)."""
+    rows = await fetch_all(
+        url,
+        "SELECT b.member_id FROM borrows b JOIN members m ON m.id = b.member_id"
+        " WHERE m.deleted_at IS NULL GROUP BY b.member_id ORDER BY count(*) DESC LIMIT %s",
+        (HEAVY_MEMBERS,),
+    )
+    return [row[0] for row in rows]
