@@ -20,7 +20,7 @@ run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are s
 
 # Debian packages that some tests use, as command:package (those tests skip without them):
 # promtool and Prometheus for the monitoring tests, docker-compose to validate the compose file.
-TEST_TOOLS := promtool:prometheus docker-compose:docker-compose
+TEST_TOOLS := promtool:prometheus docker-compose:docker-compose kubectl:kubectl
 
 test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	@for tool in $(TEST_TOOLS); do \
