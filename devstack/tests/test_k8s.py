@@ -63,6 +63,7 @@ SECRET_SAMPLES = {
 }
 
 
+@functools.cache
 def _kustomize_major() -> int | None:
     if shutil.which("kubectl") is None:
         return None
@@ -79,10 +80,9 @@ def _kustomize_major() -> int | None:
     return int(match[1]) if match else None
 
 
-pytestmark = pytest.mark.skipif(
-    (_kustomize_major() or 0) < 5,
-    reason="needs kubectl with kustomize v5 (`make test` installs Debian's kubectl "
-    "where it can; an older kubectl's kustomize cannot render these overlays)",
+KUSTOMIZE_MISSING = (
+    "needs kubectl with kustomize v5 (`make test` installs Debian's kubectl where it can; "
+    "an older kubectl's kustomize cannot render these overlays)"
 )
 
 
@@ -91,6 +91,8 @@ pytestmark = pytest.mark.skipif(
 
 @functools.cache
 def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    if (_kustomize_major() or 0) < 5:
+        pytest.skip(KUSTOMIZE_MISSING)
     output = subprocess.run(
         ["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
