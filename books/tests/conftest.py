@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -108,6 +109,9 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
     assert body["request_id"] == response.headers["x-request-id"]
+    # The predecessor's members, on every problem: a stable code and the sentence.
+    assert re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*", body["error"]), body
+    assert body["message"] == body["detail"]
     return body
 
 

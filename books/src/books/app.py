@@ -19,6 +19,11 @@ from books.lending.router import router as lending_router
 from books.system import router as system_router
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
+from servicekit.problems import errors_description
+
+DESCRIPTION = """The catalog: books, prices and covers.
+
+"""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Bookstore books API",
         version="1.0.0",
-        description="The catalog: books, prices and covers. Errors are RFC 9457 problem+json.",
+        description=DESCRIPTION + errors_description("books", "servicekit"),
         lifespan=lifespan,
     )
     app.state.settings = settings

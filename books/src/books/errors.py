@@ -18,11 +18,15 @@ from servicekit.logs import REQUEST_ID_HEADER, current_request_id
 from servicekit.problems import (
     DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR_CODE,
     PROBLEM_JSON,
+    SERVICE_UNAVAILABLE_CODE,
     UNEXPECTED_ERROR_DETAIL,
     VALIDATION_ERROR,
+    VALIDATION_ERROR_CODE,
     ProblemError,
     database_unavailable_detail,
+    http_error_code,
     http_error_detail,
     validation_detail,
 )
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 class BookNotFound(ProblemError):
     status, title, type = 404, "Book not found", "/problems/book-not-found"
+    code = "BOOK_NOT_FOUND"
 
     def __init__(self, book_id: int) -> None:
         super().__init__(f"No active book has id {book_id}.")
@@ -39,6 +44,7 @@ class BookNotFound(ProblemError):
 
 class CopiesOnLoan(ProblemError):
     status, title, type = 409, "Copies on loan", "/problems/copies-on-loan"
+    code = "COPIES_ON_LOAN"
 
     def __init__(self, *, book_id: int, out: int, wanted: int | None) -> None:
         copies = "1 copy" if out == 1 else f"{out} copies"
@@ -55,14 +61,17 @@ class CopiesOnLoan(ProblemError):
 
 class InvalidFilter(ProblemError):
     status, title, type = 422, "Invalid query", VALIDATION_ERROR
+    code = "VALIDATION_ERROR"
 
 
 class UnsupportedMediaType(ProblemError):
     status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class CoverTooLarge(ProblemError):
     status, title, type = 413, "Cover too large", "/problems/cover-too-large"
+    code = "COVER_TOO_LARGE"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"Cover images may be at most {max_bytes} bytes.")
@@ -70,6 +79,7 @@ class CoverTooLarge(ProblemError):
 
 class CoverStorageNotConfigured(ProblemError):
     status, title, type = 501, "Cover storage not configured", "/problems/covers-disabled"
+    code = "COVERS_NOT_CONFIGURED"
 
     def __init__(self) -> None:
         super().__init__(
@@ -80,6 +90,7 @@ class CoverStorageNotConfigured(ProblemError):
 
 class CoverStorageFailed(ProblemError):
     status, title, type = 502, "Cover storage failed", "/problems/cover-storage-failed"
+    code = "COVER_STORAGE_FAILED"
 
     def __init__(self) -> None:
         super().__init__("The image service did not accept the cover; nothing was changed.")
@@ -103,6 +114,7 @@ def problem_response(
     status: int,
     title: str,
     detail: str,
+    code: str,
     type_: str = "about:blank",
     headers: dict[str, str] | None = None,
     errors: list[dict[str, str]] | None = None,
@@ -114,6 +126,8 @@ def problem_response(
         "detail": detail,
         "instance": request.url.path,
         "request_id": current_request_id(),
+        "error": code,
+        "message": detail,
     }
     if errors is not None:
         body["errors"] = errors
@@ -127,6 +141,7 @@ async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
         status=exc.status,
         title=exc.title,
         detail=exc.detail,
+        code=exc.code,
         type_=exc.type,
         headers=exc.headers,
         errors=exc.errors,
@@ -141,6 +156,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         status=422,
         title="Validation failed",
         detail=validation_detail(errors),
+        code=VALIDATION_ERROR_CODE,
         type_=VALIDATION_ERROR,
         errors=errors,
     )
@@ -156,6 +172,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail=http_error_detail(
             status, str(exc.detail), method=request.method, path=request.url.path
         ),
+        code=http_error_code(status),
         headers=dict(exc.headers or {}),
     )
 
@@ -167,6 +184,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         status=503,
         title="Service Unavailable",
         detail=database_unavailable_detail("catalog"),
+        code=SERVICE_UNAVAILABLE_CODE,
         type_=DATABASE_UNAVAILABLE,
         headers={"Retry-After": DATABASE_RETRY_AFTER_S},
     )
@@ -182,6 +200,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         status=500,
         title="Internal Server Error",
         detail=UNEXPECTED_ERROR_DETAIL,
+        code=INTERNAL_ERROR_CODE,
         headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 

@@ -37,6 +37,12 @@ class Problem(BaseModel):
     detail: str
     instance: str = Field(examples=["/v1/books"])
     request_id: str | None = None
+    error: str = Field(
+        description="Stable machine code (UPPER_SNAKE); the table of codes is in this "
+        "document's description.",
+        examples=["BOOK_NOT_FOUND"],
+    )
+    message: str = Field(description="The same sentence as `detail`.")
     errors: list[FieldError] | None = Field(
         default=None, description="Present on validation errors: one item per bad field."
     )

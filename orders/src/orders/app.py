@@ -33,6 +33,12 @@ from orders.problems import EXCEPTION_HANDLERS
 from orders.system import health, ready
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
+from servicekit.problems import errors_description
+
+DESCRIPTION = """Orders of books, priced from the catalog at the time they are placed, and the
+library: members, loans, holds and their figures.
+
+"""
 
 
 class MetricsController(PrometheusController):
@@ -102,9 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Bookstore orders and lending API",
             version="1.0.0",
-            description="Orders of books, priced from the catalog at the time they are placed, "
-            "and the library: members, loans, holds and their figures. "
-            "Errors are RFC 9457 problem+json.",
+            description=DESCRIPTION + errors_description("orders", "servicekit"),
             path="/docs",
             use_handler_docstrings=True,
             render_plugins=[SwaggerRenderPlugin()],

@@ -7,6 +7,7 @@ from servicekit.problems import ProblemError
 
 class IdempotencyKeyReused(ProblemError):
     status, title, type = 422, "Idempotency key reused", "/problems/idempotency-key-reused"
+    code = "IDEMPOTENCY_CONFLICT"
 
     def __init__(self) -> None:
         super().__init__(
@@ -16,6 +17,7 @@ class IdempotencyKeyReused(ProblemError):
 
 class IdempotencyKeyInFlight(ProblemError):
     status, title, type = 409, "Request in progress", "/problems/idempotency-key-in-flight"
+    code = "IDEMPOTENCY_IN_PROGRESS"
 
     def __init__(self) -> None:
         super().__init__(
@@ -26,6 +28,7 @@ class IdempotencyKeyInFlight(ProblemError):
 
 class BooksUnavailable(ProblemError):
     status, title, type = 503, "Books service unavailable", "/problems/books-unavailable"
+    code = "SERVICE_UNAVAILABLE"
 
     def __init__(self, *, retry_after: int) -> None:
         super().__init__(
@@ -36,6 +39,7 @@ class BooksUnavailable(ProblemError):
 
 class BooksContractBroken(ProblemError):
     status, title, type = 502, "Bad answer from the books service", "/problems/books-bad-gateway"
+    code = "BOOKS_BAD_GATEWAY"
 
     def __init__(self) -> None:
         super().__init__("The books service answered in an unexpected way; nothing was recorded.")
@@ -43,3 +47,4 @@ class BooksContractBroken(ProblemError):
 
 class UnsupportedMediaType(ProblemError):
     status, title, type = 415, "Unsupported Media Type", "/problems/unsupported-media-type"
+    code = "UNSUPPORTED_MEDIA_TYPE"

@@ -20,11 +20,15 @@ from servicekit.logs import current_request_id
 from servicekit.problems import (
     DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR_CODE,
     PROBLEM_JSON,
+    SERVICE_UNAVAILABLE_CODE,
     UNEXPECTED_ERROR_DETAIL,
     VALIDATION_ERROR,
+    VALIDATION_ERROR_CODE,
     ProblemError,
     database_unavailable_detail,
+    http_error_code,
     http_error_detail,
     validation_detail,
 )
@@ -53,6 +57,15 @@ class Problem(msgspec.Struct, kw_only=True):
     request_id: Annotated[
         str | None, Meta(description="The X-Request-ID of the request, to find it in the logs.")
     ]
+    error: Annotated[
+        str,
+        Meta(
+            description="Stable machine code (UPPER_SNAKE), e.g. LOAN_LIMIT_REACHED; "
+            "the table of codes is in this document's description.",
+            examples=["VALIDATION_ERROR"],
+        ),
+    ]
+    message: Annotated[str, Meta(description="The same sentence as `detail`.")]
     errors: (
         Annotated[list[FieldError], Meta(description="One entry per invalid input.")]
         | msgspec.UnsetType
@@ -65,6 +78,7 @@ def problem_response(
     status: int,
     title: str,
     detail: str,
+    code: str,
     type_: str = "about:blank",
     headers: dict[str, str] | None = None,
     errors: Iterable[dict[str, str]] | None = None,
@@ -76,6 +90,8 @@ def problem_response(
         detail=detail,
         instance=request.url.path,
         request_id=current_request_id(),
+        error=code,
+        message=detail,
     )
     if errors is not None:
         problem.errors = [FieldError(e["field"], e["in"], e["message"]) for e in errors]
@@ -122,6 +138,7 @@ def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
         status=exc.status,
         title=exc.title,
         detail=exc.detail,
+        code=exc.code,
         type_=exc.type,
         headers=exc.headers,
         errors=exc.errors,
@@ -141,6 +158,7 @@ def _validation_error(
         status=422,
         title="Validation failed",
         detail=validation_detail(errors),
+        code=VALIDATION_ERROR_CODE,
         type_=VALIDATION_ERROR,
         errors=errors,
     )
@@ -158,6 +176,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         detail=http_error_detail(
             status, str(exc.detail), method=request.method, path=request.url.path
         ),
+        code=http_error_code(status),
         headers=dict(exc.headers or {}),
     )
 
@@ -169,6 +188,7 @@ def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Re
         status=503,
         title="Service Unavailable",
         detail=database_unavailable_detail("orders"),
+        code=SERVICE_UNAVAILABLE_CODE,
         type_=DATABASE_UNAVAILABLE,
         headers={"Retry-After": DATABASE_RETRY_AFTER_S},
     )
@@ -181,6 +201,7 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
         status=500,
         title="Internal Server Error",
         detail=UNEXPECTED_ERROR_DETAIL,
+        code=INTERNAL_ERROR_CODE,
     )
 
 

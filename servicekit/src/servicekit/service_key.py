@@ -11,6 +11,7 @@ SERVICE_KEY_HEADER = "X-Service-Key"
 
 class ServiceKeyRequired(ProblemError):
     status, title, type = 401, "Unauthorized", "/problems/service-key-required"
+    code = "SERVICE_KEY_REQUIRED"
 
     def __init__(self, detail: str) -> None:
         # RFC 9110 wants a challenge on every 401; FastAPI's API-key schemes use `APIKey`.
@@ -19,6 +20,7 @@ class ServiceKeyRequired(ProblemError):
 
 class InternalApiDisabled(ProblemError):
     status, title, type = 503, "Internal API disabled", "/problems/internal-api-disabled"
+    code = "INTERNAL_API_DISABLED"
 
     def __init__(self) -> None:
         super().__init__(

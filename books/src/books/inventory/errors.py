@@ -7,6 +7,7 @@ from servicekit.problems import ProblemError
 
 class ReferenceReused(ProblemError):
     status, title, type = 409, "Reference already used", "/problems/reference-reused"
+    code = "REFERENCE_REUSED"
 
     def __init__(self, reference: str) -> None:
         super().__init__(

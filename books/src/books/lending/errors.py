@@ -7,6 +7,7 @@ from servicekit.problems import ProblemError
 
 class ReferenceHoldsAnotherBook(ProblemError):
     status, title, type = 409, "Reference already used", "/problems/reference-reused"
+    code = "REFERENCE_REUSED"
 
     def __init__(self, *, reference: str, book_id: int, held_book_id: int) -> None:
         super().__init__(
@@ -17,6 +18,7 @@ class ReferenceHoldsAnotherBook(ProblemError):
 
 class TransferTargetTaken(ProblemError):
     status, title, type = 409, "Reference already used", "/problems/reference-reused"
+    code = "REFERENCE_REUSED"
 
     def __init__(self, *, from_reference: str, to_reference: str) -> None:
         super().__init__(

@@ -7,6 +7,7 @@ from servicekit.problems import ProblemError
 
 class MemberNotFound(ProblemError):
     status, title, type = 404, "Member not found", "/problems/member-not-found"
+    code = "MEMBER_NOT_FOUND"
 
     def __init__(self, member_id: int) -> None:
         super().__init__(f"No member has id {member_id}.")
@@ -16,6 +17,7 @@ class UnknownMember(ProblemError):
     """A request body names a member that does not exist (or was deleted)."""
 
     status, title, type = 422, "Unknown member", "/problems/unknown-member"
+    code = "UNKNOWN_MEMBER"
 
     def __init__(self, member_id: int) -> None:
         super().__init__(
@@ -26,6 +28,7 @@ class UnknownMember(ProblemError):
 
 class UnknownBook(ProblemError):
     status, title, type = 422, "Unknown book", "/problems/unknown-book"
+    code = "BOOK_NOT_FOUND"
 
     def __init__(self, book_id: int) -> None:
         super().__init__(
@@ -36,6 +39,7 @@ class UnknownBook(ProblemError):
 
 class EmailTaken(ProblemError):
     status, title, type = 409, "Email already registered", "/problems/email-taken"
+    code = "EMAIL_TAKEN"
 
     def __init__(self, email: str) -> None:
         super().__init__(
@@ -46,6 +50,7 @@ class EmailTaken(ProblemError):
 
 class MemberBlocked(ProblemError):
     status, title, type = 403, "Member blocked", "/problems/member-blocked"
+    code = "MEMBER_BLOCKED"
 
     def __init__(self, member_id: int) -> None:
         super().__init__(
@@ -56,6 +61,7 @@ class MemberBlocked(ProblemError):
 
 class LoanLimitReached(ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
+    code = "LOAN_LIMIT_REACHED"
 
     def __init__(self, member_id: int, max_loans: int) -> None:
         super().__init__(
@@ -66,6 +72,7 @@ class LoanLimitReached(ProblemError):
 
 class AlreadyBorrowed(ProblemError):
     status, title, type = 409, "Book already borrowed", "/problems/already-borrowed"
+    code = "ALREADY_BORROWED"
 
     def __init__(self, member_id: int, book_id: int) -> None:
         super().__init__(f"Member {member_id} already has book {book_id} out or requested.")
@@ -73,6 +80,7 @@ class AlreadyBorrowed(ProblemError):
 
 class NotLendable(ProblemError):
     status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
+    code = "BOOK_NOT_LENDABLE"
 
     def __init__(self, book_id: int) -> None:
         super().__init__(f"Book {book_id} has no lendable copies; it can only be bought.")
@@ -80,6 +88,7 @@ class NotLendable(ProblemError):
 
 class MemberHasLoans(ProblemError):
     status, title, type = 409, "Member has loans out", "/problems/member-has-loans"
+    code = "MEMBER_HAS_LOANS"
 
     def __init__(self, member_id: int, loans_out: int) -> None:
         super().__init__(
@@ -90,6 +99,7 @@ class MemberHasLoans(ProblemError):
 
 class BorrowNotFound(ProblemError):
     status, title, type = 404, "Borrow not found", "/problems/borrow-not-found"
+    code = "BORROW_NOT_FOUND"
 
     def __init__(self, borrow_id: int) -> None:
         super().__init__(f"No borrow has id {borrow_id}.")
@@ -97,6 +107,7 @@ class BorrowNotFound(ProblemError):
 
 class HoldNotFound(ProblemError):
     status, title, type = 404, "Hold not found", "/problems/hold-not-found"
+    code = "HOLD_NOT_FOUND"
 
     def __init__(self, hold_id: int) -> None:
         super().__init__(f"No hold has id {hold_id}.")
@@ -104,6 +115,7 @@ class HoldNotFound(ProblemError):
 
 class IllegalBorrowTransition(ProblemError):
     status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
+    code = "ILLEGAL_TRANSITION"
 
     def __init__(self, what: str, current: str, target: str) -> None:
         super().__init__(f"{what} is {current}; it cannot become {target}.")
@@ -111,10 +123,12 @@ class IllegalBorrowTransition(ProblemError):
 
 class RenewalRefused(ProblemError):
     status, title, type = 409, "Renewal refused", "/problems/renewal-refused"
+    code = "RENEWAL_REFUSED"
 
 
 class AlreadyHolding(ProblemError):
     status, title, type = 409, "Already on hold", "/problems/already-holding"
+    code = "ALREADY_HOLDING"
 
     def __init__(self, member_id: int, book_id: int) -> None:
         super().__init__(f"Member {member_id} already has an open hold on book {book_id}.")
@@ -122,6 +136,7 @@ class AlreadyHolding(ProblemError):
 
 class HoldNotReady(ProblemError):
     status, title, type = 409, "Hold not ready", "/problems/hold-not-ready"
+    code = "HOLD_NOT_READY"
 
     def __init__(self, hold_id: int, status: str) -> None:
         super().__init__(

@@ -10,6 +10,7 @@ from servicekit.problems import VALIDATION_ERROR, ProblemError, validation_detai
 
 class OrderNotFound(ProblemError):
     status, title, type = 404, "Order not found", "/problems/order-not-found"
+    code = "ORDER_NOT_FOUND"
 
     def __init__(self, order_id: int) -> None:
         super().__init__(f"No order has id {order_id}.")
@@ -17,6 +18,7 @@ class OrderNotFound(ProblemError):
 
 class UnknownBooks(ProblemError):
     status, title, type = 422, "Unknown books", "/problems/unknown-books"
+    code = "BOOK_NOT_FOUND"
 
     def __init__(self, positions: dict[int, int]) -> None:
         ids = ", ".join(str(book_id) for book_id in positions)
@@ -36,6 +38,7 @@ class UnknownBooks(ProblemError):
 
 class RepeatedBooks(ProblemError):
     status, title, type = 422, "Validation failed", VALIDATION_ERROR
+    code = "VALIDATION_ERROR"
 
     def __init__(self, repeats: dict[int, tuple[int, int]]) -> None:
         """`repeats`: line index -> (book id, index of the line that has it first)."""
@@ -65,6 +68,7 @@ class Shortage(NamedTuple):
 
 class InsufficientStock(ProblemError):
     status, title, type = 409, "Insufficient stock", "/problems/insufficient-stock"
+    code = "INSUFFICIENT_STOCK"
 
     def __init__(self, shortages: Sequence[Shortage]) -> None:
         super().__init__(
@@ -78,6 +82,7 @@ class InsufficientStock(ProblemError):
 
 class IllegalTransition(ProblemError):
     status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
+    code = "ILLEGAL_TRANSITION"
 
     def __init__(self, order_id: int, *, current: str, target: str) -> None:
         super().__init__(f"Order {order_id} is {current}; it cannot become {target}.")
