@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from books.app import create_app
 from books.config import Settings
@@ -70,22 +71,51 @@ class TestRequestId:
 
 
 class TestProbes:
-    async def test_health(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/health")
+    async def test_liveness_asks_nothing(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/livez")
+        assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+
+    async def test_health_in_the_predecessors_shape(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "healthy",
+            "service": "books",
+            "cloudinary_configured": False,
+            "cloudinary_ready": False,
+        }
+
+    async def test_health_says_whether_covers_are_configured(
+        self, books_settings: Settings
+    ) -> None:
+        settings = books_settings.model_copy(
+            update={"cloudinary_url": SecretStr("cloudinary://key:secret@demo")}
+        )
+        app = create_app(settings)
+        async with await _client_for(app) as client:
+            body = (await client.get("/health")).json()
+        assert body["cloudinary_configured"] is body["cloudinary_ready"] is True
+        await app.state.engine.dispose()
 
     async def test_ready_when_database_answers(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/ready")
         assert response.status_code == 200
         assert response.json()["database"] == "up"
 
-    async def test_not_ready_when_database_is_down(self) -> None:
+    async def test_not_ready_nor_healthy_but_alive_when_database_is_down(self) -> None:
         settings = Settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
         app = create_app(settings)
         async with await _client_for(app) as client:
-            response = await client.get("/ready")
-        assert response.status_code == 503
-        assert response.json() == {"status": "unavailable", "database": "down"}
+            ready = await client.get("/ready")
+            health = await client.get("/health")
+            alive = await client.get("/livez")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "unavailable", "database": "down"}
+        assert health.status_code == 503
+        assert health.json()["status"] == "unhealthy"
+        assert health.json()["service"] == "books"
+        assert alive.status_code == 200
         await app.state.engine.dispose()
 
     async def test_api_answers_503_problem_when_database_is_down(self) -> None:

@@ -129,4 +129,4 @@ class TestSeedReadmeContract:
             json={"title": "Smoke", "author": "Tester", "description": "Smoke", "price": "1.00"},
         )
         assert isinstance(response.json()["id"], int)
-        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/health").json()["status"] == "healthy"

@@ -75,7 +75,8 @@ class TestOrdersContract:
             assert problem.status_code == 422
             assert problem.headers["content-type"] == "application/problem+json"
             assert problem.json()["request_id"] == problem.headers["x-request-id"]
-            assert orders.get("/health").json() == {"status": "ok"}
+            assert problem.json()["error"] == "VALIDATION_ERROR"
+            assert orders.get("/health").json()["status"] == "healthy"
             assert orders.get("/ready").status_code == 200
             assert "orders_requests_total" in orders.get("/metrics").text
             assert orders.get("/docs/openapi.json").status_code == 200

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
 from litestar import get
 
@@ -8,15 +14,50 @@ from orders.app import create_app
 from tests.conftest import asgi_client, assert_problem, order_body, orders_settings
 
 
+@contextlib.asynccontextmanager
+async def _app_client(database_url: str, books_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app of its own (another database or books), closed afterwards."""
+    app = create_app(orders_settings(database_url, books_url))
+    async with asgi_client(app) as client:
+        yield client
+    await app.state.books_http.aclose()
+    await app.state.engine.dispose()
+
+
 class TestProbes:
-    async def test_health(self, client):
-        response = await client.get("/health")
+    async def test_liveness_asks_nothing(self, client):
+        response = await client.get("/livez")
+        assert response.status_code == 200
         assert response.json() == {"status": "ok"}
 
-    async def test_ready_checks_database_and_books(self, client):
-        response = await client.get("/ready")
+    async def test_health_in_the_predecessors_shape(self, client):
+        response = await client.get("/health")
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "database": "up", "books": "up"}
+        assert response.json() == {
+            "status": "healthy",
+            "services": {"database": "healthy", "books": "healthy"},
+        }
+
+    async def test_health_is_503_when_books_is_down_and_never_hangs(self, orders_database_url):
+        """Books on a port nobody listens on, and books that never answers: 503 at once."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections, never answers
+        for books_url in (
+            f"http://127.0.0.1:{free_port()}",
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+        ):
+            async with _app_client(orders_database_url, books_url) as client:
+                started = time.monotonic()
+                response = await client.get("/health")
+                elapsed = time.monotonic() - started
+            assert response.status_code == 503
+            assert response.json() == {
+                "status": "unhealthy",
+                "services": {"database": "healthy", "books": "unhealthy"},
+            }
+            assert elapsed < 2.5
+        silent.close()
 
 
 class TestProblemDetails:
@@ -64,15 +105,24 @@ class TestDatabaseDown:
     async def test_answers_503_problem_at_once(self, books_service, method, path, headers):
         """Nothing listens on the database port: a 503 with Retry-After, never a 500."""
         unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/orders_db"
-        app = create_app(orders_settings(unreachable, books_service.url))
-        async with asgi_client(app) as client:
+        async with _app_client(unreachable, books_service.url) as client:
             response = await client.request(method, path, json=order_body((1, 1)), headers=headers)
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
         problem = assert_problem(response, 503)
         assert problem["type"] == "/problems/database-unavailable"
         assert response.headers["retry-after"] == "5"
         assert "psycopg" not in response.text
+
+    async def test_health_is_unhealthy_and_livez_alive(self, books_service):
+        unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/orders_db"
+        async with _app_client(unreachable, books_service.url) as client:
+            health = await client.get("/health")
+            alive = await client.get("/livez")
+        assert health.status_code == 503
+        assert health.json() == {
+            "status": "unhealthy",
+            "services": {"database": "unhealthy", "books": "healthy"},
+        }
+        assert alive.status_code == 200
 
 
 class TestMetrics:

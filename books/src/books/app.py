@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         validator=is_acceptable_request_id,
     )
     Instrumentator(
-        excluded_handlers=["/metrics", "/health", "/ready"],
+        excluded_handlers=["/metrics", "/health", "/livez", "/ready"],
         should_group_status_codes=False,
     ).instrument(app).expose(app, include_in_schema=False)
     return app

@@ -109,7 +109,8 @@ class ManagedProcess:
 
 
 class ServiceProcess(ManagedProcess):
-    """A `uvicorn --factory` process on 127.0.0.1:`port`, ready when /health answers."""
+    """A `uvicorn --factory` process on 127.0.0.1:`port`, started once /livez answers
+    (the process serves; /health also asks its dependencies, which a test may have down)."""
 
     def __init__(self, factory: str, port: int, env: Mapping[str, str] | None = None) -> None:
         self.factory = factory
@@ -126,7 +127,7 @@ class ServiceProcess(ManagedProcess):
                 "--port",
                 str(port),
             ],
-            ready_url=f"http://127.0.0.1:{port}/health",
+            ready_url=f"http://127.0.0.1:{port}/livez",
             env=env or {},
             stop_timeout_s=10.0,
         )

@@ -30,7 +30,7 @@ from orders.lending.policy import LendingPolicy
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
-from orders.system import health, ready
+from orders.system import health, livez, ready
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
@@ -85,11 +85,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app_name="orders",
         prefix="orders",
         group_path=True,
-        exclude=["^/metrics", "^/health", "^/ready"],
+        exclude=["^/metrics", "^/health", "^/livez", "^/ready"],
     )
     app = Litestar(
         route_handlers=[
             health,
+            livez,
             ready,
             OrderController,
             MemberController,

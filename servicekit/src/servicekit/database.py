@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -41,6 +42,17 @@ def create_engine(
         pool_timeout=pool_timeout_s,
         pool_pre_ping=True,
     )
+
+
+async def database_answers(engine: AsyncEngine, *, timeout_s: float) -> bool:
+    """Whether the database runs `SELECT 1` within `timeout_s` (for health probes, which
+    must answer even while the database hangs)."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
