@@ -371,13 +371,21 @@ class TestDeleteBook:
     ) -> None:
         book = await make_book()
         response = await client.delete(f"/v1/books/{book['id']}")
-        assert response.status_code == 204
-        assert response.content == b""
+        assert response.status_code == 200
+        assert response.json() == {"message": f"Book with ID {book['id']} was deleted successfully"}
         assert db.execute("SELECT active FROM books WHERE id = %s", [book["id"]]).fetchone() == (
             False,
         )
         assert_problem(await client.delete(f"/v1/books/{book['id']}"), 404)
         assert (await client.get("/v1/books")).json()["total"] == 0
+
+    async def test_answer_is_documented(self, client: httpx.AsyncClient) -> None:
+        delete = (await client.get("/openapi.json")).json()["paths"]["/v1/books/{book_id}"][
+            "delete"
+        ]
+        assert set(delete["responses"]) == {"200", "404", "422", "500"}
+        schema = delete["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/BookDeleted"}
 
     async def test_concurrent_deletes_succeed_once(
         self, client: httpx.AsyncClient, make_book: Any
@@ -386,5 +394,5 @@ class TestDeleteBook:
         responses = await asyncio.gather(
             *(client.delete(f"/v1/books/{book['id']}") for _ in range(8))
         )
-        assert sorted(r.status_code for r in responses) == [204] + [404] * 7
+        assert sorted(r.status_code for r in responses) == [200] + [404] * 7
         assert (await client.get("/v1/books")).headers["x-total-count"] == "0"

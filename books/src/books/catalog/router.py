@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from books.catalog.schemas import BookCreate, BookListQuery, BookPage, BookRead, BookUpdate
+from books.catalog.schemas import (
+    BookCreate,
+    BookDeleted,
+    BookListQuery,
+    BookPage,
+    BookRead,
+    BookUpdate,
+)
 from books.catalog.service import CatalogServiceDep
 from books.covers import forms
 from books.covers.forms import (
@@ -102,12 +109,8 @@ async def update_book(book_id: BookId, changes: BookUpdate, service: CatalogServ
     return BookRead.model_validate(await service.update_book(book_id=book_id, changes=changes))
 
 
-@router.delete(
-    "/{book_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(404, 422),
-)
-async def delete_book(book_id: BookId, service: CatalogServiceDep) -> Response:
+@router.delete("/{book_id}", response_model=BookDeleted, responses=problem_responses(404, 422))
+async def delete_book(book_id: BookId, service: CatalogServiceDep) -> BookDeleted:
     """Soft-delete a book: it disappears from reads; orders keep their snapshots."""
     await service.delete_book(book_id=book_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return BookDeleted(message=f"Book with ID {book_id} was deleted successfully")

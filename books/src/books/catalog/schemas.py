@@ -188,6 +188,12 @@ class BookRead(BaseModel):
     updated_at: Timestamp
 
 
+class BookDeleted(BaseModel):
+    """The answer to a delete, as the predecessor worded it."""
+
+    message: str = Field(examples=["Book with ID 7 was deleted successfully"])
+
+
 class BookPage(BaseModel):
     data: list[BookRead]
     total: int = Field(description="Number of books matching the query (not just this page).")
