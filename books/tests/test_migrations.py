@@ -67,6 +67,25 @@ class TestMigrations:
         command.upgrade(config, "head")
         assert tables(empty_database) == TABLES
 
+    def test_names_written_before_0006_are_collapsed(self, empty_database: str) -> None:
+        config = alembic_config("books", empty_database)
+        command.upgrade(config, "0005")
+        with psycopg.connect(empty_database, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO books (title, author, description, price)"
+                " VALUES (%s, %s, %s, 1), ('Tidy', 'Author', 'D', 1)",
+                ("  The   Great\tGatsby ", "F.  Scott\nFitzgerald", " Line one\nline two "),
+            )
+        command.upgrade(config, "head")
+        with psycopg.connect(empty_database) as conn:
+            rows = conn.execute(
+                "SELECT title, author, description FROM books ORDER BY id"
+            ).fetchall()
+        assert rows == [
+            ("The Great Gatsby", "F. Scott Fitzgerald", " Line one\nline two "),
+            ("Tidy", "Author", "D"),
+        ]
+
     @pytest.mark.parametrize(
         ("column", "value", "constraint"),
         [

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, ClassVar, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -47,8 +48,25 @@ Money = Annotated[
     PlainSerializer(_money, return_type=str),
 ]
 Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
+def collapse_whitespace(text: str) -> str:
+    """`"  The   Great\tGatsby "` -> `"The Great Gatsby"`, as the predecessor stored names."""
+    return " ".join(text.split())
+
+
+# Names are trimmed and their whitespace runs collapsed, so searches and the author
+# filter match however a client spaced them; a description keeps its line breaks.
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(collapse_whitespace),
+]
+Author = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(collapse_whitespace),
+]
 Description = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)
 ]
@@ -207,8 +225,13 @@ class BookListQuery(BaseModel):
     limit: int = Field(default=20, ge=1, le=100, description="Page size, 1 to 100.")
     offset: int = Field(default=0, ge=0, le=2**31 - 1, description="Items to skip.")
     author: Author | None = Field(default=None, description="Exact author, case-insensitive.")
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | (
-        None
+    q: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            AfterValidator(collapse_whitespace),
+        ]
+        | None
     ) = Field(default=None, description="Text contained in the title or author, case-insensitive.")
     min_price: Money | None = None
     max_price: Money | None = None
