@@ -47,6 +47,8 @@ IMAGE_ROOT = PurePosixPath("/app")
 API_PORTS = {"books": 8001, "orders": 8082}
 # The setting that holds the port each `python -m` program serves its metrics on.
 PORT_SETTINGS = {
+    "books": "port",
+    "orders": "port",
     "books.relay": "relay_metrics_port",
     "orders.relay": "relay_metrics_port",
     "workers.worker": "metrics_port",
@@ -264,11 +266,31 @@ def listening_port(service: str, monkeypatch: pytest.MonkeyPatch) -> int:
         return int(_option(args, "--port"))
     assert program == "python", f"{service}: teach this test where {program} listens"
     module, attribute = args[1], PORT_SETTINGS[args[1]]
+    spec = importlib.util.find_spec(module)
+    if spec is not None and spec.submodule_search_locations is not None:
+        module += ".__main__"  # `python -m package` runs its __main__
     assert f"settings.{attribute}" in inspect.getsource(importlib.import_module(module))
     package = dockerfile_of(service).package
+    return int(getattr(settings_in(package, container_env(service), monkeypatch), attribute))
+
+
+def settings_in(package: str, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The package's settings in a container whose environment is `env`."""
     fields = settings_fields(package)
-    env = {k: v for k, v in container_env(service).items() if k in fields}
-    return int(getattr(load_settings(package, env, monkeypatch), attribute))
+    return load_settings(package, {k: v for k, v in env.items() if k in fields}, monkeypatch)
+
+
+def checked_port(
+    package: str, check: str, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """The port a `python -c` health check asks: written in it, or the one the package's
+    settings give its server (`get_settings().port`) in a container whose environment is
+    `env`."""
+    if written := re.search(r"http://127\.0\.0\.1:(\d+)/", check):
+        return int(written[1])
+    assert "http://127.0.0.1:{get_settings().port}/" in check, check
+    assert f"from {package}.config import get_settings" in check, check
+    return int(settings_in(package, env, monkeypatch).port)
 
 
 def image_name(service: str) -> str:
@@ -399,7 +421,8 @@ def settings_fields(package: str) -> dict[str, str]:
             fields |= {choice.upper(): name for choice in choices}
         return fields
     prefixed = {config.ENV_PREFIX + name.upper(): name for name in settings.__struct_fields__}
-    return prefixed | {name: name.lower() for name in getattr(config, "SHARED_ENV", ())}
+    aliases = {alias: prefixed[ours] for alias, ours in getattr(config, "ALIASES", {}).items()}
+    return prefixed | aliases | {name: name.lower() for name in getattr(config, "SHARED_ENV", ())}
 
 
 def load_settings(package: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -518,7 +541,9 @@ class TestComposeFile:
         check = healthcheck_of(service)
         assert check, f"{service} has no healthcheck"
         assert check[:3] == ["CMD", "python", "-c"], "the slim images have no curl"
-        assert f"http://127.0.0.1:{listening_port(service, monkeypatch)}/" in check[3]
+        package = dockerfile_of(service).package
+        checked = checked_port(package, check[3], container_env(service), monkeypatch)
+        assert checked == listening_port(service, monkeypatch)
 
     @pytest.mark.parametrize("service", [s for s in built_services() if not is_one_shot(s)])
     def test_waits_for_the_migrations_of_its_image(self, service: str) -> None:
@@ -618,14 +643,35 @@ class TestCommands:
 
 class TestPortsAndEnvironment:
     @pytest.mark.parametrize(("service", "port"), API_PORTS.items())
-    def test_api_serves_publishes_and_checks_its_port(self, service: str, port: int) -> None:
-        command = command_of(service)
+    def test_api_serves_publishes_and_checks_its_port(
+        self, service: str, port: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert command_of(service) == ["python", "-m", service]
         dockerfile = dockerfile_of(service)
-        assert _option(command, "--host") == "0.0.0.0"
-        assert int(_option(command, "--port")) == port
+        assert settings_in(service, container_env(service), monkeypatch).host == "0.0.0.0"
+        assert listening_port(service, monkeypatch) == port
         assert int(dockerfile.last("EXPOSE").args) == port
-        assert f"http://127.0.0.1:{port}/health" in " ".join(dockerfile.healthcheck)
+        check = " ".join(dockerfile.healthcheck)
+        assert "/health" in check
+        assert checked_port(service, check, container_env(service), monkeypatch) == port
         assert container_ports(service) == {port}
+
+    @pytest.mark.parametrize("variable", ["PORT", "BOOKS_PORT", "ORDERS_PORT"])
+    @pytest.mark.parametrize("service", API_PORTS)
+    def test_the_port_variables_move_the_server_and_its_check(
+        self, service: str, variable: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`PORT` (the predecessor's name) or the service's own variable, set on the
+        container, moves the server and the image's check alike; the other service's
+        variable moves nothing."""
+        moved = variable in ("PORT", f"{service.upper()}_PORT")
+        expected = 9123 if moved else API_PORTS[service]
+        monkeypatch.setitem(
+            services()[service], "environment", {**environment_of(service), variable: "9123"}
+        )
+        check = " ".join(dockerfile_of(service).healthcheck)
+        assert listening_port(service, monkeypatch) == expected
+        assert checked_port(service, check, container_env(service), monkeypatch) == expected
 
     def test_orders_looks_for_books_on_the_books_port(self) -> None:
         from orders.config import Settings
@@ -819,12 +865,14 @@ class TestDockerfile:
         assert not re.search(r"apt-get install|pip install|\buv\b", runs)
         assert "/app/.venv/bin" in dockerfile.last("ENV").args
 
-    def test_healthcheck_uses_python_not_curl(self, path: Path) -> None:
+    def test_healthcheck_uses_python_not_curl(
+        self, path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         dockerfile = Dockerfile.read(path)
         check = dockerfile.healthcheck
         assert check[:2] == ["python", "-c"]
         port = int(dockerfile.last("EXPOSE").args)
-        assert f"http://127.0.0.1:{port}/" in check[2]
+        assert checked_port(dockerfile.package, check[2], dockerfile.env, monkeypatch) == port
 
     def test_copies_only_files_the_dockerignore_sends(self, path: Path) -> None:
         dockerfile = Dockerfile.read(path)

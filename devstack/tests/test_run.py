@@ -81,6 +81,18 @@ class Stack:
         return output
 
 
+def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make migrate` with `env`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.run", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_for_status(order_url: str, timeout_s: float = 30) -> str:
     """The order's status once the workers have moved it on from pending."""
     deadline = time.monotonic() + timeout_s
@@ -185,19 +197,32 @@ class TestMakeRun:
         )
         assert "Traceback" not in result.stderr + result.stdout
 
-    def test_unreachable_database_url_is_a_clear_error(self, stack: Stack) -> None:
-        env = {
-            **stack.env,
-            "BOOKS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "devstack.run", "migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+    def test_a_predecessors_port_leaves_each_api_on_its_own(self, stack: Stack) -> None:
+        """`PORT` (one service's port, in the predecessor's `.env`) exported for `make run`
+        does not send both APIs to it: each gets its own, and says why PORT is ignored."""
+        stack.env["PORT"] = str(free_port())
+        stack.start()
+        assert httpx.get(f"{stack.books_url}/livez").status_code == 200
+        assert httpx.get(f"{stack.orders_url}/livez").status_code == 200
+        output = stack.stop()
+        for ours in ("BOOKS_PORT", "ORDERS_PORT"):
+            assert f"PORT (the predecessor's name) is ignored: {ours} is set and wins" in output
+
+    @pytest.mark.parametrize("variable", ["BOOKS_DB_DSN", "DATABASE_URL"])
+    def test_the_predecessors_database_variables_are_used(
+        self, stack: Stack, variable: str
+    ) -> None:
+        """Set alone, the predecessor's name is the database `make run` uses (here one
+        nobody listens on, so the error names it)."""
+        result = migrate(
+            {**stack.env, variable: f"postgresql://postgres@127.0.0.1:{free_port()}/x"}
         )
+        assert result.returncode == 1
+        assert f"error: cannot reach {variable}" in result.stderr
+
+    def test_unreachable_database_url_is_a_clear_error(self, stack: Stack) -> None:
+        unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+        result = migrate({**stack.env, "BOOKS_DATABASE_URL": unreachable})
         assert result.returncode == 1
         assert "error: cannot reach BOOKS_DATABASE_URL" in result.stderr
         assert "Traceback" not in result.stderr

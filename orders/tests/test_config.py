@@ -30,3 +30,67 @@ class TestSettingsFromEnv:
     def test_relay_gets_a_plain_psycopg_url(self):
         for url in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db", "postgres://u@h/db"):
             assert Settings(database_url=url).psycopg_database_url == "postgresql://u@h/db"
+
+
+PREDECESSOR_ENV = {
+    "DATABASE_URL": "postgresql://orders_user:pw@db:5432/orders_db",
+    "BOOKS_SERVICE_URL": "http://books:8001",
+    "PORT": "9082",
+    "ORDERS_ENABLE_IDEMPOTENCY": "false",
+    "HTTP_TIMEOUT": "10s",
+    "DB_TIMEOUT": "500ms",
+    "CIRCUIT_THRESHOLD": "3",
+}
+
+
+class TestThePredecessorsNames:
+    def test_its_env_file_configures_the_service(self):
+        """The predecessor's orders `.env`, unchanged (its timeouts are Go durations)."""
+        settings = Settings.from_env(PREDECESSOR_ENV)
+        assert settings.database_url == PREDECESSOR_ENV["DATABASE_URL"]
+        assert settings.books_url == "http://books:8001"
+        assert settings.port == 9082
+        assert settings.idempotency_enabled is False
+        assert settings.books_timeout_s == 10.0
+        assert settings.db_pool_timeout_s == 0.5
+        assert settings.books_breaker_threshold == 3
+
+    def test_ours_win_when_both_are_set(self):
+        ours = {
+            "ORDERS_DATABASE_URL": "postgresql://ours@h/db",
+            "ORDERS_BOOKS_URL": "http://ours:1",
+            "ORDERS_PORT": "1234",
+            "ORDERS_IDEMPOTENCY_ENABLED": "true",
+            "ORDERS_BOOKS_TIMEOUT_S": "1.5",
+            "ORDERS_DB_POOL_TIMEOUT_S": "2",
+            "ORDERS_BOOKS_BREAKER_THRESHOLD": "7",
+        }
+        settings = Settings.from_env(PREDECESSOR_ENV | ours)
+        assert settings.database_url == "postgresql://ours@h/db"
+        assert settings.books_url == "http://ours:1"
+        assert settings.port == 1234
+        assert settings.idempotency_enabled is True
+        assert (settings.books_timeout_s, settings.db_pool_timeout_s) == (1.5, 2.0)
+        assert settings.books_breaker_threshold == 7
+
+    async def test_every_alias_is_named_in_a_startup_log_line(self, monkeypatch, capsys):
+        from orders.app import create_app
+        from orders.config import ALIASES, get_settings
+
+        for name, value in PREDECESSOR_ENV.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("ORDERS_BOOKS_URL", "http://ours:1")
+        get_settings.cache_clear()
+        try:
+            app = create_app()
+        finally:
+            get_settings.cache_clear()
+        await app.state.books_http.aclose()
+        await app.state.engine.dispose()
+        logged = capsys.readouterr().out
+        assert set(ALIASES) == set(PREDECESSOR_ENV)
+        assert "DATABASE_URL (the predecessor's name) is used as ORDERS_DATABASE_URL" in logged
+        assert (
+            "BOOKS_SERVICE_URL (the predecessor's name) is ignored: ORDERS_BOOKS_URL is set"
+            in logged
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,16 +12,19 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from books.catalog.router import router as catalog_router
-from books.config import Settings, get_settings
+from books.config import ALIASES, Settings, get_settings
 from books.covers.router import router as covers_router
 from books.db import create_engine
 from books.errors import install_error_handlers
 from books.inventory.router import router as inventory_router
 from books.lending.router import router as lending_router
 from books.system import router as system_router
+from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """The catalog: books, prices and covers.
 
@@ -27,8 +32,12 @@ DESCRIPTION = """The catalog: books, prices and covers.
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    from_env = settings is None
     settings = settings or get_settings()
     configure_logging("books", settings.log_level)
+    if from_env:
+        for note in aliases_in_use(os.environ, ALIASES):
+            logger.warning(note)
     engine = create_engine(settings)
 
     @asynccontextmanager

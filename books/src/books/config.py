@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.database import libpq_url, sqlalchemy_url
 
+# The predecessor's names of our variables (see servicekit.aliases); ours come first.
+ALIASES = {"BOOKS_DB_DSN": "BOOKS_DATABASE_URL", "PORT": "BOOKS_PORT"}
+
 
 @dataclass(frozen=True)
 class CloudinaryAccount:
@@ -52,10 +55,22 @@ class Settings(BaseSettings):
     # An empty variable (as `.env` files leave optional ones) means "not set". Errors name
     # the variable but never echo its value: URLs and keys carry secrets.
     model_config = SettingsConfigDict(
-        env_prefix="BOOKS_", extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+        env_prefix="BOOKS_",
+        extra="ignore",
+        env_ignore_empty=True,
+        hide_input_in_errors=True,
+        populate_by_name=True,
     )
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5433/books_db"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5433/books_db",
+        validation_alias=AliasChoices("BOOKS_DATABASE_URL", "BOOKS_DB_DSN"),
+    )
+    # Where `python -m books` serves (the image listens on 0.0.0.0).
+    host: str = "127.0.0.1"
+    port: int = Field(
+        default=8001, ge=1, le=65535, validation_alias=AliasChoices("BOOKS_PORT", "PORT")
+    )
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)

@@ -6,6 +6,10 @@ start with their data under `.data/` on fixed local ports, so a second run finds
 the same data. Without `SMTP_URL`, a local SMTP sink keeps the workers' mail as
 `.eml` files under `.data/mail/`. The service processes run under honcho, which prefixes their
 logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last.
+
+The predecessor's names work too: `BOOKS_DB_DSN` and `DATABASE_URL` (orders) name the
+databases when ours are unset. `PORT` names one service's port, so each API process is
+given its own `BOOKS_PORT` / `ORDERS_PORT` (which win over a `PORT` in the environment).
 """
 
 from __future__ import annotations
@@ -41,9 +45,22 @@ class StackError(Exception):
 class Service:
     name: str
     port: int
-    factory: str
     database_env: str
     database: str
+    # The predecessor's name of `database_env`, read when ours is unset.
+    database_alias: str
+
+    @property
+    def configured_database(self) -> tuple[str, str] | None:
+        """(variable, URL) of the database the environment names, ours first."""
+        for variable in (self.database_env, self.database_alias):
+            if url := os.environ.get(variable):
+                return variable, url
+        return None
+
+    @property
+    def port_env(self) -> str:
+        return f"{self.name.upper()}_PORT"
 
     @property
     def alembic_ini(self) -> Path:
@@ -83,16 +100,16 @@ class StackConfig:
                 Service(
                     "books",
                     int(env.get("BOOKS_PORT", "8001")),
-                    "books.app:create_app",
                     "BOOKS_DATABASE_URL",
                     "books_db",
+                    "BOOKS_DB_DSN",
                 ),
                 Service(
                     "orders",
                     int(env.get("ORDERS_PORT", "8082")),
-                    "orders.app:create_app",
                     "ORDERS_DATABASE_URL",
                     "orders_db",
+                    "DATABASE_URL",
                 ),
             ),
             workers=(
@@ -146,7 +163,7 @@ def _check_reachable(name: str, url: str) -> None:
 def databases(config: StackConfig) -> Iterator[dict[str, str]]:
     """Environment with a database URL per service, starting PostgreSQL if needed."""
     env: dict[str, str] = {}
-    missing = [s for s in config.services if not os.environ.get(s.database_env)]
+    missing = [s for s in config.services if not s.configured_database]
     with ExitStack() as stack:
         if missing:
             server = EmbeddedPostgres(config.data_dir / "postgres", config.postgres_port)
@@ -156,9 +173,10 @@ def databases(config: StackConfig) -> Iterator[dict[str, str]]:
                 _ensure_database(server.url, service.database)
                 env[service.database_env] = _database_url(server.url, service.database)
         for service in config.services:
-            url = os.environ.get(service.database_env) or env[service.database_env]
-            _check_reachable(service.database_env, url)
-            env[service.database_env] = url
+            # A URL from the environment reaches the processes with it, under its own name.
+            _check_reachable(
+                *(service.configured_database or (service.database_env, env[service.database_env]))
+            )
         yield env
 
 
@@ -257,7 +275,7 @@ def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
 
 
 def serve(config: StackConfig, env: dict[str, str]) -> int:
-    ports = [(s.name, s.port, f"{s.name.upper()}_PORT") for s in config.services] + [
+    ports = [(s.name, s.port, s.port_env) for s in config.services] + [
         (w.name, w.metrics_port, w.metrics_port_env) for w in config.workers
     ]
     for name, port, variable in ports:
@@ -275,11 +293,13 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
     }
     manager = Manager()
     for service in config.services:
+        # `python -m books` is what the image runs; ours name the port, so a `PORT` left in
+        # the environment (one service's, in the predecessor) cannot send both to it.
+        listen = {f"{service.name.upper()}_HOST": "127.0.0.1", service.port_env: str(service.port)}
         manager.add_process(
             service.name,
-            f"exec {sys.executable} -m uvicorn --factory {service.factory} "
-            f"--host 127.0.0.1 --port {service.port} --no-server-header",
-            env=env,
+            f"exec {sys.executable} -m {service.name}",
+            env=env | listen,
             cwd=str(REPO_ROOT),
         )
     for worker in config.workers:

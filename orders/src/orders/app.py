@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -16,7 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp
 
 from orders.books_client import BooksClient, create_breakers, create_http_client
-from orders.config import Settings, get_settings
+from orders.config import ALIASES, Settings, get_settings
 from orders.db import create_engine, provide_session
 from orders.idempotency import IdempotencyStore, purge_forever
 from orders.lending.controllers import (
@@ -31,9 +33,12 @@ from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
 from orders.system import health, livez, ready
+from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Orders of books, priced from the catalog at the time they are placed, and the
 library: members, loans, holds and their figures.
@@ -47,8 +52,12 @@ class MetricsController(PrometheusController):
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
+    from_env = settings is None
     settings = settings or get_settings()
     configure_logging("orders", settings.log_level)
+    if from_env:
+        for note in aliases_in_use(os.environ, ALIASES):
+            logger.warning(note)
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     books_http = create_http_client(settings)

@@ -1,13 +1,14 @@
 """Settings of the orders service, read from the environment (prefix `ORDERS_`).
 
 `SERVICE_KEY` and `REDIS_URL` are shared by every service of the stack, so they are read
-without the prefix (an `ORDERS_`-prefixed variable still wins).
+without the prefix (an `ORDERS_`-prefixed variable still wins). The predecessor's names
+(`ALIASES`) are read too, when ours are not set.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated
@@ -15,16 +16,37 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from servicekit.aliases import go_bool, go_duration_seconds
 from servicekit.database import libpq_url
 
 ENV_PREFIX = "ORDERS_"
 SHARED_ENV = ("SERVICE_KEY", "REDIS_URL")
+# The predecessor's names of our variables (see servicekit.aliases).
+ALIASES = {
+    "DATABASE_URL": "ORDERS_DATABASE_URL",
+    "BOOKS_SERVICE_URL": "ORDERS_BOOKS_URL",
+    "ORDERS_ENABLE_IDEMPOTENCY": "ORDERS_IDEMPOTENCY_ENABLED",
+    "HTTP_TIMEOUT": "ORDERS_BOOKS_TIMEOUT_S",
+    "DB_TIMEOUT": "ORDERS_DB_POOL_TIMEOUT_S",
+    "CIRCUIT_THRESHOLD": "ORDERS_BOOKS_BREAKER_THRESHOLD",
+    "PORT": "ORDERS_PORT",
+}
+# It was written in Go: its timeouts were durations (`10s`; ours are seconds), its flags
+# whatever Go's ParseBool reads.
+_GO_VALUES: dict[str, Callable[[str], object]] = {
+    "HTTP_TIMEOUT": go_duration_seconds,
+    "DB_TIMEOUT": go_duration_seconds,
+    "ORDERS_ENABLE_IDEMPOTENCY": go_bool,
+}
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # Where `python -m orders` serves (the image listens on 0.0.0.0).
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8082
     database_url: str = "postgresql://postgres@127.0.0.1:5433/orders_db"
     db_pool_size: Annotated[int, Meta(ge=1)] = 10
     db_max_overflow: Annotated[int, Meta(ge=0)] = 10
@@ -78,7 +100,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from `ORDERS_*` variables; bad values fail loudly at startup."""
         environ = os.environ if environ is None else environ
-        values = {name.lower(): environ[name] for name in SHARED_ENV if name in environ}
+        values: dict[str, object] = {
+            name.lower(): environ[name] for name in SHARED_ENV if name in environ
+        }
+        for alias, ours in ALIASES.items():
+            if environ.get(alias):
+                convert = _GO_VALUES.get(alias, str)
+                values[ours.removeprefix(ENV_PREFIX).lower()] = convert(environ[alias])
         values |= {
             name.removeprefix(ENV_PREFIX).lower(): value
             for name, value in environ.items()
