@@ -167,6 +167,22 @@ class TestNonEmptyLendingTables:
         assert rows(dbs.books, "SELECT count(*) FROM books") == [(MINIMAL.books,)]
         assert_consistent(dbs)
 
+    def test_truncate_keeps_the_books_that_are_not_lendable(
+        self, dbs: Databases, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Beside other books only the scenario's are replaced (DELETE, not TRUNCATE)."""
+        monkeypatch.setenv("BOOKS_DATABASE_URL", dbs.books)
+        assert seed_main(["--books", "5"]) == 0
+        seed(dbs, random_seed=1)
+        seed(dbs, random_seed=2, truncate=True)
+        assert rows(dbs.books, "SELECT count(*), count(copies_total) FROM books") == [
+            (5 + MINIMAL.books, MINIMAL.books)
+        ]
+        assert rows(dbs.books, "SELECT active_books FROM catalog_counters") == rows(
+            dbs.books, "SELECT count(*) FROM books WHERE active"
+        )
+        assert rows(dbs.orders, "SELECT count(*) FROM borrows") == [(MINIMAL.borrows,)]
+
     def test_force_adds_beside_the_existing_data(self, dbs: Databases) -> None:
         seed(dbs, random_seed=1)
         seed(dbs, random_seed=2, force=True)
@@ -191,6 +207,60 @@ class TestBulkLoad:
         assert seed(dbs, scenario, random_seed=7)["borrows"] == 12_000
         assert rows(dbs.orders, query) == before
         assert_consistent(dbs)
+
+    def test_history_keeps_the_shape_of_a_library(self, dbs: Databases) -> None:
+        """Popular books lent most, ~12 % of the loans out overdue, loans in opening hours,
+        no member ever above max_loans or with two copies of a book at once."""
+        scenario = Scenario(
+            "small", books=1_500, members=800, borrows=12_000, waiting_holds=20, days=730
+        )
+        seed(dbs, scenario, random_seed=8)
+        [(top_share, overdue, outside_hours)] = rows(
+            dbs.orders,
+            "SELECT (SELECT sum(n) FROM (SELECT count(*) AS n FROM borrows WHERE status <> 'held'"
+            "  GROUP BY book_id ORDER BY n DESC LIMIT 15) AS top)::float"
+            "  / count(*) FILTER (WHERE status <> 'held'),"
+            " (count(*) FILTER (WHERE status = 'active' AND due_at < now()))::float"
+            "  / count(*) FILTER (WHERE status = 'active'),"
+            " count(*) FILTER (WHERE status <> 'held'"
+            "  AND extract(hour FROM requested_at AT TIME ZONE 'UTC') NOT BETWEEN 9 AND 19)"
+            " FROM borrows",
+        )
+        assert top_share > 0.05  # the top 1 % of the books
+        assert 0.05 < overdue < 0.2
+        assert outside_hours == 0
+        overlapping = rows(
+            dbs.orders,
+            "SELECT count(*) FROM borrows a JOIN borrows b ON a.member_id = b.member_id"
+            " AND a.book_id = b.book_id AND a.id < b.id AND b.status <> 'held'"
+            " AND b.requested_at < coalesce(a.returned_at, 'infinity')"
+            " WHERE a.status <> 'held'",
+        )
+        assert overlapping == [(0,)]
+        over_max = rows(
+            dbs.orders,
+            "SELECT count(*) FROM borrows b JOIN members m ON m.id = b.member_id"
+            " WHERE b.status <> 'held' AND m.max_loans < ("
+            "  SELECT count(*) FROM borrows o WHERE o.member_id = b.member_id"
+            "  AND o.status <> 'held' AND o.requested_at <= b.requested_at"
+            "  AND coalesce(o.returned_at, 'infinity') > b.requested_at)",
+        )
+        assert over_max == [(0,)]
+        copies = dict(rows(dbs.books, "SELECT id, copies_total FROM books"))
+        events = sorted(
+            (moment, step, book_id)
+            for book_id, borrowed, returned in rows(
+                dbs.orders,
+                "SELECT book_id, extract(epoch FROM borrowed_at),"
+                " coalesce(extract(epoch FROM returned_at), 'infinity')"
+                " FROM borrows WHERE status <> 'held'",
+            )
+            for moment, step in ((borrowed, 1), (returned, -1))
+        )
+        out: Counter[int] = Counter()
+        for _, step, book_id in events:
+            out[book_id] += step
+            assert out[book_id] <= copies[book_id], book_id
 
 
 class TestCommandLine:

@@ -1,13 +1,14 @@
-"""A scenario's lending data, as blocks of COPY text, simulated day by day.
+"""A scenario's lending data: the catalog and members as blocks of COPY text, the lent
+borrows (simulated in `devstack.seed.history`) as COPY binary.
 
 Borrow requests arrive in library hours, more in November/December and fewer in
-June/July, growing over the years. Each picks a book by a Zipf-like popularity (a fifth
-of the catalog is never borrowed) and a member by segment (heavy, regular, casual;
-a fifth never borrow). A request is lent only when the book has a copy on the shelf, the
-member is below `max_loans` and has no copy of that book out, so every moment of the
-history is a state the services could have reached: copies out never exceed copies
-owned, and what is still out at the end is exactly the active loans. Bestsellers end up
-with every copy out and a FIFO queue of waiting holds.
+June/July, growing over the years. Each is for a book of Zipf-like popularity (a fifth
+of the catalog is never borrowed) and from a member by segment (heavy, regular, casual;
+a fifth never borrow). A book is lent only when it has a copy on the shelf, to a member
+below `max_loans` with no copy of that book out, so every moment of the history is a
+state the services could have reached: copies out never exceed copies owned, and what
+is still out at the end is exactly the active loans. Bestsellers end up with every copy
+out and a FIFO queue of waiting holds.
 
 Timestamps are whole seconds since the epoch until they are written; ids follow time, as
 the services' identity columns would.
@@ -15,26 +16,18 @@ the services' identity columns would.
 
 from __future__ import annotations
 
-import bisect
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from books.seed import FIRST_NAMES, LAST_NAMES, demo_rows
+from devstack.seed.copybinary import BorrowEncoder
+from devstack.seed.history import DAY, LOAN_SECONDS, Catalog, simulate_loans
 from devstack.seed.scenarios import Scenario
 
-DAY = 86_400
-OPENING = 9 * 3600
-OPEN_SECONDS = 11 * 3600
-LOAN_SECONDS = 21 * DAY
-# Returned after the due date; with the length of the lateness this makes ~12 % of the
-# loans out at the end overdue, as in the anchor system.
-LATE_SHARE = 0.12
-LATE_MEAN_SECONDS = 18 * DAY
-LATE_MAX_SECONDS = 120 * DAY
-FEE_CENTS_PER_DAY = 25
-FEE_MAX_CENTS = 1_500
 HOLD_WINDOW_SECONDS = 30 * DAY
 # (share of members, borrowing weight, max_loans)
 SEGMENTS = ((0.05, 12, 10), (0.50, 3, 5), (0.25, 1, 3), (0.20, 0, 3))
@@ -42,12 +35,11 @@ BLOCKED_SHARE = 0.01
 DEAD_BOOK_SHARE = 0.20
 ZIPF_EXPONENT = 1.0
 ZIPF_OFFSET = 20
-SEASON = (1.0, 1.0, 1.05, 1.05, 1.0, 0.8, 0.8, 0.95, 1.1, 1.1, 1.3, 1.3)
 BLOCK_ROWS = 5_000
-MAX_DRAWS = 200
 NULL = "\\N"
 
 Block = tuple[str, int]
+BinaryBlock = tuple[bytes, int]
 
 
 @dataclass(frozen=True)
@@ -61,8 +53,8 @@ class IdBase:
 
 
 class Timestamps:
-    """COPY text of epoch seconds from two lookup tables: datetime formatting of the
-    ~15 million timestamps of the big scenario would cost more than the rest together."""
+    """COPY text of epoch seconds from two lookup tables, far cheaper than formatting a
+    datetime for each of the text tables' timestamps."""
 
     def __init__(self, first: int, last: int) -> None:
         self.first_day = first // DAY
@@ -80,39 +72,16 @@ class Timestamps:
         return self.days[seconds // DAY - self.first_day] + self.clock[seconds % DAY]
 
 
-def _fee(late_seconds: int) -> str:
-    cents = min(FEE_MAX_CENTS, -(-late_seconds // DAY) * FEE_CENTS_PER_DAY)
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
-class LookupTable:
-    """Indexes repeated in proportion to their weight: a uniform pick from the table is a
-    weighted pick without a bisection, and a pick from its first `end(k)` entries is one
-    among the first k indexes (those created by then, as indexes follow creation)."""
-
-    def __init__(self, weights: list[float], scale: float) -> None:
-        self.entries: list[int] = []
-        self.ends: list[int] = []
-        done = 0.0
-        for index, weight in enumerate(weights):
-            before = round(done)
-            done += weight * scale
-            self.entries.extend([index] * (round(done) - before))
-            self.ends.append(len(self.entries))
-
-    def end(self, count: int) -> int:
-        return self.ends[count - 1] if count else 0
-
-
 class LendingData:
-    """One scenario's rows; call the `*_blocks` methods in the order they are defined."""
+    """One scenario's rows: the history is simulated on creation, the ids given after
+    (`number`, once the tables are locked); then call the `*_blocks` methods in the order
+    they are defined."""
 
-    def __init__(
-        self, scenario: Scenario, *, ids: IdBase, now: datetime, rng: random.Random
-    ) -> None:
+    def __init__(self, scenario: Scenario, *, now: datetime, rng: random.Random) -> None:
         self.scenario = scenario
-        self.ids = ids
+        self.ids = IdBase()
         self.rng = rng
+        self.arrays = np.random.default_rng(rng.getrandbits(64))
         self.now = int(now.timestamp())
         self.start = (self.now // DAY - scenario.days) * DAY
         years = scenario.days / 365.25
@@ -126,35 +95,42 @@ class LendingData:
         )
         self._plan_books()
         self._plan_members()
-        self.copies_out = [0] * scenario.books
-        self.loans_out = [0] * scenario.members
         # member index * books + book index, for each loan out (and at the end, hold open).
         self.open_pairs: set[int] = set()
         # (borrow id, book index, borrowed_at) of the loans still out now.
         self.active: list[tuple[int, int, int]] = []
-        self.next_borrow_id = ids.borrows + 1
+        self.book_labels: list[str] = []
+        self.member_ids: list[str] = []
+        self._lend()
+        self.next_borrow_id = len(self.loans) + 1
+
+    def number(self, ids: IdBase) -> None:
+        """The rows come after the largest ids already in the tables."""
+        self.ids = ids
+        self.book_labels = [
+            f"{ids.books + index + 1}\t{row[0]}\t{row[1]}" for index, row in enumerate(self.books)
+        ]
+        self.member_ids = [str(ids.members + index + 1) for index in range(self.scenario.members)]
+        out = self.out
+        self.active = list(
+            zip(
+                (ids.borrows + 1 + out).tolist(),
+                self.loans.book[out].tolist(),
+                self.loans.borrowed[out].tolist(),
+                strict=True,
+            )
+        )
+        self.next_borrow_id = ids.borrows + len(self.loans) + 1
 
     def _plan_books(self) -> None:
         count = self.scenario.books
-        ranks = list(range(count))
-        self.rng.shuffle(ranks)
+        rank = self.arrays.permutation(count)
         dead_from = count - int(count * DEAD_BOOK_SHARE)
-        self.book_weight = [
-            0.0 if rank >= dead_from else (rank + ZIPF_OFFSET) ** -ZIPF_EXPONENT for rank in ranks
-        ]
-        randint = self.rng.randint
-        self.copies = [
-            randint(3, 5)
-            if rank < count * 0.05
-            else randint(2, 4)
-            if rank < count * 0.30
-            else randint(1, 2)
-            for rank in ranks
-        ]
-        self.book_labels = [
-            f"{self.ids.books + index + 1}\t{row[0]}\t{row[1]}"
-            for index, row in enumerate(self.books)
-        ]
+        self.book_weight = np.where(
+            rank >= dead_from, 0.0, (rank + ZIPF_OFFSET) ** -float(ZIPF_EXPONENT)
+        )
+        fewest = np.select([rank < count * 0.05, rank < count * 0.30], [3, 2], 1)
+        self.copies = fewest + self.arrays.integers(0, np.where(fewest == 1, 2, 3))
 
     def _plan_members(self) -> None:
         count = self.scenario.members
@@ -165,7 +141,6 @@ class LendingData:
         earliest = self.start - 365 * DAY
         span = self.now - 7 * DAY - earliest
         self.member_created = sorted(earliest + int(rng.random() * span) for _ in range(count))
-        self.member_ids = [str(self.ids.members + index + 1) for index in range(count)]
 
     def member_blocks(self) -> Iterator[Block]:
         rng = self.rng
@@ -192,142 +167,48 @@ class LendingData:
         if lines:
             yield "".join(lines), len(lines)
 
-    def _daily_requests(self, total: int) -> list[int]:
-        """`total` requests spread over the days: growth, seasons, weekends, noise."""
-        gauss = self.rng.gauss
-        days = self.scenario.days
-        factors = []
-        for day in range(days):
-            date = datetime.fromtimestamp(self.start + day * DAY, UTC)
-            weekday = 0.6 if date.weekday() == 6 else 1.0
-            growth = 0.6 + 0.4 * day / max(days - 1, 1)
-            noise = max(0.2, gauss(1.0, 0.1))
-            factors.append(growth * SEASON[date.month - 1] * weekday * noise)
-        scale = total / sum(factors)
-        counts = []
-        done = 0.0
-        for factor in factors:
-            before = round(done)
-            done += factor * scale
-            counts.append(round(done) - before)
-        return counts
+    def _lend(self) -> None:
+        catalog = Catalog(
+            book_created=np.array(self.book_created, dtype=np.int64),
+            copies=self.copies.astype(np.int64),
+            book_weight=self.book_weight,
+            member_created=np.array(self.member_created, dtype=np.int64),
+            member_weight=np.array(self.member_weight, dtype=np.int64),
+            max_loans=np.array(self.max_loans, dtype=np.int64),
+        )
+        loans = simulate_loans(
+            self.arrays,
+            catalog,
+            start=self.start,
+            days=self.scenario.days,
+            now=self.now,
+            wanted=self.scenario.borrows - self.scenario.holds,
+        )
+        self.loans = loans
+        self.out = np.flatnonzero(loans.returned > self.now)
+        books, members = loans.book[self.out], loans.member[self.out]
+        self.copies_out = np.bincount(books, minlength=self.scenario.books)
+        self.open_pairs = set((members * self.scenario.books + books).tolist())
 
-    def borrow_blocks(self) -> Iterator[Block]:
-        """The lent borrows (returned, or active when still out now), in time order.
-
-        A returned copy is back on the shelf the next morning: returns are kept in one
-        bucket per day, far cheaper than a heap, and a copy is never lent twice at once.
-        """
-        rng = self.rng
-        random = rng.random
-        expovariate = rng.expovariate
-        now = self.now
-        ts = self.timestamps
-        days, clock, first_day = ts.days, ts.clock, ts.first_day
-        book_table = LookupTable(self.book_weight, (1 << 21) / sum(self.book_weight))
-        member_table = LookupTable(self.member_weight, 1.0)
-        book_entries, member_entries = book_table.entries, member_table.entries
-        book_count = self.scenario.books
-        copies_out, copies = self.copies_out, self.copies
-        loans_out, max_loans = self.loans_out, self.max_loans
-        labels, member_ids = self.book_labels, self.member_ids
-        open_pairs = self.open_pairs
-        active = self.active
-        sim_days = self.scenario.days
-        first_sim_day = self.start // DAY
-        # returns[d]: the (member, book) pairs of the loans given back on day d.
-        returns: list[list[int]] = [[] for _ in range(sim_days + 1)]
-        borrow_id = self.next_borrow_id - 1
-        lines: list[str] = []
-        carried = 0
-        daily = self._daily_requests(self.scenario.borrows - self.scenario.holds)
-        for day, requests in enumerate(daily):
-            for pair in returns[day]:
-                member, book = divmod(pair, book_count)
-                copies_out[book] -= 1
-                loans_out[member] -= 1
-                open_pairs.discard(pair)
-            returns[day] = []
-            day_start = self.start + day * DAY + OPENING
-            # Only books and members created by the morning; a pick among them.
-            book_span = book_table.end(bisect.bisect(self.book_created, day_start))
-            member_span = member_table.end(bisect.bisect(self.member_created, day_start))
-            if not (book_span and member_span):
-                carried += requests
-                continue
-            requests += carried
-            carried = 0
-            for requested in sorted(
-                day_start + int(random() * OPEN_SECONDS) for _ in range(requests)
-            ):
-                for _ in range(MAX_DRAWS):
-                    book = book_entries[int(random() * book_span)]
-                    if copies_out[book] < copies[book]:
-                        break
-                else:
-                    carried += 1
-                    continue
-                for _ in range(MAX_DRAWS):
-                    member = member_entries[int(random() * member_span)]
-                    pair = member * book_count + book
-                    if loans_out[member] < max_loans[member] and pair not in open_pairs:
-                        break
-                else:
-                    carried += 1
-                    continue
-                borrow_id += 1
-                borrowed = requested + 1 + int(random() * 30)
-                draw = random()
-                renewals = 0 if draw < 0.85 else 1 if draw < 0.97 else 2
-                due = borrowed + LOAN_SECONDS * (1 + renewals)
-                if random() < LATE_SHARE:
-                    late = 3600 + int(expovariate(1 / LATE_MEAN_SECONDS))
-                    returned = due + min(LATE_MAX_SECONDS, late)
-                else:
-                    returned = borrowed + int((due - borrowed) * (0.1 + 0.9 * random()))
-                copies_out[book] += 1
-                loans_out[member] += 1
-                open_pairs.add(pair)
-                requested_text = days[requested // DAY - first_day] + clock[requested % DAY]
-                borrowed_text = days[borrowed // DAY - first_day] + clock[borrowed % DAY]
-                due_text = days[due // DAY - first_day] + clock[due % DAY]
-                if returned <= now:
-                    returns[min(returned // DAY - first_sim_day + 1, sim_days)].append(pair)
-                    returned_text = days[returned // DAY - first_day] + clock[returned % DAY]
-                    fee = _fee(returned - due) if returned > due else NULL
-                    lines.append(
-                        f"{borrow_id}\t{member_ids[member]}\t{labels[book]}\treturned\t\\N\t\\N"
-                        f"\t{requested_text}\t{borrowed_text}\t{due_text}\t{returned_text}"
-                        f"\t{renewals}\t{fee}\t{returned_text}\n"
-                    )
-                else:
-                    active.append((borrow_id, book, borrowed))
-                    lines.append(
-                        f"{borrow_id}\t{member_ids[member]}\t{labels[book]}\tactive\t\\N\t\\N"
-                        f"\t{requested_text}\t{borrowed_text}\t{due_text}\t\\N"
-                        f"\t{renewals}\t\\N\t{borrowed_text}\n"
-                    )
-                if len(lines) == BLOCK_ROWS:
-                    yield "".join(lines), len(lines)
-                    lines = []
-        if lines:
-            yield "".join(lines), len(lines)
-        # What was given back since the last morning: only the active loans stay out.
-        for pair in returns[sim_days]:
-            member, book = divmod(pair, book_count)
-            copies_out[book] -= 1
-            loans_out[member] -= 1
-            open_pairs.discard(pair)
-        self.next_borrow_id = borrow_id + 1
+    def borrow_blocks(self) -> Iterator[BinaryBlock]:
+        """The lent borrows (returned, or active when still out now), in time order."""
+        encoder = BorrowEncoder(
+            [(row[0], row[1]) for row in self.books],
+            member_base=self.ids.members,
+            book_base=self.ids.books,
+        )
+        return encoder.blocks(self.loans, first_id=self.ids.borrows + 1, now=self.now)
 
     def book_blocks(self) -> Iterator[Block]:
         """The catalog rows, with the copies on the shelf once the active loans are out."""
         lines = []
+        copies = self.copies.tolist()
+        available = (self.copies - self.copies_out).tolist()
         for index, (title, author, description, price, created, updated) in enumerate(self.books):
             lines.append(
                 f"{self.ids.books + index + 1}\t{title}\t{author}\t{description}\t{price}"
-                f"\t{created.isoformat()}\t{updated.isoformat()}\t{self.copies[index]}"
-                f"\t{self.copies[index] - self.copies_out[index]}\n"
+                f"\t{created.isoformat()}\t{updated.isoformat()}\t{copies[index]}"
+                f"\t{available[index]}\n"
             )
             if len(lines) == BLOCK_ROWS:
                 yield "".join(lines), len(lines)
@@ -351,12 +232,10 @@ class LendingData:
         with every copy out; cancelled ones are older and may be for any book."""
         rng = self.rng
         scenario = self.scenario
-        shelved_out = [
-            book
-            for book in range(scenario.books)
-            if self.book_weight[book] > 0 and self.copies_out[book] == self.copies[book]
-        ]
-        lent = [book for book in range(scenario.books) if self.book_weight[book] > 0]
+        lendable = self.book_weight > 0
+        shelved_out = np.flatnonzero(lendable & (self.copies_out == self.copies)).tolist()
+        lent = np.flatnonzero(lendable).tolist()
+        book_weight = self.book_weight.tolist()
         members = range(scenario.members)
         holds: list[tuple[int, str, int, int, int | None]] = []
         for status, books, wanted in (
@@ -366,9 +245,7 @@ class LendingData:
             if not books:
                 continue
             made = 0
-            book_picks = rng.choices(
-                books, weights=[self.book_weight[b] for b in books], k=wanted * 20
-            )
+            book_picks = rng.choices(books, weights=[book_weight[b] for b in books], k=wanted * 20)
             member_picks = rng.choices(members, weights=self.member_weight, k=wanted * 20)
             for book, member in zip(book_picks, member_picks, strict=True):
                 if made == wanted:

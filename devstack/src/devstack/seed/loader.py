@@ -1,16 +1,20 @@
 """Load a lending scenario into the books and orders databases with COPY.
 
 Each database is loaded in one transaction, so an interrupted seed leaves nothing half
-done in it; books commits first (its catalog and ledger), then orders (members, borrows,
-holds). Rows are COPY text written a block at a time while the next block is being
-simulated: the server indexes one block while Python builds the next.
+done in it; books commits first (its catalog and ledger), then orders (members, holds,
+borrows). Once the history is simulated the two databases are loaded side by side, the
+books one from a thread: while the orders server takes the borrows and builds their
+indexes, Python writes the catalog. Rows are sent a block at a time by a thread of their
+own, so the next block is built while the server takes this one.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +25,8 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from books.seed import SeedError, describe
-from devstack.seed.lending import Block, IdBase, LendingData
+from devstack.seed.copybinary import BORROW_BINARY_COLUMNS
+from devstack.seed.lending import BinaryBlock, Block, IdBase, LendingData
 from devstack.seed.scenarios import Scenario
 
 Progress = Callable[[int, int, float], None]
@@ -105,10 +110,13 @@ def lending_contents(
     return {table: count for table, count in counts.items() if count}
 
 
-def empty_lending_tables(books: psycopg.Connection[Any], orders: psycopg.Connection[Any]) -> None:
+def empty_lending_tables(books: psycopg.Connection[Any], orders: psycopg.Connection[Any]) -> bool:
     """What an earlier scenario loaded: every lending row, and its lendable books (those
-    sold since stay in the catalog, no longer lendable). Runs in the callers' transactions."""
+    sold since stay in the catalog, no longer lendable). Runs in the callers' transactions;
+    True when the catalog was emptied whole."""
     orders.execute(f"TRUNCATE {', '.join(ORDERS_LENDING_TABLES)} RESTART IDENTITY")
+    if _empty_catalog(books):
+        return True
     books.execute("TRUNCATE copy_loans")
     books.execute(
         "DELETE FROM books WHERE copies_total IS NOT NULL"
@@ -118,6 +126,23 @@ def empty_lending_tables(books: psycopg.Connection[Any], orders: psycopg.Connect
         "UPDATE books SET copies_total = NULL, copies_available = NULL"
         " WHERE copies_total IS NOT NULL"
     )
+    return False
+
+
+def _empty_catalog(books: psycopg.Connection[Any]) -> bool:
+    """When every book is lendable and none was ever sold, the books an earlier scenario
+    loaded are the whole catalog: TRUNCATE takes them at once, where DELETE would check
+    each one's references, and the new rows can be written frozen."""
+    row = books.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM books WHERE copies_total IS NULL)"
+        " AND NOT EXISTS (SELECT 1 FROM stock_movements)"
+    ).fetchone()
+    if row != (True,):
+        return False
+    books.execute("TRUNCATE books, copy_loans, stock_movements")
+    # TRUNCATE fires no DELETE trigger: the count it keeps is set here.
+    books.execute("UPDATE catalog_counters SET active_books = 0")
+    return True
 
 
 def _max_id(conn: psycopg.Connection[Any], table: str) -> int:
@@ -140,12 +165,25 @@ class _Counter:
         self.started = started
         self.table_seconds: dict[str, float] = {}
         self.reported = 0
+        # Both databases' loads count here.
+        self.lock = threading.Lock()
 
     def add(self, rows: int, *, final: bool = False) -> None:
-        self.done += rows
-        if self.progress is not None and (final or self.done - self.reported >= 100_000):
-            self.reported = self.done
-            self.progress(self.done, max(self.expected, self.done), self.elapsed)
+        with self.lock:
+            self.done += rows
+            if self.progress is not None and (final or self.done - self.reported >= 100_000):
+                self.reported = self.done
+                self.progress(self.done, max(self.expected, self.done), self.elapsed)
+
+    @contextmanager
+    def timed(self, table: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            with self.lock:
+                self.table_seconds[table] = self.table_seconds.get(table, 0.0) + seconds
 
     @property
     def elapsed(self) -> float:
@@ -154,12 +192,13 @@ class _Counter:
 
 @contextmanager
 def _checked_after(conn: psycopg.Connection[Any], table: str, *, incoming: int) -> Iterator[None]:
-    """Drop the table's secondary indexes and foreign keys, and create them again exactly as
-    they were (`pg_get_indexdef`, `pg_get_constraintdef`, same names) once the rows are in:
+    """Drop the table's indexes and foreign keys, and create them again exactly as they
+    were (`pg_get_indexdef`, `pg_get_constraintdef`, same names) once the rows are in:
     one sorted build and one validating join instead of millions of index inserts and
     per-row key checks. Only when the load at least doubles the table (else rebuilding
-    costs more than it saves); primary keys and unique constraints stay. All of it in the
-    caller's transaction, so an interrupted seed leaves everything in place."""
+    costs more than it saves); the primary key and unique constraints stay when another
+    table's foreign key depends on them. All of it in the caller's transaction, so an
+    interrupted seed leaves everything in place."""
     row = conn.execute(
         "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", [table]
     ).fetchone()
@@ -172,13 +211,20 @@ def _checked_after(conn: psycopg.Connection[Any], table: str, *, incoming: int) 
         " WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
         [table],
     ).fetchall()
+    keys = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype IN ('p', 'u')"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = %s::regclass)"
+        " ORDER BY contype, conname",
+        [table, table],
+    ).fetchall()
     indexes = conn.execute(
         "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
         " WHERE indrelid = %s::regclass"
         " AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = indexrelid)",
         [table],
     ).fetchall()
-    for name, _ in foreign_keys:
+    for name, _ in foreign_keys + keys:
         conn.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.Identifier(table), sql.Identifier(name)
@@ -187,42 +233,145 @@ def _checked_after(conn: psycopg.Connection[Any], table: str, *, incoming: int) 
     for name, _ in indexes:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     yield
+    for name, definition in keys:
+        _add_constraint(conn, table, name, definition)
     for _, definition in indexes:
         conn.execute(definition)
     for name, definition in foreign_keys:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
-                sql.Identifier(table), sql.Identifier(name)
-            )
-            + sql.SQL(definition)
+        _add_constraint(conn, table, name, definition)
+
+
+def _add_constraint(conn: psycopg.Connection[Any], table: str, name: str, definition: str) -> None:
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+            sql.Identifier(table), sql.Identifier(name)
         )
+        + sql.SQL(definition)
+    )
 
 
 def _copy(
     conn: psycopg.Connection[Any],
     table: str,
     columns: str,
-    blocks: Iterator[Block],
+    blocks: Iterator[Block] | Iterator[BinaryBlock],
     counter: _Counter,
     *,
-    incoming: int = 0,
+    binary: bool = False,
+    freeze: bool = False,
 ) -> int:
     rows = 0
-    started = time.perf_counter()
-    statement = f"COPY {table} ({columns}) FROM STDIN"
+    options = ", ".join(
+        option for option, wanted in (("FORMAT BINARY", binary), ("FREEZE", freeze)) if wanted
+    )
+    statement = f"COPY {table} ({columns}) FROM STDIN" + (f" ({options})" if options else "")
     with (
-        _checked_after(conn, table, incoming=incoming),
         conn.cursor() as cursor,
         # A thread sends the blocks, so the next one is built while the server takes this.
         cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
     ):
-        for text, count in blocks:
-            copy.write(text)
+        for data, count in blocks:
+            copy.write(data)
             rows += count
             counter.add(count)
-    seconds = time.perf_counter() - started
-    counter.table_seconds[table] = counter.table_seconds.get(table, 0.0) + seconds
     return rows
+
+
+def _load_books(
+    conn: psycopg.Connection[Any],
+    data: LendingData,
+    counter: _Counter,
+    *,
+    freeze: bool,
+    freeze_books: bool,
+) -> dict[str, int]:
+    """The catalog with its copies, and the ledger's row of each loan out."""
+    rows = {}
+    with counter.timed("books"), _checked_after(conn, "books", incoming=data.scenario.books):
+        rows["books"] = _copy(
+            conn, "books", BOOK_COLUMNS, data.book_blocks(), counter, freeze=freeze_books
+        )
+    with counter.timed("copy_loans"):
+        rows["copy_loans"] = _copy(
+            conn, "copy_loans", COPY_LOAN_COLUMNS, data.copy_loan_blocks(), counter, freeze=freeze
+        )
+    _advance_identity(conn, "books")
+    return rows
+
+
+def _load_orders(
+    conn: psycopg.Connection[Any], data: LendingData, counter: _Counter, *, freeze: bool
+) -> dict[str, int]:
+    """Members, their holds, and the borrows: lent ones, then those that became holds."""
+    rows = {}
+    with counter.timed("members"):
+        rows["members"] = _copy(
+            conn, "members", MEMBER_COLUMNS, data.member_blocks(), counter, freeze=freeze
+        )
+    with counter.timed("holds"):
+        hold_blocks, held_borrow_blocks = data.hold_blocks()
+        rows["holds"] = _copy(conn, "holds", HOLD_COLUMNS, hold_blocks, counter, freeze=freeze)
+    with (
+        counter.timed("borrows"),
+        _checked_after(conn, "borrows", incoming=data.scenario.borrows),
+    ):
+        rows["borrows"] = _copy(
+            conn,
+            "borrows",
+            BORROW_BINARY_COLUMNS,
+            data.borrow_blocks(),
+            counter,
+            binary=True,
+            freeze=freeze,
+        )
+        rows["borrows"] += _copy(
+            conn, "borrows", BORROW_COLUMNS, held_borrow_blocks, counter, freeze=freeze
+        )
+    conn.execute(
+        "UPDATE members SET loans_out = open.loans FROM ("
+        " SELECT member_id, count(*) AS loans FROM borrows"
+        " WHERE status IN ('pending', 'active') AND member_id > %s GROUP BY member_id"
+        ") AS open WHERE members.id = open.member_id",
+        [data.ids.members],
+    )
+    for table in ("members", "borrows", "holds"):
+        _advance_identity(conn, table)
+    return rows
+
+
+def _simulate(scenario: Scenario, rng: random.Random, counter: _Counter) -> LendingData:
+    with counter.timed("borrows"):
+        return LendingData(scenario, now=datetime.now(UTC), rng=rng)
+
+
+def _prepare(
+    books: psycopg.Connection[Any], orders: psycopg.Connection[Any], *, truncate: bool, freeze: bool
+) -> tuple[IdBase, bool]:
+    """Empty (with `truncate`) and lock the tables; the largest ids already in them, and
+    whether the catalog was emptied in this transaction."""
+    # The commit need not wait for the WAL flush: a crash loses a seed that is rerun anyway.
+    # Room to sort the indexes built after the load in memory.
+    for conn in (books, orders):
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '1GB'")
+    catalog_emptied = False
+    if truncate:
+        catalog_emptied = empty_lending_tables(books, orders)
+    elif freeze:
+        # Empty already: emptied again here, in this transaction.
+        orders.execute(f"TRUNCATE {', '.join(ORDERS_LENDING_TABLES)}")
+        books.execute("TRUNCATE copy_loans")
+        catalog_emptied = _empty_catalog(books)
+    # Nothing else may take ids while the seed writes its own.
+    books.execute("LOCK TABLE books, copy_loans IN EXCLUSIVE MODE")
+    orders.execute(f"LOCK TABLE {', '.join(ORDERS_LENDING_TABLES)} IN EXCLUSIVE MODE")
+    ids = IdBase(
+        books=_max_id(books, "books"),
+        members=_max_id(orders, "members"),
+        borrows=_max_id(orders, "borrows"),
+        holds=_max_id(orders, "holds"),
+    )
+    return ids, catalog_emptied
 
 
 def seed_lending(
@@ -254,54 +403,33 @@ def seed_lending(
                 f"(`python -m devstack.seed --scenario {scenario.name} --force`)."
             )
         started = time.perf_counter()
-        # The commit need not wait for the WAL flush: a crash loses a seed that is rerun anyway.
-        # Room to sort the indexes built after the load.
-        for conn in (books, orders):
-            conn.execute("SET synchronous_commit = off")
-            conn.execute("SET maintenance_work_mem = '256MB'")
-        if truncate:
-            empty_lending_tables(books, orders)
-        # Nothing else may take ids while the seed writes its own.
-        books.execute("LOCK TABLE books, copy_loans IN EXCLUSIVE MODE")
-        orders.execute(f"LOCK TABLE {', '.join(ORDERS_LENDING_TABLES)} IN EXCLUSIVE MODE")
-        ids = IdBase(
-            books=_max_id(books, "books"),
-            members=_max_id(orders, "members"),
-            borrows=_max_id(orders, "borrows"),
-            holds=_max_id(orders, "holds"),
-        )
-        data = LendingData(scenario, ids=ids, now=datetime.now(UTC), rng=rng)
         expected = scenario.books + scenario.members + scenario.borrows + scenario.holds
         counter = _Counter(expected, progress, started=started)
-        rows = result.rows
-        rows["members"] = _copy(orders, "members", MEMBER_COLUMNS, data.member_blocks(), counter)
-        rows["borrows"] = _copy(
-            orders,
-            "borrows",
-            BORROW_COLUMNS,
-            data.borrow_blocks(),
-            counter,
-            incoming=scenario.borrows,
-        )
-        rows["books"] = _copy(
-            books, "books", BOOK_COLUMNS, data.book_blocks(), counter, incoming=scenario.books
-        )
-        rows["copy_loans"] = _copy(
-            books, "copy_loans", COPY_LOAN_COLUMNS, data.copy_loan_blocks(), counter
-        )
-        hold_blocks, held_borrow_blocks = data.hold_blocks()
-        rows["holds"] = _copy(orders, "holds", HOLD_COLUMNS, hold_blocks, counter)
-        rows["borrows"] += _copy(orders, "borrows", BORROW_COLUMNS, held_borrow_blocks, counter)
-        orders.execute(
-            "UPDATE members SET loans_out = open.loans FROM ("
-            " SELECT member_id, count(*) AS loans FROM borrows"
-            " WHERE status IN ('pending', 'active') AND member_id > %s GROUP BY member_id"
-            ") AS open WHERE members.id = open.member_id",
-            [ids.members],
-        )
-        _advance_identity(books, "books")
-        for table in ("members", "borrows", "holds"):
-            _advance_identity(orders, table)
+        # Rows loaded into tables emptied in the same transaction can be written frozen,
+        # so that neither the index builds nor VACUUM have to visit them again.
+        freeze = truncate or not contents
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as pool:
+            # The history is simulated whole first (its ids follow time), while the
+            # servers empty and lock the tables.
+            simulated = pool.submit(_simulate, scenario, rng, counter)
+            ids, catalog_emptied = _prepare(books, orders, truncate=truncate, freeze=freeze)
+            data = simulated.result()
+            data.number(ids)
+            counter.expected += len(data.active)
+            catalog = pool.submit(
+                _load_books, books, data, counter, freeze=freeze, freeze_books=catalog_emptied
+            )
+            try:
+                lending = _load_orders(orders, data, counter, freeze=freeze)
+            except BaseException:
+                books.cancel_safe()
+                raise
+            finally:
+                # The books connection is closed below only once its thread is done with it.
+                catalog.exception()
+            loaded = {**lending, **catalog.result()}
+        for table in ("members", "borrows", "books", "copy_loans", "holds"):
+            result.rows[table] = loaded[table]
         books.commit()
         orders.commit()
         counter.add(0, final=True)
