@@ -77,8 +77,9 @@ def _bytes(data: bytes) -> npt.NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8)
 
 
-def _big_endian(values: npt.NDArray[np.int64], dtype: str, count: int) -> npt.NDArray[np.uint8]:
-    return values.astype(dtype).view(np.uint8).reshape(count, -1)
+def _big_endian(values: npt.NDArray[np.int64], dtype: str, width: int) -> npt.NDArray[np.uint8]:
+    """One row of ``width`` bytes per row of ``values`` (a block may hold none)."""
+    return values.astype(dtype).view(np.uint8).reshape(-1, width)
 
 
 class BorrowEncoder:
@@ -129,7 +130,7 @@ class BorrowEncoder:
         at += len(RETURNED)
         rows[back, at : at + 4] = _bytes(TIMESTAMP_SIZE)
         rows[back, at + 4 : at + 12] = _big_endian(
-            _postgres_time(loans.returned[back]), ">i8", len(back)
+            _postgres_time(loans.returned[back]), ">i8", 8
         )
         at += 12
         rows[back, at : at + 4] = _bytes(NULL_FIELD)
@@ -139,7 +140,7 @@ class BorrowEncoder:
         )
         rows[fined, at : at + len(FEE_HEAD)] = _bytes(FEE_HEAD)
         digits = np.stack((cents // 100, cents % 100 * 100), axis=1)
-        rows[fined, at + len(FEE_HEAD) : at + TAIL_FEE] = _big_endian(digits, ">i2", len(fined))
+        rows[fined, at + len(FEE_HEAD) : at + TAIL_FEE] = _big_endian(digits, ">i2", 4)
         # The title and author right after each row's tail.
         width = self.labels.shape[1]
         for size in (TAIL_ACTIVE, TAIL_RETURNED, TAIL_LATE):
