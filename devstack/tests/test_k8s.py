@@ -395,11 +395,13 @@ class TestContainers:
         assert missing == []
 
     @pytest.mark.parametrize("service", API_SERVICES)
-    def test_apis_are_ready_on_ready_and_alive_on_health(self, overlay: str, service: str) -> None:
+    def test_apis_are_ready_on_ready_and_alive_on_livez(self, overlay: str, service: str) -> None:
+        """/health asks the database (and books): a liveness probe on it would restart
+        every pod while a dependency is down, so liveness and start-up use /livez."""
         container = main_container(named(overlay, "Deployment", service))
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-        assert container["startupProbe"]["httpGet"]["path"] == "/health"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+        assert container["startupProbe"]["httpGet"]["path"] == "/livez"
         (port,) = container["ports"]
         assert port["containerPort"] == API_SERVICES[service]
 
