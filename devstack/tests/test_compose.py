@@ -652,7 +652,7 @@ class TestPortsAndEnvironment:
         assert listening_port(service, monkeypatch) == port
         assert int(dockerfile.last("EXPOSE").args) == port
         check = " ".join(dockerfile.healthcheck)
-        assert "/health" in check
+        assert "/livez" in check
         assert checked_port(service, check, container_env(service), monkeypatch) == port
         assert container_ports(service) == {port}
 

@@ -10,10 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from books.config import get_settings as books_settings
 from books.seed import SeedError
 from devstack.pytest_plugin import drop_database, migrated_database
 from devstack.seed import SCENARIOS, Scenario, seed_lending
 from devstack.seed.__main__ import main as seed_main
+from orders.config import get_settings as orders_settings
 
 MINIMAL = SCENARIOS["minimal"]
 
@@ -22,6 +24,16 @@ MINIMAL = SCENARIOS["minimal"]
 class Databases:
     books: str
     orders: str
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """The command reads its databases from the environment each test sets."""
+    books_settings.cache_clear()
+    orders_settings.cache_clear()
+    yield
+    books_settings.cache_clear()
+    orders_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

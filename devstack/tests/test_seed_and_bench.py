@@ -602,7 +602,7 @@ class TestLendingSection:
         # Every borrow of the run became a loan with its copy out at books.
         with psycopg.connect(orders_database) as conn:
             pending = conn.execute("SELECT count(*) FROM borrows WHERE status = 'pending'")
-            assert pending.fetchone() == (0,)
+            assert pending.fetchone() == (0,), output
         out = scalar(db, "SELECT count(*) FROM copy_loans WHERE state = 'out'")
         lent = scalar(db, "SELECT sum(copies_total - copies_available) FROM books")
         assert out == lent
