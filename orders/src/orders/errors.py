@@ -5,6 +5,16 @@ from __future__ import annotations
 from servicekit.problems import ProblemError
 
 
+class IllegalTransition(ProblemError):
+    """An order, a borrow or a hold asked to move where its status machine does not go."""
+
+    status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
+    code = "ILLEGAL_TRANSITION"
+
+    def __init__(self, what: str, *, current: str, target: str) -> None:
+        super().__init__(f"{what} is {current}; it cannot become {target}.")
+
+
 class IdempotencyKeyReused(ProblemError):
     status, title, type = 422, "Idempotency key reused", "/problems/idempotency-key-reused"
     code = "IDEMPOTENCY_CONFLICT"

@@ -61,6 +61,25 @@ class TestFigures:
         top = (await client.get("/v1/library/members/top", params={"limit": 1})).json()
         assert top == [{"member_id": reader["id"], "name": "Reader", "loans": 2}]
 
+    async def test_popular_counts_loans_of_the_window_titled_as_the_latest(
+        self, client, make_member, make_lendable, borrow_now, db
+    ):
+        book = await make_lendable(title="First Title", copies=4)
+        old, _, latest = [await borrow_now(book=book) for _ in range(3)]
+        member = await make_member()
+        pending = await client.post(
+            "/v1/borrows", json={"member_id": member["id"], "book_id": book["id"]}
+        )
+        assert pending.json()["status"] == "pending"
+        db.execute(
+            "UPDATE borrows SET requested_at = now() - interval '8 days' WHERE id = %s", [old["id"]]
+        )
+        db.execute("UPDATE borrows SET book_title = 'Second Title' WHERE id = %s", [latest["id"]])
+        week = (await client.get("/v1/library/popular", params={"days": 7})).json()
+        assert [(p["book_title"], p["loans"]) for p in week] == [("Second Title", 2)]
+        fortnight = (await client.get("/v1/library/popular", params={"days": 14})).json()
+        assert [p["loans"] for p in fortnight] == [3]
+
     async def test_window_is_bounded(self, client):
         response = await client.get("/v1/library/popular", params={"days": 0})
         assert response.status_code == 422

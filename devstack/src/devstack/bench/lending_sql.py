@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from sqlalchemy import TextClause
 
 from devstack.bench.raw import Query
+from orders.lending import library
 
 BORROW_COLUMNS = (
     "id, member_id, book_id, book_title, book_author, status, rejection_reason, hold_id,"
@@ -67,38 +70,16 @@ OVERDUE_SQL = (
     " ORDER BY due_at, id LIMIT %s OFFSET %s"
 )
 OVERDUE_COUNT_SQL = "SELECT count(*) FROM borrows WHERE status = %s AND due_at < now()"
-# orders.lending.library, word for word.
-SUMMARY_SQL = """
-    SELECT
-        (SELECT count(*) FROM borrows WHERE status = 'active') AS loans_out,
-        (SELECT count(*) FROM borrows WHERE status = 'active' AND due_at < now()) AS overdue,
-        (SELECT count(*) FROM holds WHERE status = 'waiting') AS holds_waiting,
-        (SELECT count(*) FROM holds WHERE status = 'ready') AS holds_ready,
-        (SELECT count(*) FROM members WHERE deleted_at IS NULL) AS members,
-        (SELECT count(*) FROM members WHERE deleted_at IS NULL AND loans_out > 0)
-            AS members_borrowing
-"""
-POPULAR_SQL = """
-    SELECT book_id, (array_agg(book_title ORDER BY id DESC))[1] AS book_title,
-           (array_agg(book_author ORDER BY id DESC))[1] AS book_author, count(*) AS loans
-    FROM borrows
-    WHERE requested_at >= now() - %(window)s AND status IN ('active', 'returned')
-    GROUP BY book_id
-    ORDER BY loans DESC, book_id
-    LIMIT %(limit)s
-"""
-TOP_MEMBERS_SQL = """
-    SELECT b.member_id, m.name, b.loans
-    FROM (
-        SELECT member_id, count(*) AS loans FROM borrows
-        WHERE requested_at >= now() - %(window)s AND status IN ('active', 'returned')
-        GROUP BY member_id
-        ORDER BY loans DESC, member_id
-        LIMIT %(limit)s
-    ) b
-    JOIN members m ON m.id = b.member_id
-    ORDER BY b.loans DESC, b.member_id
-"""
+
+
+def _psycopg(statement: TextClause) -> str:
+    """One of the library's statements with psycopg's placeholders for SQLAlchemy's."""
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", statement.text)
+
+
+SUMMARY_SQL = _psycopg(library.SUMMARY_SQL)
+POPULAR_SQL = _psycopg(library.POPULAR_SQL)
+TOP_MEMBERS_SQL = _psycopg(library.TOP_MEMBERS_SQL)
 FIGURE_LIMIT = 10
 OVERDUE_LIMIT = 50
 LOAN_PERIOD = timedelta(days=14)

@@ -129,9 +129,7 @@ class BorrowEncoder:
         rows[back, at : at + len(RETURNED)] = _bytes(RETURNED)
         at += len(RETURNED)
         rows[back, at : at + 4] = _bytes(TIMESTAMP_SIZE)
-        rows[back, at + 4 : at + 12] = _big_endian(
-            _postgres_time(loans.returned[back]), ">i8", 8
-        )
+        rows[back, at + 4 : at + 12] = _big_endian(_postgres_time(loans.returned[back]), ">i8", 8)
         at += 12
         rows[back, at : at + 4] = _bytes(NULL_FIELD)
         fined = np.flatnonzero(late)

@@ -113,14 +113,6 @@ class HoldNotFound(ProblemError):
         super().__init__(f"No hold has id {hold_id}.")
 
 
-class IllegalBorrowTransition(ProblemError):
-    status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
-    code = "ILLEGAL_TRANSITION"
-
-    def __init__(self, what: str, current: str, target: str) -> None:
-        super().__init__(f"{what} is {current}; it cannot become {target}.")
-
-
 class RenewalRefused(ProblemError):
     status, title, type = 409, "Renewal refused", "/problems/renewal-refused"
     code = "RENEWAL_REFUSED"

@@ -9,13 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.books_client import BooksClient
+from orders.errors import IllegalTransition
 from orders.lending import events
 from orders.lending.errors import (
     AlreadyBorrowed,
     AlreadyHolding,
     HoldNotFound,
     HoldNotReady,
-    IllegalBorrowTransition,
 )
 from orders.lending.loans import active_member, lendable_book, open_loan
 from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, NoticeKind
@@ -105,7 +105,7 @@ class HoldService:
         hold = await self.get(hold_id=hold_id)
         if hold.status is HoldStatus.CANCELLED:
             return hold
-        raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.CANCELLED)
+        raise IllegalTransition(f"Hold {hold_id}", current=hold.status, target=HoldStatus.CANCELLED)
 
     async def cancel_all_of(self, *, member_id: int) -> None:
         for hold in await self.holds.open_holds_of(member_id=member_id):
@@ -173,7 +173,7 @@ class HoldService:
         if hold.status in (HoldStatus.READY, HoldStatus.FULFILLED):
             # It has its copy (from the shelf earlier, or handed over from a return).
             return hold
-        raise IllegalBorrowTransition(f"Hold {hold_id}", hold.status, HoldStatus.READY)
+        raise IllegalTransition(f"Hold {hold_id}", current=hold.status, target=HoldStatus.READY)
 
     async def hand_over(self, *, book_id: int, from_reference: str) -> Hold | None:
         """Set the copy out under `from_reference` aside for the first waiting hold of the

@@ -12,13 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders import idempotency
 from orders.books_client import BooksClient, BookSnapshot
-from orders.errors import IdempotencyKeyInFlight
+from orders.errors import IdempotencyKeyInFlight, IllegalTransition
 from orders.idempotency import Answer, Claimed, IdempotencyStore, StoredResponse, respond_once
 from orders.lending import events
 from orders.lending.errors import (
     AlreadyBorrowed,
     BorrowNotFound,
-    IllegalBorrowTransition,
     LoanLimitReached,
     MemberBlocked,
     NotLendable,
@@ -280,7 +279,9 @@ class LoanService:
         if borrow.status is BorrowStatus.HELD:
             return borrow
         if borrow.status is not BorrowStatus.PENDING:
-            raise IllegalBorrowTransition(f"Borrow {borrow_id}", borrow.status, BorrowStatus.HELD)
+            raise IllegalTransition(
+                f"Borrow {borrow_id}", current=borrow.status, target=BorrowStatus.HELD
+            )
         hold = await self.holds.add(
             {
                 "member_id": borrow.member_id,
@@ -321,4 +322,4 @@ class LoanService:
         borrow = await self.get(borrow_id=borrow_id)
         if borrow.status is target:
             return borrow
-        raise IllegalBorrowTransition(f"Borrow {borrow_id}", borrow.status, target)
+        raise IllegalTransition(f"Borrow {borrow_id}", current=borrow.status, target=target)

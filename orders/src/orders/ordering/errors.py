@@ -78,11 +78,3 @@ class InsufficientStock(ProblemError):
                 for s in shortages
             ],
         )
-
-
-class IllegalTransition(ProblemError):
-    status, title, type = 409, "Illegal status transition", "/problems/illegal-transition"
-    code = "ILLEGAL_TRANSITION"
-
-    def __init__(self, order_id: int, *, current: str, target: str) -> None:
-        super().__init__(f"Order {order_id} is {current}; it cannot become {target}.")

@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders import idempotency
 from orders.books_client import BooksClient, BookSnapshot
-from orders.errors import BooksContractBroken, BooksUnavailable, IdempotencyKeyInFlight
+from orders.errors import (
+    BooksContractBroken,
+    BooksUnavailable,
+    IdempotencyKeyInFlight,
+    IllegalTransition,
+)
 from orders.idempotency import Answer, Claimed, IdempotencyStore, StoredResponse, respond_once
 from orders.metrics import (
     ORDERS_CREATED,
@@ -21,7 +26,6 @@ from orders.metrics import (
     STATUS_TRANSITIONS_NOT_APPLIED,
 )
 from orders.ordering.errors import (
-    IllegalTransition,
     InsufficientStock,
     OrderNotFound,
     RepeatedBooks,
@@ -209,7 +213,7 @@ class OrderService:
             STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "already").inc()
             return order, False
         STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "illegal").inc()
-        raise IllegalTransition(order_id, current=order.status, target=to)
+        raise IllegalTransition(f"Order {order_id}", current=order.status, target=to)
 
     async def list_orders(
         self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
