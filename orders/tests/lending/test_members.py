@@ -64,6 +64,23 @@ class TestReadMembers:
         blocked = await client.get("/v1/members", params={"status": "active"})
         assert blocked.json()["data"] == [first]
 
+    async def test_find_by_email_or_part_of_the_name(self, client, make_member):
+        ada = await make_member(name="Ada Lovelace", email="ada@example.org")
+        await make_member(name="Grace Hopper", email="grace@example.org")
+        percent = await make_member(name="100% Reader", email="pct@example.org")
+
+        async def found(q: str) -> list[int]:
+            response = await client.get("/v1/members", params={"q": q})
+            assert response.status_code == 200, response.text
+            assert response.headers["x-total-count"] == str(len(response.json()["data"]))
+            return [m["id"] for m in response.json()["data"]]
+
+        assert await found("ADA@example.org") == [ada["id"]]
+        assert await found("lovel") == [ada["id"]]
+        assert await found("%") == [percent["id"]]  # a wildcard is a character here
+        assert await found("example.org") == []  # an email matches whole, not in part
+        assert_problem(await client.get("/v1/members", params={"q": ""}), 422)
+
 
 class TestUpdateMember:
     async def test_block_and_change_limit(self, client, make_member):

@@ -143,10 +143,18 @@ class MemberController(Controller):
         status: Annotated[
             MemberStatus | None, QueryParameter(description="Only this status.")
         ] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=200,
+                description="Members whose email is this (any case) or whose name contains it.",
+            ),
+        ] = None,
     ) -> Response[MemberPage]:
         """List members, newest first."""
         limit = min(limit, MAX_PAGE_SIZE)
-        found, total = await members.list_members(limit=limit, offset=offset, status=status)
+        found, total = await members.list_members(limit=limit, offset=offset, status=status, q=q)
         page = MemberPage(
             data=[MemberRead.of(m) for m in found], total=total, limit=limit, offset=offset
         )

@@ -38,10 +38,10 @@ class MemberService:
         return member
 
     async def list_members(
-        self, *, limit: int, offset: int, status: MemberStatus | None
+        self, *, limit: int, offset: int, status: MemberStatus | None, q: str | None
     ) -> tuple[list[Member], int]:
-        members = await self.members.list(limit=limit, offset=offset, status=status)
-        return members, await self.members.count(status=status)
+        members = await self.members.list(limit=limit, offset=offset, status=status, q=q)
+        return members, await self.members.count(status=status, q=q)
 
     async def update(self, *, member_id: int, changes: MemberUpdate) -> Member:
         values = changes.changes()

@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, func, select, text, update
+from sqlalchemy import ColumnElement, Row, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,19 +70,21 @@ class MemberRepository:
         )
         return bool(taken)
 
-    async def list(self, *, limit: int, offset: int, status: MemberStatus | None) -> list[Member]:
+    async def list(
+        self, *, limit: int, offset: int, status: MemberStatus | None, q: str | None
+    ) -> list[Member]:
         statement = (
             select(Member)
-            .where(*_member_filters(status))
+            .where(*_member_filters(status, q))
             .order_by(Member.created_at.desc(), Member.id.desc())
             .limit(limit)
             .offset(offset)
         )
         return list((await self.session.scalars(statement)).all())
 
-    async def count(self, *, status: MemberStatus | None) -> int:
+    async def count(self, *, status: MemberStatus | None, q: str | None) -> int:
         total = await self.session.scalar(
-            select(func.count()).select_from(Member).where(*_member_filters(status))
+            select(func.count()).select_from(Member).where(*_member_filters(status, q))
         )
         return int(total or 0)
 
@@ -133,10 +135,15 @@ class MemberRepository:
         )
 
 
-def _member_filters(status: MemberStatus | None) -> list[ColumnElement[bool]]:
+def _member_filters(status: MemberStatus | None, q: str | None) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [Member.deleted_at.is_(None)]
     if status is not None:
         conditions.append(Member.status == status)
+    if q is not None:
+        # The email exactly (its unique index), or a part of the name.
+        conditions.append(
+            or_(func.lower(Member.email) == q.lower(), Member.name.icontains(q, autoescape=True))
+        )
     return conditions
 
 
