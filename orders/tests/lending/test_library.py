@@ -80,6 +80,21 @@ class TestFigures:
         fortnight = (await client.get("/v1/library/popular", params={"days": 14})).json()
         assert [p["loans"] for p in fortnight] == [3]
 
+    async def test_daily_lists_every_day_of_the_window(self, client, borrow_now, db):
+        first, second, _ = [await borrow_now() for _ in range(3)]
+        db.execute(
+            "UPDATE borrows SET requested_at = now() - interval '2 days' WHERE id = ANY(%s)",
+            [[first["id"], second["id"]]],
+        )
+        daily = (await client.get("/v1/library/daily", params={"days": 4})).json()
+        assert [d["loans"] for d in daily] == [0, 2, 0, 1]
+        assert (
+            daily[-1]["day"]
+            == db.execute("SELECT (now() AT TIME ZONE 'UTC')::date::text").fetchone()[0]
+        )
+        response = await client.get("/v1/library/daily", params={"days": 367})
+        assert response.status_code == 422
+
     async def test_window_is_bounded(self, client):
         response = await client.get("/v1/library/popular", params={"days": 0})
         assert response.status_code == 422

@@ -30,6 +30,7 @@ from orders.lending.schemas import (
     BorrowListStatus,
     BorrowPage,
     BorrowRead,
+    DailyLoans,
     HoldCreate,
     HoldPage,
     HoldRead,
@@ -55,6 +56,9 @@ MemberFilter = Annotated[
 ]
 BookFilter = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="Only this book's.")]
 Days = Annotated[int, QueryParameter(ge=1, le=3650, description="The window: the last N days.")]
+Days366 = Annotated[
+    int, QueryParameter(ge=1, le=366, description="The window: the last N days, today included.")
+]
 TopLimit = Annotated[int, QueryParameter(ge=1, le=100, description="How many to list.")]
 
 PAGE_HEADERS = [
@@ -461,6 +465,13 @@ class LibraryController(Controller):
     ) -> list[PopularBook]:
         """The most borrowed books in the last `days` days."""
         return await library.popular(days=days, limit=limit)
+
+    @get("/daily", operation_class=DocumentedOperation, responses=problem_responses(422))
+    async def daily_loans(
+        self, library: NamedDependency[LibraryService], days: Days366 = 30
+    ) -> list[DailyLoans]:
+        """Loans made on each of the last `days` UTC days, oldest first, today last."""
+        return await library.daily(days=days)
 
     @get("/members/top", operation_class=DocumentedOperation, responses=problem_responses(422))
     async def top_members(

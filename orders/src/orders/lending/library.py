@@ -13,7 +13,7 @@ from orders.lending.holds import HoldService
 from orders.lending.models import NoticeKind
 from orders.lending.policy import LendingPolicy
 from orders.lending.repository import NoticeRepository
-from orders.lending.schemas import LibrarySummary, PopularBook, SweepRead, TopMember
+from orders.lending.schemas import DailyLoans, LibrarySummary, PopularBook, SweepRead, TopMember
 from orders.metrics import (
     LIBRARY_HOLDS_READY,
     LIBRARY_HOLDS_WAITING,
@@ -69,6 +69,22 @@ TOP_MEMBERS_SQL = text(
     ORDER BY b.loans DESC, b.member_id
     """
 )
+# Days are UTC days; every day of the window is listed, those without a loan as 0.
+DAILY_SQL = text(
+    """
+    SELECT day::date AS day, count(b.requested_at) AS loans
+    FROM generate_series(
+        (now() AT TIME ZONE 'UTC')::date - (:days - 1), (now() AT TIME ZONE 'UTC')::date,
+        interval '1 day'
+    ) AS day
+    LEFT JOIN borrows b
+        ON b.requested_at >= day AT TIME ZONE 'UTC'
+        AND b.requested_at < (day + interval '1 day') AT TIME ZONE 'UTC'
+        AND b.status IN ('active', 'returned')
+    GROUP BY day
+    ORDER BY day
+    """
+)
 SWEEP_BATCH = 500
 
 
@@ -98,6 +114,10 @@ class LibraryService:
     async def top_members(self, *, days: int, limit: int) -> list[TopMember]:
         rows = await self.session.execute(TOP_MEMBERS_SQL, _window(days, limit))
         return [TopMember(**row._mapping) for row in rows]
+
+    async def daily(self, *, days: int) -> list[DailyLoans]:
+        rows = await self.session.execute(DAILY_SQL, {"days": days})
+        return [DailyLoans(**row._mapping) for row in rows]
 
     async def sweep(self) -> SweepRead:
         """One bounded round of the periodic work: expire uncollected holds (their copies

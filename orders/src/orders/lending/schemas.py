@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -285,6 +285,11 @@ class PopularBook(msgspec.Struct, kw_only=True):
     book_id: BookId
     book_title: Annotated[str, Meta(description="The title of its latest loan.")]
     book_author: Annotated[str, Meta(description="The author of its latest loan.")]
+    loans: Loans
+
+
+class DailyLoans(msgspec.Struct, kw_only=True):
+    day: Annotated[date, Meta(description="A UTC day.")]
     loans: Loans
 
 
