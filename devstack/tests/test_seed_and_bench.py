@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -296,7 +297,7 @@ class TestBenchCommand:
             "raw psycopg page at offset 50,000: ids first",
             "POST /v1/books",
         ):
-            assert name in output
+            assert name in output, output
         assert "API/raw for GET by id: RPS" in output
         assert "first error" not in output
         assert scalar(db, "SELECT count(*) FROM books") == 55
@@ -461,7 +462,7 @@ class TestOrdersWorkersAndSagaSections:
             "commit -> confirmed",
             "3 orders placed: 3 confirmed, 0 rejected, 0 pending",
         ):
-            assert name in output
+            assert name in output, output
         assert "first error" not in output
         assert "skipped" not in output
         # 5 placed by the orders section, 4 written for the workers, 3 by the saga section.
@@ -592,10 +593,13 @@ class TestLendingSection:
             "request -> active (API, relay, queue, worker)",
             "raw psycopg borrow + checkout + activate at 10/s",
             "API/raw for a borrow request: RPS",
-            "request -> active: the 3 borrows ended",
         ):
-            assert name in output
-        # A book's last copy may go to an earlier borrow of the run: that one is held.
+            assert name in output, output
+        # A book's last copy may go to an earlier borrow of the run: that one is held, or
+        # refused when no copy is left at all, so fewer than the 3 placed may have ended.
+        ended = re.search(r"request -> active: the (\d) borrows ended", output)
+        assert ended is not None, output
+        assert 1 <= int(ended[1]) <= 3
         errors = [line for line in output.splitlines() if "first error" in line]
         assert all("not all active" in line or "no copy of book" in line for line in errors)
         assert "skipped" not in output
