@@ -2,7 +2,7 @@
 # locked environment first, so a machine with nothing but python3 can run them.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen
-SUITES := servicekit books orders workers devstack
+SUITES := servicekit books orders workers devstack web
 
 .DEFAULT_GOAL := help
 .PHONY: help deps run test lint fmt migrate seed bench clean
@@ -19,8 +19,9 @@ run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are s
 	@$(RUN) python -m devstack.run
 
 # Debian packages that some tests use, as command:package (those tests skip without them):
-# promtool and Prometheus for the monitoring tests, docker-compose to validate the compose file.
-TEST_TOOLS := promtool:prometheus docker-compose:docker-compose kubectl:kubectl
+# promtool and Prometheus for the monitoring tests, docker-compose to validate the compose file,
+# kubectl to render the Kubernetes overlays, Chromium for the web tests in a real browser.
+TEST_TOOLS := promtool:prometheus docker-compose:docker-compose kubectl:kubectl chromium:chromium
 
 test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	@for tool in $(TEST_TOOLS); do \
@@ -39,7 +40,7 @@ test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TE
 lint: deps ## ruff (lint + format check) and mypy
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy servicekit/src books/src orders/src workers/src devstack/src
+	$(RUN) mypy servicekit/src books/src orders/src workers/src devstack/src web/src
 
 fmt: deps ## Format and auto-fix with ruff
 	$(RUN) ruff format .

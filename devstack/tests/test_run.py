@@ -24,6 +24,7 @@ class Stack:
         self.log_path = data_dir / "make-run.log"
         self.books_port = free_port()
         self.orders_port = free_port()
+        self.web_port = free_port()
         self.env = {
             **{
                 k: v
@@ -39,6 +40,7 @@ class Stack:
             "BOOKS_RELAY_METRICS_PORT": str(free_port()),
             "ORDERS_RELAY_METRICS_PORT": str(free_port()),
             "WORKERS_METRICS_PORT": str(free_port()),
+            "WEB_PORT": str(self.web_port),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +66,11 @@ class Stack:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log_path.read_text()
             try:
-                urls = (f"{self.books_url}/ready", f"{self.orders_url}/health")
+                urls = (
+                    f"{self.books_url}/ready",
+                    f"{self.orders_url}/health",
+                    f"http://127.0.0.1:{self.web_port}/livez",
+                )
                 if all(httpx.get(url, timeout=1).status_code == 200 for url in urls):
                     return
             except httpx.TransportError:
@@ -134,7 +140,11 @@ class TestMakeRun:
         )
         assert order.status_code == 201
         assert wait_for_status(f"{stack.orders_url}{order.headers['location']}") == "confirmed"
+        storefront = httpx.get(f"http://127.0.0.1:{stack.web_port}/")
+        assert storefront.status_code == 200
+        assert "Kept" in storefront.text
         output = stack.stop(signal.SIGTERM)
+        assert f"web          http://127.0.0.1:{stack.web_port}" in output
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
         assert f"docs {stack.orders_url}/docs" in output

@@ -86,6 +86,7 @@ class StackConfig:
     services: tuple[Service, ...]
     workers: tuple[Worker, ...]
     prometheus_port: int
+    web_port: int
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -96,6 +97,7 @@ class StackConfig:
             redis_port=int(env.get("STACK_REDIS_PORT", "6380")),
             smtp_port=int(env.get("STACK_SMTP_PORT", "8025")),
             prometheus_port=int(env.get("STACK_PROMETHEUS_PORT", "9090")),
+            web_port=int(env.get("WEB_PORT", "8000")),
             services=(
                 Service(
                     "books",
@@ -231,8 +233,28 @@ def service_key(config: StackConfig) -> dict[str, str]:
     return {"SERVICE_KEY": path.read_text().strip()}
 
 
+def web_secrets(config: StackConfig) -> dict[str, str]:
+    """The web app's cookie-signing key (generated once, kept with the stack's data) and
+    its staff accounts' file, which `python -m web staff add NAME` writes."""
+    path = config.data_dir / "web_secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return {
+        "WEB_SECRET_KEY": os.environ.get("WEB_SECRET_KEY") or path.read_text().strip(),
+        "WEB_STAFF_FILE": os.environ.get("WEB_STAFF_FILE")
+        or str(config.data_dir / "web" / "staff.json"),
+    }
+
+
 def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: bool) -> None:
     lines = ["", "Bookstore is starting:"]
+    web = f"http://127.0.0.1:{config.web_port}"
+    lines.append(f"  {'web':<12} {web}   desk {web}/desk")
+    lines.append(
+        f"  {'':<12} staff accounts: WEB_STAFF_FILE={env['WEB_STAFF_FILE']} "
+        "python -m web staff add NAME"
+    )
     for service in config.services:
         base = f"http://127.0.0.1:{service.port}"
         lines.append(f"  {service.name:<12} {base}   docs {base}/docs   metrics {base}/metrics")
@@ -275,8 +297,10 @@ def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
 
 
 def serve(config: StackConfig, env: dict[str, str]) -> int:
-    ports = [(s.name, s.port, s.port_env) for s in config.services] + [
-        (w.name, w.metrics_port, w.metrics_port_env) for w in config.workers
+    ports = [
+        *[(s.name, s.port, s.port_env) for s in config.services],
+        *[(w.name, w.metrics_port, w.metrics_port_env) for w in config.workers],
+        ("web", config.web_port, "WEB_PORT"),
     ]
     for name, port, variable in ports:
         if not port_is_free(port):
@@ -306,6 +330,15 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         manager.add_process(
             worker.name, f"exec {sys.executable} -m {worker.module}", env=env, cwd=str(REPO_ROOT)
         )
+    site = {
+        **web_secrets(config),
+        "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": str(config.web_port),
+        "WEB_BOOKS_URL": f"http://127.0.0.1:{config.service('books').port}",
+        "WEB_ORDERS_URL": f"http://127.0.0.1:{config.service('orders').port}",
+    }
+    env |= site
+    manager.add_process("web", f"exec {sys.executable} -m web", env=env, cwd=str(REPO_ROOT))
     with_prometheus = os.environ.get("MONITORING") == "1" and _add_prometheus(manager, config)
     _print_banner(config, env, with_prometheus=with_prometheus)
     manager.loop()

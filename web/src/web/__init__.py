@@ -1,0 +1,1 @@
+"""The storefront and the librarian's desk: server-rendered pages on the public APIs."""
