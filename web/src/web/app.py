@@ -34,6 +34,9 @@ SERVICE_NAMES = {"books": "The catalog", "orders": "Ordering and lending"}
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     configure_logging("web", settings.log_level)
+    if settings.secret_key is None:
+        raise RuntimeError("set WEB_SECRET_KEY (32 characters or more) to sign the cookies")
+    secret = settings.secret_key.get_secret_value()
     books = Api(
         "books", settings.books_url, timeout_s=settings.api_timeout_s, key=settings.client_key
     )
@@ -95,7 +98,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.secret_key.get_secret_value(),
+        secret_key=secret,
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE_S,
         same_site="lax",
@@ -110,7 +113,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     # another site cannot read it. asgi-csrf is the one datasette uses.
     protected: ASGIApp = asgi_csrf(
         app,
-        signing_secret=settings.secret_key.get_secret_value(),
+        signing_secret=secret,
         cookie_secure=settings.cookie_secure,
     )
     return protected

@@ -16,8 +16,9 @@ class Settings(BaseSettings):
 
     books_url: str = "http://127.0.0.1:8001"
     orders_url: str = "http://127.0.0.1:8082"
-    # Signs the session and CSRF cookies; every process of one site shares it.
-    secret_key: SecretStr = Field(min_length=32)
+    # Signs the session and CSRF cookies; every process of one site shares it. Required
+    # to serve (`make run` generates one); the staff CLI does without.
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
     # Staff accounts (`python -m web staff add NAME`): user names and argon2 hashes.
     staff_file: Path = Path(".data/web/staff.json")
     # Sent as `Authorization: Bearer …` when set: the shop's client key on storefront calls,
