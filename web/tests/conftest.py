@@ -176,3 +176,12 @@ def librarian(site: Site) -> Iterator[Visitor]:
     visitor.sign_in()
     yield visitor
     visitor.client.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each test's outcome on it, for fixtures that act on failure (screenshots)."""
+    report = yield
+    if report.when == "call":
+        item.report_call = report  # type: ignore[attr-defined]
+    return report

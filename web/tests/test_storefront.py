@@ -48,6 +48,16 @@ class TestCatalog:
         assert f"Cheap {tag}" in found.text
         assert f"Dear {tag}" not in found.text
 
+    def test_the_search_forms_empty_fields_are_no_filter_and_bad_ones_say_why(
+        self, visitor: Visitor
+    ) -> None:
+        blank = visitor.get("/", params={"q": "", "author": "", "min_price": "", "max_price": ""})
+        assert blank.status_code == 200
+        bad = visitor.get("/", params={"max_price": "cheap"})
+        assert bad.status_code == 422
+        assert "Please check what you typed" in bad.text
+        assert "max_price" in bad.text
+
     def test_a_title_with_markup_is_text(self, site: Site, visitor: Visitor) -> None:
         book = site.book(title="<script>alert(1)</script>", author="<b>Mallory</b>")
         for path in ("/", f"/books/{book['id']}"):

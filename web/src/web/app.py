@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,6 +75,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def refused(request: Request, error: ApiProblem) -> HTMLResponse:
         status = error.status if error.status in (403, 404, 409, 422) else 400
         return error_page(request, status, "That did not work", error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> HTMLResponse:
+        fields = ", ".join(
+            f"{e['loc'][-1]}: {e['msg'].lower()}" for e in error.errors() if e.get("loc")
+        )
+        return error_page(request, 422, "Please check what you typed", fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BeforeValidator, Field
 
 from web.clients import Api, ApiProblem, Book, BookPage, Order, OrderPage
 from web.pages import new_key, render
@@ -16,11 +17,17 @@ from web.pages import new_key, render
 router = APIRouter()
 
 PAGE_SIZE = 12
+Price = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
 MAX_QUANTITY = 99
 CART_LINES = 20
 # How long a checkout waits on a twin request (double click) holding its key.
 IN_FLIGHT_RETRIES = 10
 SETTLED = ("confirmed", "rejected", "cancelled")
+
+
+def blank_is_none(value: object) -> object:
+    """A form's empty field means "no filter" (browsers send every field of a GET form)."""
+    return None if value == "" else value
 
 
 def books_api(request: Request) -> Api:
@@ -62,8 +69,8 @@ async def catalog(
     request: Request,
     q: Annotated[str | None, Query(max_length=200)] = None,
     author: Annotated[str | None, Query(max_length=200)] = None,
-    min_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
-    max_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
+    min_price: Annotated[Price | None, BeforeValidator(blank_is_none), Query()] = None,
+    max_price: Annotated[Price | None, BeforeValidator(blank_is_none), Query()] = None,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> HTMLResponse:
     filters = {"q": q, "author": author, "min_price": min_price, "max_price": max_price}
