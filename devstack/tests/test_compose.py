@@ -52,6 +52,7 @@ PORT_SETTINGS = {
     "books.relay": "relay_metrics_port",
     "orders.relay": "relay_metrics_port",
     "workers.worker": "metrics_port",
+    "web": "port",
 }
 # Third-party images Prometheus scrapes: the port each listens on by default.
 IMAGE_PORTS = {"oliver006/redis_exporter": 9121, "prometheuscommunity/postgres-exporter": 9187}

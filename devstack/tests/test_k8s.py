@@ -739,14 +739,21 @@ class TestNetworkPolicies:
         deny = named(overlay, "NetworkPolicy", "default-deny-ingress")["spec"]
         assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
 
-    def test_only_the_workers_and_orders_reach_books(self, overlay: str) -> None:
+    def test_only_the_workers_orders_and_web_reach_books(self, overlay: str) -> None:
         assert allowed_pods(overlay, {"app.kubernetes.io/name": "books"}, "http") == {
             "orders",
+            "web",
             "workers",
         }
 
-    def test_only_the_workers_reach_orders(self, overlay: str) -> None:
-        assert allowed_pods(overlay, {"app.kubernetes.io/name": "orders"}, "http") == {"workers"}
+    def test_only_the_workers_and_web_reach_orders(self, overlay: str) -> None:
+        assert allowed_pods(overlay, {"app.kubernetes.io/name": "orders"}, "http") == {
+            "web",
+            "workers",
+        }
+
+    def test_nothing_of_ours_reaches_web(self, overlay: str) -> None:
+        assert allowed_pods(overlay, {"app.kubernetes.io/name": "web"}, "http") == set()
 
     @pytest.mark.parametrize("service", API_SERVICES)
     def test_only_the_service_reaches_its_database(self, overlay: str, service: str) -> None:
@@ -793,9 +800,13 @@ class TestNetworkPolicies:
         for service in API_SERVICES:
             source = "".join(p.read_text() for p in (REPO_ROOT / service / "src").rglob("*.py"))
             assert '"/internal' in source, f"{service} declares no /internal routes"
-        assert [prefix for prefix, _ in prefixes if not prefix.startswith("/v1/")] == []
+        # Outside /v1/ only the web's pages, each named: its /metrics and /livez stay inside.
+        assert {svc for prefix, svc in prefixes if not prefix.startswith("/v1/")} == {"web"}
+        for page in ("/", "/books/7", "/cart", "/checkout", "/orders/3", "/desk/holds", "/static/app.css"):
+            assert routed(page) == {"web"}, page
         assert not routed("/internal/v1/stock")
         assert not routed("/metrics")
+        assert not routed("/livez")
 
 
 # --- monitoring --------------------------------------------------------------------------
