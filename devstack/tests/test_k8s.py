@@ -802,7 +802,15 @@ class TestNetworkPolicies:
             assert '"/internal' in source, f"{service} declares no /internal routes"
         # Outside /v1/ only the web's pages, each named: its /metrics and /livez stay inside.
         assert {svc for prefix, svc in prefixes if not prefix.startswith("/v1/")} == {"web"}
-        for page in ("/", "/books/7", "/cart", "/checkout", "/orders/3", "/desk/holds", "/static/app.css"):
+        for page in (
+            "/",
+            "/books/7",
+            "/cart",
+            "/checkout",
+            "/orders/3",
+            "/desk/holds",
+            "/static/app.css",
+        ):
             assert routed(page) == {"web"}, page
         assert not routed("/internal/v1/stock")
         assert not routed("/metrics")

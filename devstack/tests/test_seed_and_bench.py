@@ -302,6 +302,33 @@ class TestBenchCommand:
         assert "first error" not in output
         assert scalar(db, "SELECT count(*) FROM books") == 55
 
+    def test_web_section_puts_each_page_next_to_its_api_call(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=30)
+        env = {
+            "WEB_BOOKS_URL": books_api,
+            "WEB_SECRET_KEY": "bench-test-secret-key-0123456789abcdef",
+        }
+        with ServiceProcess("web.app:create_app", free_port(), env) as web:
+            args = bench_args(books_api, books_url, "--min-books", "10", only="web")
+            assert cli.main([*args, "--web-url", web.url, "--web-concurrency", "2"]) == 0
+        output = capsys.readouterr().out
+        for name in (
+            "GET / (catalog, page 1)",
+            "GET /v1/books?limit=12 (its API call)",
+            "GET /?q=the (search)",
+            "GET /books/{id} (book page)",
+            "GET /v1/books/{id} (its API call)",
+        ):
+            assert name in output, output
+        assert "first error" not in output
+        assert "2 concurrent users" in output
+
     def test_seed_option_fills_the_catalog_to_the_minimum(
         self,
         books_api: str,
@@ -339,7 +366,7 @@ class TestBenchCommand:
         with pytest.raises(SystemExit):
             cli.parse_args(bench_args("http://example.com", books_url))
 
-    @pytest.mark.parametrize("option", ["--orders-url", "--redis-url"])
+    @pytest.mark.parametrize("option", ["--orders-url", "--redis-url", "--web-url"])
     def test_refuses_non_local_orders_and_redis(self, books_url: str, option: str) -> None:
         with pytest.raises(SystemExit):
             cli.parse_args(bench_args("http://127.0.0.1:1", books_url, option, "redis://x"))

@@ -19,6 +19,7 @@ from devstack.bench.ordering import run_orders
 from devstack.bench.report import Report, render
 from devstack.bench.saga import run_saga
 from devstack.bench.stack import Options, SkipSection, is_loopback_database, is_loopback_url
+from devstack.bench.web import run_web
 from orders.config import Settings as OrdersSettings
 
 Section = Callable[[Options], Awaitable[Report]]
@@ -28,6 +29,7 @@ SECTIONS: dict[str, Section] = {
     "workers": run_workers,
     "saga": run_saga,
     "lending": run_lending,
+    "web": run_web,
 }
 
 
@@ -91,6 +93,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     parser.add_argument(
         "--lending-duration", type=float, default=10.0, help="seconds of request -> active load"
     )
+    parser.add_argument(
+        "--web-url", default=os.environ.get("BENCH_WEB_URL", "http://127.0.0.1:8000")
+    )
+    parser.add_argument(
+        "--web-concurrency", type=positive_int, default=8, help="users of the web section"
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be positive and --warmup not negative")
@@ -119,8 +127,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         saga_duration_s=args.saga_duration,
         lending_rate=args.lending_rate,
         lending_duration_s=args.lending_duration,
+        web_url=args.web_url.rstrip("/"),
+        web_concurrency=args.web_concurrency,
     )
-    for url in (options.books_url, options.orders_url, options.redis_url):
+    for url in (options.books_url, options.orders_url, options.redis_url, options.web_url):
         if not is_loopback_url(url):
             parser.error(f"refusing to load a non-local target: {url}")
     for url in (options.books_database_url, options.orders_database_url):

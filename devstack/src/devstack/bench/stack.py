@@ -39,6 +39,8 @@ class Options:
 
     lending_rate: float = 20.0
     lending_duration_s: float = 10.0
+    web_url: str = "http://127.0.0.1:8000"
+    web_concurrency: int = 8
 
 
 class SkipSection(Exception):
