@@ -432,7 +432,7 @@ def migrate(service: str, database_env: str, url: str) -> None:
 
 @pytest.fixture(scope="module")
 def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """books, orders, both relays and the workers as real processes on their own Valkey
+    """books, orders, web, both relays and the workers as real processes on their own Valkey
     (the workers take every job of their queues, and mail notices to a local SMTP sink),
     scraped every second by Prometheus."""
     if prometheus_binary() is None:
@@ -470,11 +470,17 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             "CLOUDINARY_URL": "cloudinary://key:secret@monitoring-test",
             "CLOUDINARY_UPLOAD_PREFIX": f"http://127.0.0.1:{free_port()}",
         }
-        for factory, job in (
-            ("books.app:create_app", "books"),
-            ("orders.app:create_app", "orders"),
+        site = {
+            "WEB_BOOKS_URL": books_url,
+            "WEB_ORDERS_URL": orders_url,
+            "WEB_SECRET_KEY": "monitoring-test-secret-key-0123456789",
+        }
+        for factory, job, extra in (
+            ("books.app:create_app", "books", {}),
+            ("orders.app:create_app", "orders", {}),
+            ("web.app:create_app", "web", site),
         ):
-            stack.enter_context(ServiceProcess(factory, ports[job], env))
+            stack.enter_context(ServiceProcess(factory, ports[job], {**env, **extra}))
         # Only the workers share counters between processes; in the others the variable
         # would switch prometheus_client to reading every process's files.
         multiprocess = {"PROMETHEUS_MULTIPROC_DIR": str(workdir / "workers-metrics")}

@@ -279,9 +279,11 @@ honcho.manager.KILL_WAIT = 35
 
 def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
     """`MONITORING=1`: a local Prometheus scraping every process, with the alert rules."""
-    targets = {s.name: s.port for s in config.services} | {
-        w.name: w.metrics_port for w in config.workers
-    }
+    targets = (
+        {s.name: s.port for s in config.services}
+        | {w.name: w.metrics_port for w in config.workers}
+        | {"web": config.web_port}
+    )
     command = monitoring.local_prometheus_command(
         targets, config.data_dir / "prometheus", port=config.prometheus_port
     )
