@@ -237,6 +237,20 @@ class TestLending:
         assert after["renewals"] == 1
         assert after["due_at"] > loan["due_at"]
 
+    def test_a_refused_renewal_is_shown_on_its_row(self, site: Site, librarian: Visitor) -> None:
+        book, member = site.book(copies_total=1), site.member()
+        self.lend(librarian, member["id"], book["id"])
+        loan = site.wait(
+            f"/v1/members/{member['id']}/borrows",
+            lambda page: page["data"][0]["status"] == "active",
+        )["data"][0]
+        page, action = f"/desk/members/{member['id']}", f"/desk/borrows/{loan['id']}/renew"
+        answers = [librarian.submit(page, action, {"member_id": member["id"]}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [303, 303, 409]
+        assert 'role="alert"' in answers[2].text
+        assert "renew" in answers[2].text.lower()
+        assert site.orders.get(f"/v1/borrows/{loan['id']}").json()["renewals"] == 2
+
     def test_overdue_and_figures(self, site: Site, librarian: Visitor) -> None:
         book, member = site.book(title="Long Gone", copies_total=1), site.member()
         self.lend(librarian, member["id"], book["id"])

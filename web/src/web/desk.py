@@ -197,13 +197,8 @@ async def loan_action(
     """Take a return or renew a loan, then back to the member."""
     if action not in ("return", "renew"):
         raise HTTPException(404, "No such action.")
-    try:
-        await api(request).call("POST", f"/v1/borrows/{borrow_id}/{action}", Borrow)
-    except ApiProblem as error:
-        context = await member_context(request, member_id)
-        context |= {"loan_error": {"id": borrow_id, "message": error.message}}
-        return render(request, "desk/member.html", context, status=error.status)
-    return RedirectResponse(f"/desk/members/{member_id}", status_code=303)
+    path = f"/v1/borrows/{borrow_id}/{action}"
+    return await act_for_member(request, member_id, path, ("loan_error", borrow_id))
 
 
 @router.post("/holds/{hold_id}/checkout", response_model=None, dependencies=staff_only)
@@ -211,11 +206,20 @@ async def checkout_hold(
     request: Request, hold_id: int, member_id: Annotated[int, Form()]
 ) -> Response:
     """Hand a ready hold's copy to its member: the hold becomes a loan."""
+    path = f"/v1/holds/{hold_id}/checkout"
+    return await act_for_member(request, member_id, path, ("hold_error", hold_id))
+
+
+async def act_for_member(
+    request: Request, member_id: int, path: str, error_at: tuple[str, int]
+) -> Response:
+    """POST one action on a loan or hold; back to the member's page, or that page with the
+    refusal shown on the row (`error_at`: which list, which row)."""
     try:
-        await api(request).call("POST", f"/v1/holds/{hold_id}/checkout", Borrow)
+        await api(request).call("POST", path, Borrow)
     except ApiProblem as error:
         context = await member_context(request, member_id)
-        context |= {"hold_error": {"id": hold_id, "message": error.message}}
+        context[error_at[0]] = {"id": error_at[1], "message": error.message}
         return render(request, "desk/member.html", context, status=error.status)
     return RedirectResponse(f"/desk/members/{member_id}", status_code=303)
 
