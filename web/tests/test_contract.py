@@ -4,6 +4,8 @@ sends, or a route the site calls that is gone, fails here rather than on a page.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -124,3 +126,16 @@ def test_each_route_the_site_calls_exists(
     documents: dict[str, dict[str, Any]], service: str, method: str, path: str
 ) -> None:
     assert method in documents[service]["paths"].get(path, {}), f"{method.upper()} {path}"
+
+
+def test_the_site_imports_nothing_of_the_services() -> None:
+    """Only the public APIs join the site to the services: no import of their code."""
+    source = Path(clients.__file__).parent
+    imports = set()
+    for path in source.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imports.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imports |= {alias.name.split(".")[0] for alias in node.names}
+    assert imports & {"books", "orders", "workers", "devstack"} == set()
