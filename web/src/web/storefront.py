@@ -136,14 +136,21 @@ async def cart_lines(request: Request) -> tuple[list[dict[str, Any]], Decimal]:
     return lines, sum((line["total"] for line in lines), Decimal("0.00"))
 
 
+async def cart_view(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The cart page, with what went wrong with the last checkout if anything did."""
+    lines, total = await cart_lines(request)
+    context = {
+        "lines": lines,
+        "total": total,
+        "checkout_key": checkout_key(request),
+        "error": error,
+    }
+    return render(request, "cart.html", context, status)
+
+
 @router.get("/cart", response_class=HTMLResponse)
 async def cart_page(request: Request) -> HTMLResponse:
-    lines, total = await cart_lines(request)
-    return render(
-        request,
-        "cart.html",
-        {"lines": lines, "total": total, "checkout_key": checkout_key(request)},
-    )
+    return await cart_view(request)
 
 
 @router.post("/checkout")
@@ -157,15 +164,8 @@ async def checkout(
         return RedirectResponse(f"/orders/{placed[attempt]}", status_code=303)
     cart = cart_of(request)
     if attempt != checkout_key(request) or not cart:
-        lines, total = await cart_lines(request)
         message = "Your cart changed since that page; check it and place the order again."
-        context = {
-            "lines": lines,
-            "total": total,
-            "checkout_key": checkout_key(request),
-            "error": message,
-        }
-        return render(request, "cart.html", context, status=409)
+        return await cart_view(request, message, 409)
     body = {
         "customer_id": customer_of(request),
         "items": [
@@ -176,14 +176,7 @@ async def checkout(
     try:
         order = await place(orders_api(request), body, attempt)
     except ApiProblem as error:
-        lines, total = await cart_lines(request)
-        context = {
-            "lines": lines,
-            "total": total,
-            "checkout_key": checkout_key(request),
-            "error": error.message,
-        }
-        return render(request, "cart.html", context, status=error.status)
+        return await cart_view(request, error.message, error.status)
     request.session["placed"] = dict(list(placed.items())[-4:]) | {attempt: order.id}
     save_cart(request, {})
     return RedirectResponse(f"/orders/{order.id}", status_code=303)
