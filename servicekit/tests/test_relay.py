@@ -21,6 +21,7 @@ from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import EmbeddedValkey, free_port
 from servicekit.relay import BACKLOG, OutboxRelay, Route
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 ROUTES = {
     "order.placed": Route("orders", "workers.stock.place_order"),
     "order.confirmed": Route("notifications", "workers.notifications.order_confirmed"),
@@ -38,6 +39,7 @@ def outbox_db(postgres_server_url: str) -> Iterator[str]:
                 topic text NOT NULL,
                 payload jsonb NOT NULL,
                 request_id text,
+                traceparent text,
                 created_at timestamptz NOT NULL DEFAULT now(),
                 delivered_at timestamptz
             )
@@ -124,6 +126,27 @@ class TestDelivery:
         db.execute("UPDATE outbox SET delivered_at = NULL")
         assert relay.deliver_batch() == 2
         assert queue(redis_client, "orders").count == 2
+
+    def test_with_tracing_off_a_stored_traceparent_passes_through(
+        self, outbox_db: str, redis_url: str, db: psycopg.Connection[Any], redis_client: redis.Redis
+    ) -> None:
+        """A row written by a traced service, relayed by an untraced relay: the job carries
+        the request's own context on, so a traced worker still joins the request's trace."""
+        db.execute(
+            "INSERT INTO outbox (topic, payload, traceparent) VALUES (%s, %s, %s)",
+            ["order.placed", Jsonb({"order_id": 1}), TRACEPARENT],
+        )
+        assert OutboxRelay(outbox_db, redis_url, ROUTES, "orders-outbox-").deliver_batch() == 1
+        (job,) = queue(redis_client, "orders").get_jobs()
+        assert job.meta["traceparent"] == TRACEPARENT
+
+    def test_a_row_without_traceparent_gives_a_job_without_one(
+        self, outbox_db: str, redis_url: str, db: psycopg.Connection[Any], redis_client: redis.Redis
+    ) -> None:
+        add_rows(db, "order.placed", 1)
+        OutboxRelay(outbox_db, redis_url, ROUTES, "orders-outbox-").deliver_batch()
+        (job,) = queue(redis_client, "orders").get_jobs()
+        assert job.meta["traceparent"] is None
 
     def test_two_relays_at_once_never_double_deliver(
         self, outbox_db: str, redis_url: str, db: psycopg.Connection[Any], redis_client: redis.Redis

@@ -23,6 +23,7 @@ from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if from_env:
         for note in aliases_in_use(os.environ, ALIASES):
             logger.warning(note)
+    tracing = configure_tracing("books")
     engine = create_engine(settings)
 
     @asynccontextmanager
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Only the workers call them; the public OpenAPI document does not mention them.
     app.include_router(inventory_router, include_in_schema=False)
     app.include_router(lending_router, include_in_schema=False)
+    if tracing:
+        instrument(app)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=REQUEST_ID_HEADER,
@@ -72,3 +76,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         should_group_status_codes=False,
     ).instrument(app).expose(app, include_in_schema=False)
     return app
+
+
+def instrument(app: FastAPI) -> None:
+    """A server span per request, named by its route template. The instrumentor puts its
+    middleware around all others; RequestIdOnSpan, added before the request-id middleware,
+    runs inside both."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    app.add_middleware(RequestIdOnSpan)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls=",".join(f"{path}$" for path in UNTRACED_PATHS),
+        exclude_spans=["receive", "send"],
+    )

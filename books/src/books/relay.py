@@ -5,6 +5,7 @@ from __future__ import annotations
 from books.config import get_settings
 from servicekit.logs import configure_logging
 from servicekit.relay import OutboxRelay, Route, serve
+from servicekit.tracing import configure_tracing
 
 ROUTES = {
     "cover.discarded": Route("maintenance", "workers.covers.delete_image"),
@@ -14,6 +15,7 @@ ROUTES = {
 def main() -> None:
     settings = get_settings()
     configure_logging("books-relay", settings.log_level)
+    configure_tracing("books-relay", instrument_sql=False)
     relay = OutboxRelay(
         database_url=settings.psycopg_database_url,
         redis_url=settings.redis_url,

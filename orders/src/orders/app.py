@@ -15,7 +15,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Middleware, Receive, Scope, Send
+from opentelemetry import trace
 
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import ALIASES, Settings, get_settings
@@ -37,6 +38,7 @@ from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if from_env:
         for note in aliases_in_use(os.environ, ALIASES):
             logger.warning(note)
+    tracing = configure_tracing("orders")
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     books_http = create_http_client(settings)
@@ -112,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware],
+        middleware=[prometheus.middleware, *(tracing_middleware() if tracing else [])],
         lifespan=[lifespan],
         logging_config=None,
         openapi_config=OpenAPIConfig(
@@ -142,3 +145,36 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     return app
+
+
+def tracing_middleware() -> list[Middleware]:
+    """A server span per request, with the request id (set around the whole app, see
+    above) on it, named by the route template.
+
+    Litestar wraps its whole router in the tracing middleware, so the span starts before
+    routing and can only be named by the raw path (a name per order id); until routing
+    renames it, it is named by the method alone, as OpenTelemetry names a request that
+    matched no route.
+    """
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig
+
+    config = OpenTelemetryConfig(
+        exclude=[f"^{path}$" for path in UNTRACED_PATHS],
+        exclude_spans=["receive", "send"],
+        scope_span_details_extractor=lambda scope: (str(scope.get("method", "HTTP")), {}),
+    )
+    return [config.middleware, SpanNamedByRoute, RequestIdOnSpan]
+
+
+class SpanNamedByRoute:
+    """Renames the server span `POST /v1/orders/{order_id}/cancel` once routed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if template := scope.get("path_template"):
+            span = trace.get_current_span()
+            span.update_name(f"{scope.get('method', 'HTTP')} {template}")
+            span.set_attribute("http.route", template)
+        await self.app(scope, receive, send)

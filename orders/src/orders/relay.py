@@ -7,6 +7,7 @@ from orders.lending import events
 from orders.ordering.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED
 from servicekit.logs import configure_logging
 from servicekit.relay import OutboxRelay, Route, serve
+from servicekit.tracing import configure_tracing
 
 ROUTES = {
     ORDER_PLACED: Route("orders", "workers.stock.place_order"),
@@ -23,6 +24,7 @@ ROUTES = {
 def main() -> None:
     settings = get_settings()
     configure_logging("orders-relay", settings.log_level)
+    configure_tracing("orders-relay", instrument_sql=False)
     relay = OutboxRelay(
         database_url=settings.psycopg_database_url,
         redis_url=settings.redis_url,

@@ -7,6 +7,10 @@ marked delivered in the same transaction after their jobs are enqueued. The job 
 derived from the outbox id and a job that already exists is not enqueued again: a relay
 that dies between enqueueing and committing resends nothing twice. While Redis or the
 database is down the relay backs off and the rows wait; nothing is lost.
+
+With tracing on, each enqueue is a producer span continuing the trace of the request that
+wrote the row (its `traceparent`), and the job's meta carries the span's own traceparent
+on to the worker.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from typing import Any
 
 import psycopg
 import redis
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge, start_http_server
 from psycopg import sql
 from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
+
+from servicekit import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +93,8 @@ class OutboxRelay:
         with psycopg.connect(self.database_url, connect_timeout=5) as conn, conn.transaction():
             rows = conn.execute(
                 sql.SQL(
-                    "SELECT id, topic, payload, request_id FROM {} WHERE delivered_at IS NULL"
+                    "SELECT id, topic, payload, request_id, traceparent FROM {}"
+                    " WHERE delivered_at IS NULL"
                     " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
                 ).format(table),
                 [self.batch_size],
@@ -101,7 +109,12 @@ class OutboxRelay:
         return len(delivered)
 
     def _enqueue(
-        self, outbox_id: int, topic: str, payload: dict[str, Any], request_id: str | None
+        self,
+        outbox_id: int,
+        topic: str,
+        payload: dict[str, Any],
+        request_id: str | None,
+        traceparent: str | None,
     ) -> bool:
         route = self.routes.get(topic)
         if route is None:
@@ -113,17 +126,30 @@ class OutboxRelay:
         if Job.exists(job_id, connection=self._redis):
             return True
         policy = self.policy
-        self._queues[route.queue].enqueue(
-            route.function,
-            payload,
-            job_id=job_id,
-            meta={"request_id": request_id, "outbox_id": outbox_id, "topic": topic},
-            job_timeout=policy.timeout_s,
-            retry=Retry(max=len(policy.retry_intervals_s), interval=list(policy.retry_intervals_s)),
-            result_ttl=policy.result_ttl_s,
-            failure_ttl=policy.failure_ttl_s,
-            description=f"{topic} #{outbox_id}",
-        )
+        with tracing.tracer.start_as_current_span(
+            f"enqueue {topic}",
+            context=tracing.context_from(traceparent),
+            kind=SpanKind.PRODUCER,
+            attributes=_span_attributes(route, job_id, request_id),
+        ):
+            self._queues[route.queue].enqueue(
+                route.function,
+                payload,
+                job_id=job_id,
+                meta={
+                    "request_id": request_id,
+                    "outbox_id": outbox_id,
+                    "topic": topic,
+                    tracing.TRACEPARENT: tracing.current_traceparent(),
+                },
+                job_timeout=policy.timeout_s,
+                retry=Retry(
+                    max=len(policy.retry_intervals_s), interval=list(policy.retry_intervals_s)
+                ),
+                result_ttl=policy.result_ttl_s,
+                failure_ttl=policy.failure_ttl_s,
+                description=f"{topic} #{outbox_id}",
+            )
         DELIVERED.labels(topic=topic).inc()
         return True
 
@@ -154,6 +180,19 @@ class OutboxRelay:
 
     def stop(self, *_: object) -> None:
         self._stopping.set()
+
+
+def _span_attributes(route: Route, job_id: str, request_id: str | None) -> dict[str, str]:
+    attributes = {
+        "messaging.system": "rq",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": route.queue,
+        "messaging.message.id": job_id,
+        "code.function.name": route.function,
+    }
+    if request_id is not None:
+        attributes[tracing.REQUEST_ID_ATTRIBUTE] = request_id
+    return attributes
 
 
 def serve(relay: OutboxRelay, *, metrics_port: int) -> None:

@@ -31,6 +31,11 @@ retries the job (or fails it when no retry is left). Cleanups run every
 `WORKERS_WORKER_TTL_S - 15` (15 s) to check, so a job with the relay's 30 s timeout runs
 again within about 90 + 30 s (`tests/test_worker_process.py` kills a worker mid-job).
 
+Traces (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set): each worker process installs the SDK
+itself, after the fork; a job runs in a consumer span that continues the trace in its meta
+(`servicekit.tracing`), so its calls to books and orders join the trace of the request
+that caused it.
+
 Metrics: counters in each worker process, summed through PROMETHEUS_MULTIPROC_DIR by the
 pool process, which serves them on `WORKERS_METRICS_PORT`.
 """
@@ -50,6 +55,7 @@ from typing import Any
 
 import redis
 from asgi_correlation_id import correlation_id
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
@@ -59,6 +65,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
+from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
 from workers import loans, metrics
 from workers.config import Settings, get_settings
@@ -95,19 +102,42 @@ class JobWorker(BaseWorker):
         kwargs.setdefault("worker_ttl", settings.worker_ttl_s)
         kwargs.setdefault("maintenance_interval", settings.maintenance_interval_s)
         super().__init__(queues, *args, **kwargs)
+        tracing.configure_tracing("workers")
         self.push_exc_handler(_count_abandoned)  # type: ignore[no-untyped-call]
         self.push_exc_handler(_stop_retrying_permanent_errors)  # type: ignore[no-untyped-call]
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         labels = metrics.job_labels(job)
         metrics.JOBS_STARTED.labels(*labels).inc()
-        token = correlation_id.set(job_request_id(job))
+        request_id = job_request_id(job)
+        token = correlation_id.set(request_id)
         started = time.perf_counter()
         try:
-            return super().perform_job(job, queue, execution)
+            with tracing.tracer.start_as_current_span(
+                job.func_name or f"process {queue.name}",
+                context=tracing.context_from(job.meta.get(tracing.TRACEPARENT)),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "rq",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": queue.name,
+                    "messaging.message.id": job.id,
+                    tracing.REQUEST_ID_ATTRIBUTE: request_id,
+                },
+            ) as span:
+                succeeded = super().perform_job(job, queue, execution)
+                if not succeeded:
+                    span.set_status(Status(StatusCode.ERROR, "job failed"))
+                return succeeded
         finally:
             metrics.JOB_DURATION.labels(*labels).observe(time.perf_counter() - started)
             correlation_id.reset(token)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            tracing.flush()
 
     def handle_job_success(
         self,
