@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings
 
 from devstack.servers import POSTGRES_BIN_PATH, EmbeddedPostgres, free_port
 from servicekit.relay import JobPolicy
+from servicekit.tracing import tracing_enabled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -56,6 +57,9 @@ PORT_SETTINGS = {
 }
 # Third-party images Prometheus scrapes: the port each listens on by default.
 IMAGE_PORTS = {"oliver006/redis_exporter": 9121, "prometheuscommunity/postgres-exporter": 9187}
+# Jaeger all-in-one's OTLP/HTTP receiver and its UI/query API (the Grafana datasource).
+JAEGER_OTLP_HTTP_PORT = 4318
+JAEGER_QUERY_PORT = 16686
 # Third-party images the workers mail through: the SMTP port each listens on by default.
 SMTP_PORTS = {"axllent/mailpit": 1025}
 
@@ -70,6 +74,7 @@ def _cloudinary_account() -> object:
 # name -> (the library's distribution, what the library makes of the environment).
 LIBRARY_ENV: dict[str, tuple[str, Callable[[], object]]] = {
     "CLOUDINARY_URL": ("cloudinary", _cloudinary_account),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("servicekit", tracing_enabled),
 }
 
 
@@ -571,6 +576,7 @@ class TestComposeFile:
             "redis-exporter",
             "postgres-exporter",
             "rq-dashboard",
+            "jaeger",
         }
         assert all("profiles" not in services()[name] for name in services().keys() - monitoring)
 
@@ -810,6 +816,42 @@ class TestMail:
         assert mailpit["image"].partition(":")[2].startswith("v"), "pin a version tag"
         assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
         assert healthcheck_of("mailpit") == ["CMD", "/mailpit", "readyz"]
+
+
+class TestTraces:
+    TRACED = ("books", "orders", "books-relay", "orders-relay", "workers")
+
+    @pytest.mark.parametrize("service", TRACED)
+    def test_exports_to_the_endpoint_env_names_and_only_then(self, service: str) -> None:
+        """Off with .env.example (an empty value); on and aimed at the compose Jaeger's
+        OTLP/HTTP port with the value the example's comment gives."""
+        value = environment_of(service)["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert not tracing_enabled(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": interpolate(value, env_example())}
+        )
+        url = urlsplit(interpolate(value, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}))
+        assert (url.hostname, url.port) == ("jaeger", JAEGER_OTLP_HTTP_PORT)
+        assert "http://jaeger:4318" in ENV_EXAMPLE.read_text()
+
+    def test_jaeger_takes_otlp_and_its_ui_is_on_loopback_only(self) -> None:
+        jaeger = services()["jaeger"]
+        assert image_name("jaeger") == "jaegertracing/all-in-one"
+        assert jaeger["image"].partition(":")[2][0].isdigit(), "pin a version"
+        assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+        assert jaeger["ports"] == [f"127.0.0.1:{JAEGER_QUERY_PORT}:{JAEGER_QUERY_PORT}"]
+
+    def test_grafana_has_a_jaeger_datasource(self) -> None:
+        provisioned = MONITORING / "grafana" / "provisioning" / "datasources"
+        sources = [
+            source
+            for path in provisioned.glob("*.yml")
+            for source in yaml.safe_load(path.read_text())["datasources"]
+        ]
+        (jaeger,) = [source for source in sources if source["type"] == "jaeger"]
+        url = urlsplit(jaeger["url"])
+        assert (url.hostname, url.port) == ("jaeger", JAEGER_QUERY_PORT)
+        mounts = {str(volume).partition(":")[0] for volume in services()["grafana"]["volumes"]}
+        assert "./monitoring/grafana/provisioning" in mounts
 
 
 # --- the Dockerfiles -------------------------------------------------------------------

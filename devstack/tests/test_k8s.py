@@ -50,7 +50,9 @@ OUR_IMAGE = re.compile(r"(?:^|/)bookstore[-/](books|orders|workers)(?::|@|$)")
 # The APIs serve /metrics on their HTTP port; everything else on a port named `metrics`.
 API_SERVICES = {"books": 8001, "orders": 8082}
 # Read by a library rather than by our settings classes.
-LIBRARY_ENV = {"CLOUDINARY_URL"}
+LIBRARY_ENV = {"CLOUDINARY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+# The port of OTLP over HTTP, which the services' exporter speaks.
+OTLP_HTTP_PORT = 4318
 # Sample values for Secret keys, to check that the settings accept the rendered env.
 SECRET_SAMPLES = {
     ("books-db-app", "uri"): "postgresql://books:sample@books-db-rw:5432/books_db",
@@ -209,16 +211,26 @@ def helper_variables(container: dict[str, Any]) -> set[str]:
     return {entry["name"] for entry in env if f"$({entry['name']})" in values}
 
 
-def resolved_env(container: dict[str, Any]) -> dict[str, str]:
-    """The container's environment with sample Secret values and `$(NAME)` expanded."""
+def resolved_env(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment with sample Secret values, the overlay's ConfigMap
+    values and `$(NAME)` expanded."""
     env: dict[str, str] = {}
     for entry in container.get("env", []):
-        if "valueFrom" in entry:
+        if "configMapKeyRef" in entry.get("valueFrom", {}):
+            ref = entry["valueFrom"]["configMapKeyRef"]
+            env[entry["name"]] = named(overlay, "ConfigMap", ref["name"])["data"][ref["key"]]
+        elif "valueFrom" in entry:
             ref = entry["valueFrom"]["secretKeyRef"]
             env[entry["name"]] = SECRET_SAMPLES[ref["name"], ref["key"]]
         else:
             env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], entry.get("value", ""))
     return env
+
+
+def outside_the_namespace(host: str | None) -> bool:
+    """`name.namespace.svc[.cluster.local]` of another namespace: not in this render."""
+    parts = (host or "").split(".")
+    return len(parts) >= 3 and parts[2] == "svc" and parts[1] != NAMESPACE
 
 
 def secret_refs(overlay: str) -> list[tuple[str, str, bool]]:
@@ -491,7 +503,7 @@ class TestEnvironment:
             package = package_of(container["image"])
             if package is None:
                 continue
-            env = resolved_env(container)
+            env = resolved_env(overlay, container)
             settings = importlib.import_module(f"{package}.config").Settings
             if hasattr(settings, "from_env"):
                 assert settings.from_env(env) is not None
@@ -510,10 +522,32 @@ class TestEnvironment:
         for where, container in all_containers(overlay):
             if package_of(container["image"]) is None:
                 continue
-            for name, value in resolved_env(container).items():
+            for name, value in resolved_env(overlay, container).items():
                 url = urlsplit(value)
+                if outside_the_namespace(url.hostname):
+                    continue
                 if url.scheme in ("http", "redis"):
                     assert url.port in services.get(url.hostname or "", set()), f"{where} {name}"
+
+    def test_every_component_exports_traces_to_the_overlays_collector(self, overlay: str) -> None:
+        """The endpoint comes from the overlay's ConfigMap (optional: without it tracing is
+        off), and is an OTLP/HTTP port of a collector in another namespace."""
+        traced = {
+            workload["metadata"]["name"]
+            for workload in our_workloads(overlay)
+            if workload["kind"] == "Deployment"
+        }
+        assert traced == {"books", "orders", "books-relay", "orders-relay", "workers"}
+        for workload in our_workloads(overlay):
+            if workload["metadata"]["name"] not in traced:
+                continue
+            container = main_container(workload)
+            (entry,) = [e for e in container["env"] if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            assert entry["valueFrom"]["configMapKeyRef"]["optional"] is True
+            url = urlsplit(resolved_env(overlay, container)["OTEL_EXPORTER_OTLP_ENDPOINT"])
+            assert url.scheme == "http"
+            assert url.port == OTLP_HTTP_PORT
+            assert outside_the_namespace(url.hostname), url.hostname
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -615,7 +649,7 @@ class TestScaling:
             )
             assert trigger["authenticationRef"]["name"] == "redis-auth"
             assert trigger["metadata"]["databaseIndex"] == "0"
-        workers_url = resolved_env(main_container(named(overlay, "Deployment", "workers")))
+        workers_url = resolved_env(overlay, main_container(named(overlay, "Deployment", "workers")))
         assert urlsplit(workers_url["REDIS_URL"]).path == "/0"
 
 

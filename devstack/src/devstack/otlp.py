@@ -3,12 +3,19 @@
 Written here because what the tests need, the spans of real processes decoded and held in
 memory, is a few lines over `opentelemetry-proto` (which the exporter brings), while a
 collector or Jaeger would be another server to install and to query. Speaks only what
-the services' exporter sends: protobuf `ExportTraceServiceRequest`s POSTed to /v1/traces.
+the services' exporter sends: protobuf `ExportTraceServiceRequest`s POSTed to /v1/traces;
+`GET /` answers how many spans and exports it has received.
+
+`python -m devstack.otlp PORT` runs one as a process of its own (the bench's, so that
+decoding spans takes no time from the load generator).
 """
 
 from __future__ import annotations
 
 import gzip
+import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +139,15 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(answer)
 
+        def do_GET(self) -> None:
+            counts = {"spans": len(receiver.snapshot()), "exports": receiver.requests}
+            answer = json.dumps(counts).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: one line per export would bury the test's output."""
 
@@ -151,3 +167,17 @@ def otlp_receiver(port: int | None = None) -> Iterator[OtlpReceiver]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def main() -> None:
+    """Receive (and count) spans on the port given until SIGTERM or SIGINT."""
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    with otlp_receiver(int(sys.argv[1])) as receiver:
+        print(f"OTLP/HTTP receiver on {receiver.url}", flush=True)
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from devstack.bench.ordering import run_orders
 from devstack.bench.report import Report, render
 from devstack.bench.saga import run_saga
 from devstack.bench.stack import Options, SkipSection, is_loopback_database, is_loopback_url
+from devstack.bench.tracing import run_tracing
 from devstack.bench.web import run_web
 from orders.config import Settings as OrdersSettings
 
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Section] = {
     "saga": run_saga,
     "lending": run_lending,
     "web": run_web,
+    "tracing": run_tracing,
 }
 
 
