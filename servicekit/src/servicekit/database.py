@@ -31,8 +31,23 @@ def libpq_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, pool_size: int, max_overflow: int, pool_timeout_s: float
+    url: str,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout_s: float,
+    statement_timeout_s: float,
+    idle_in_transaction_timeout_s: float,
 ) -> AsyncEngine:
+    """The service's engine. Every session of it has PostgreSQL cancel a statement that
+    runs longer than `statement_timeout_s` and end a session left idle inside a
+    transaction longer than `idle_in_transaction_timeout_s`: a slow query or a stuck
+    request cannot hold a pooled connection (and its locks) for ever. Errors never carry
+    the statement's parameters (they are customers' data)."""
+    options = (
+        f"-c statement_timeout={round(statement_timeout_s * 1000)} "
+        f"-c idle_in_transaction_session_timeout={round(idle_in_transaction_timeout_s * 1000)}"
+    )
     # Pre-ping costs a round trip per checkout and spares clients a 503 on every pooled
     # connection after a database restart.
     return create_async_engine(
@@ -41,6 +56,8 @@ def create_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout_s,
         pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args={"options": options},
     )
 
 
