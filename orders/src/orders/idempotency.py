@@ -37,6 +37,8 @@ from orders.db import Base
 from orders.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 
 logger = logging.getLogger(__name__)
+# Expired keys deleted per transaction.
+PURGE_BATCH = 1000
 
 
 class IdempotencyRecord(Base):
@@ -182,11 +184,28 @@ class IdempotencyStore:
                 delete(IdempotencyRecord).where(IdempotencyRecord.key.in_(ours.scalar_subquery()))
             )
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, batch: int = PURGE_BATCH) -> int:
+        """Delete the expired keys, `batch` at a time, each batch its own short transaction
+        (a backlog of a million keys never becomes one huge delete holding its locks)."""
+        purged = 0
+        while (deleted := await self._purge_batch(batch)) > 0:
+            purged += deleted
+            if deleted < batch:
+                break
+        return purged
+
+    async def _purge_batch(self, batch: int) -> int:
+        expired = (
+            select(IdempotencyRecord.key)
+            .where(IdempotencyRecord.expires_at <= func.now())
+            .order_by(IdempotencyRecord.expires_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
         async with self.sessionmaker.begin() as session:
             result = await session.execute(
                 delete(IdempotencyRecord)
-                .where(IdempotencyRecord.expires_at <= func.now())
+                .where(IdempotencyRecord.key.in_(expired.scalar_subquery()))
                 .returning(IdempotencyRecord.key)
             )
             return len(result.all())

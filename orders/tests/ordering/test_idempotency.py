@@ -184,6 +184,18 @@ class TestPurgeExpiredKeys:
         assert row_counts(db)["orders"] == 2
 
 
+    async def test_a_backlog_goes_in_bounded_batches(self, orders_app, db):
+        db.execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, lock_token, locked_at, expires_at)"
+            " SELECT 'old-' || n, 'f', gen_random_uuid(), now(), now() - interval '1 hour'"
+            " FROM generate_series(1, 25) n"
+        )
+        store = orders_app.state.idempotency_store
+        assert await store._purge_batch(10) == 10
+        assert await store.purge_expired(batch=10) == 15
+        assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (0,)
+
+
 class TestIdempotencyDisabled:
     async def test_key_is_ignored_when_switched_off(
         self, orders_database_url, books_service, make_book, db
