@@ -183,7 +183,6 @@ class TestPurgeExpiredKeys:
         assert db.execute("SELECT key FROM idempotency_keys").fetchall() == [("k-keep",)]
         assert row_counts(db)["orders"] == 2
 
-
     async def test_a_backlog_goes_in_bounded_batches(self, orders_app, db):
         db.execute(
             "INSERT INTO idempotency_keys (key, fingerprint, lock_token, locked_at, expires_at)"
