@@ -167,6 +167,28 @@ class TestMakeRun:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{stack.books_url}/health", timeout=1)
 
+    def test_a_second_run_on_the_same_folder_refuses_and_touches_nothing(
+        self, stack: Stack
+    ) -> None:
+        stack.start()
+        assert stack.process is not None
+        for command in ("run", "migrate"):
+            second = subprocess.run(
+                [sys.executable, "-m", "devstack.run", command],
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert second.returncode == 1
+            assert f"is in use by make run (pid {stack.process.pid})" in second.stderr
+            assert "Traceback" not in second.stderr + second.stdout
+        # The first one's servers and services are untouched.
+        assert httpx.get(f"{stack.books_url}/ready").status_code == 200
+        assert httpx.get(f"{stack.orders_url}/health").status_code == 200
+        stack.stop()
+
     def test_taken_port_is_a_clear_error(self, stack: Stack) -> None:
         import socket
 

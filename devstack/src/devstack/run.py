@@ -15,6 +15,7 @@ given its own `BOOKS_PORT` / `ORDERS_PORT` (which win over a `PORT` in the envir
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import secrets
 import shlex
@@ -348,6 +349,31 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
     return 0 if manager.returncode in (None, 130, 143) else manager.returncode
 
 
+@contextmanager
+def only_stack_of(data_dir: Path) -> Iterator[None]:
+    """Hold the data folder's lock while the stack runs: a second `make run` (or `make
+    migrate`) on the same folder stops at once, before it touches a server or a port.
+    The kernel drops the lock when this process ends, however it ends."""
+    lock = (data_dir / "make-run.lock").open("a+")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise StackError(
+                f"{data_dir} is in use by make run (pid {holder}): stop it first, or give "
+                "this one another STACK_DATA_DIR"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+    finally:
+        lock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack.run", description=__doc__)
     parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
@@ -355,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StackConfig.from_env()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with databases(config) as db_env:
+        with only_stack_of(config.data_dir), databases(config) as db_env:
             migrate(config, db_env)
             if args.command == "migrate":
                 return 0
