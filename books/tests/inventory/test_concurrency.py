@@ -76,3 +76,30 @@ class TestConcurrentReleases:
         reserved = sum(1 for r in newcomers[10:] if r.json()["status"] == "reserved")
         assert stock_of(db, book["id"]) == 10 - reserved
         assert 0 <= reserved <= 10
+
+
+class TestUntrackedBooks:
+    async def test_a_locked_untracked_book_does_not_hold_up_orders(  # type: ignore[no-untyped-def]
+        self, make_book, reserve, db, books_database_url
+    ) -> None:
+        """An untracked book is checked, not written: a reservation neither rewrites nor
+        row-locks it, so orders of a popular untracked book never queue on its row."""
+        untracked = await make_book()
+        before = db.execute("SELECT xmin::text FROM books WHERE id = %s", [untracked["id"]])
+        xmin = before.fetchone()
+        with psycopg.connect(books_database_url) as holder:
+            holder.execute("SELECT 1 FROM books WHERE id = %s FOR UPDATE", [untracked["id"]])
+            response = await asyncio.wait_for(reserve("order:1", (untracked["id"], 2)), 10)
+            holder.rollback()
+        assert response.json()["status"] == "reserved"
+        after = db.execute("SELECT xmin::text FROM books WHERE id = %s", [untracked["id"]])
+        assert after.fetchone() == xmin
+
+    async def test_a_deleted_untracked_book_is_still_refused(
+        self, make_book, reserve, client
+    ) -> None:  # type: ignore[no-untyped-def]
+        untracked = await make_book()
+        await client.delete(f"/v1/books/{untracked['id']}")
+        response = await reserve("order:1", (untracked["id"], 1))
+        assert response.json()["status"] == "rejected"
+        assert response.json()["shortages"][0]["reason"] == "book_inactive"

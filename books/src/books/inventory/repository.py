@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
@@ -24,6 +24,22 @@ class Take(Enum):
 class StockLevel(NamedTuple):
     active: bool
     stock: int | None
+
+
+# The SELECT sees the statement's snapshot, from before the UPDATE: a book is either
+# tracked (then the UPDATE decides) or untracked (then only the SELECT looks at it).
+_TAKE = text(
+    """
+    WITH taken AS (
+        UPDATE books SET stock = stock - :quantity, updated_at = now()
+        WHERE id = :book_id AND active AND stock >= :quantity
+        RETURNING id
+    )
+    SELECT EXISTS (SELECT FROM taken) AS tracked,
+           EXISTS (SELECT FROM books WHERE id = :book_id AND active AND stock IS NULL)
+               AS untracked
+    """
+)
 
 
 class StockRepository:
@@ -55,27 +71,13 @@ class StockRepository:
         return await self.session.begin_nested()
 
     async def take(self, *, book_id: int, quantity: int) -> Take:
-        statement = (
-            update(Book)
-            .where(
-                Book.id == book_id,
-                Book.active,
-                Book.stock.is_(None) | (Book.stock >= quantity),
-            )
-            # An untracked book is only checked (it exists, it is active): its row, and the
-            # `updated_at` clients see, stay as they were.
-            .values(
-                stock=Book.stock - quantity,
-                updated_at=case((Book.stock.is_(None), Book.updated_at), else_=func.now()),
-            )
-            .returning(Book.stock)
-        )
-        row = (
-            await self.session.execute(statement, execution_options={"synchronize_session": False})
-        ).one_or_none()
-        if row is None:
-            return Take.REFUSED
-        return Take.UNTRACKED if row.stock is None else Take.TRACKED
+        """Take `quantity` of a tracked book's stock, or check an untracked one: it exists
+        and is active. One statement either way; an untracked book's row is neither
+        written nor locked, so orders of a popular untracked book do not queue on it."""
+        row = (await self.session.execute(_TAKE, {"book_id": book_id, "quantity": quantity})).one()
+        if row.tracked:
+            return Take.TRACKED
+        return Take.UNTRACKED if row.untracked else Take.REFUSED
 
     async def give_back(self, *, book_id: int, quantity: int) -> None:
         """Soft-deleted books get their stock back too; untracked ones stay untracked."""
