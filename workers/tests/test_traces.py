@@ -19,7 +19,7 @@ import redis
 from devstack.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from devstack.servers import free_port
 from devstack.services import ManagedProcess, ServiceProcess
-from tests.conftest import SERVICE_KEY, books_env, wait_until
+from tests.conftest import SERVICE_KEY, books_env, enqueue, fetch, wait_until
 
 SETTLED_S = 60.0
 
@@ -182,9 +182,16 @@ class TestOneTracePerSaga:
         wait_for_status(http, f"{traced_orders.url}/v1/orders/{order['id']}", "confirmed")
         confirm = "POST /internal/v1/orders/{order_id}/confirm"
         spans = receiver.wait_for(
-            have(("orders", confirm), ("workers", "workers.stock.place_order")),
+            have(
+                ("orders", "POST /v1/orders"),
+                ("books", "GET /v1/books"),
+                ("orders-relay", "enqueue order.placed"),
+                ("workers", "workers.stock.place_order"),
+                ("books", "POST /internal/v1/stock/reservations"),
+                ("orders", confirm),
+            ),
             timeout_s=SETTLED_S,
-            what="the confirmation and its job",
+            what="the spans of the order",
         )
 
         post = one(spans, "orders", "POST /v1/orders")
@@ -231,9 +238,15 @@ class TestOneTracePerSaga:
         wait_for_status(http, f"{traced_orders.url}/v1/borrows/{borrow['id']}", "active")
         activate = "POST /internal/v1/borrows/{borrow_id}/activate"
         spans = receiver.wait_for(
-            have(("orders", activate), ("workers", "workers.loans.check_out")),
+            have(
+                ("orders", "POST /v1/borrows"),
+                ("orders-relay", "enqueue borrow.requested"),
+                ("workers", "workers.loans.check_out"),
+                ("books", "POST /internal/v1/copies/checkouts"),
+                ("orders", activate),
+            ),
             timeout_s=SETTLED_S,
-            what="the activation and its job",
+            what="the spans of the borrow",
         )
 
         post = one(spans, "orders", "POST /v1/borrows")
@@ -244,6 +257,67 @@ class TestOneTracePerSaga:
         checkout = one(trace, "books", "POST /internal/v1/copies/checkouts")
         assert parent(trace, parent(trace, checkout)) == job
         assert parent(trace, parent(trace, one(trace, "orders", activate))) == job
+
+
+class TestWorkerShutdown:
+    def test_a_stopped_worker_sends_the_spans_it_still_holds(
+        self,
+        receiver: OtlpReceiver,
+        traced_books: ServiceProcess,
+        redis_url: str,
+        connection: redis.Redis,
+        tmp_path: Path,
+    ) -> None:
+        """Its exporter would wait ten minutes; the pool's workers leave through os._exit,
+        past the SDK's atexit hook, so each sends what it holds when it stops working."""
+        metrics_port = free_port()
+        worker = ManagedProcess(
+            command=[sys.executable, "-m", "workers.worker"],
+            ready_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            env={
+                "REDIS_URL": redis_url,
+                "SERVICE_KEY": SERVICE_KEY,
+                "WORKERS_BOOKS_URL": traced_books.url,
+                "WORKERS_ORDERS_URL": f"http://127.0.0.1:{free_port()}",
+                "WORKERS_METRICS_PORT": str(metrics_port),
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_BSP_SCHEDULE_DELAY": "600000",
+                # A queue of its own: the saga tests' worker may still be running.
+                "WORKERS_QUEUES": "traces-shutdown",
+                "WORKERS_PROCESSES": "1",
+            },
+            own_session=True,
+            stop_timeout_s=40.0,
+        )
+
+        def job_spans() -> list[ReceivedSpan]:
+            return [
+                span
+                for span in receiver.snapshot()
+                if span.attributes.get("messaging.message.id") == "trace-shutdown-1"
+            ]
+
+        with worker:
+            job = enqueue(
+                connection,
+                "workers.stock.cancel_order",
+                {"order_id": 1},
+                queue_name="traces-shutdown",
+                job_id="trace-shutdown-1",
+            )
+            wait_until(
+                lambda: fetch(connection, job.id).is_finished, timeout_s=SETTLED_S, what="the job"
+            )
+            assert job_spans() == []
+        assert worker.process is None
+        receiver.wait_for(lambda _: bool(job_spans()), timeout_s=SETTLED_S, what="span of the job")
+        (span,) = job_spans()
+        assert (span.service, span.name, span.kind) == (
+            "workers",
+            "workers.stock.cancel_order",
+            "consumer",
+        )
 
 
 class TestTracingOff:
