@@ -320,23 +320,20 @@ class TestWorkerShutdown:
         )
 
 
-class TestTracingOff:
-    def test_without_an_endpoint_nothing_is_installed_or_instrumented(
-        self, books_database_url: str, orders_database_url: str, redis_url: str, tmp_path: Path
-    ) -> None:
-        """The apps, a relay and a worker built in a fresh interpreter without the variable."""
-        script = """
+FACTS_SCRIPT = """
 import json, sys
+import redis
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 import books.app, orders.app
-from servicekit.relay import OutboxRelay
+from servicekit.tracing import configure_tracing
 from workers.worker import SimpleJobWorker
 books_app = books.app.create_app()
 orders_app = orders.app.create_app()
-SimpleJobWorker(["orders"], connection=OutboxRelay("", sys.argv[1], {}, "x-")._redis)
+SimpleJobWorker(["orders"], connection=redis.Redis.from_url(sys.argv[1]))
 print(json.dumps({
+    "relay": configure_tracing("orders-relay", instrument_sql=False),
     "provider": type(trace.get_tracer_provider()).__name__,
     "sdk_loaded": "opentelemetry.sdk.trace" in sys.modules,
     "psycopg": PsycopgInstrumentor().is_instrumented_by_opentelemetry,
@@ -347,21 +344,37 @@ print(json.dumps({
     "orders_plugins": [type(p).__name__ for p in orders_app.plugins],
 }))
 """
-        env = {
-            "BOOKS_DATABASE_URL": books_database_url,
-            "ORDERS_DATABASE_URL": orders_database_url,
-            "SERVICE_KEY": SERVICE_KEY,
-        }
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        result = subprocess.run(
-            [sys.executable, "-c", script, redis_url],
-            env=environ | env,
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=tmp_path,
-        )
-        facts = json.loads(result.stdout.splitlines()[-1])
+
+
+def tracing_facts(
+    books_database_url: str, orders_database_url: str, redis_url: str, endpoint: str | None
+) -> dict[str, Any]:
+    """What the apps, a relay and a worker install, built in a fresh interpreter."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = environ | {
+        "BOOKS_DATABASE_URL": books_database_url,
+        "ORDERS_DATABASE_URL": orders_database_url,
+        "SERVICE_KEY": SERVICE_KEY,
+    }
+    if endpoint is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    result = subprocess.run(
+        [sys.executable, "-c", FACTS_SCRIPT, redis_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    facts: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return facts
+
+
+class TestTracingOff:
+    def test_without_an_endpoint_nothing_is_installed_or_instrumented(
+        self, books_database_url: str, orders_database_url: str, redis_url: str
+    ) -> None:
+        facts = tracing_facts(books_database_url, orders_database_url, redis_url, None)
+        assert facts["relay"] is False
         assert facts["provider"] == "ProxyTracerProvider"
         assert facts["sdk_loaded"] is False
         assert facts["psycopg"] is False
@@ -372,3 +385,20 @@ print(json.dumps({
         assert "PrometheusMiddleware" in middleware
         assert not [m for m in middleware if "OpenTelemetry" in m or "Span" in m]
         assert "OpenTelemetryPlugin" not in facts["orders_plugins"]
+
+    def test_with_an_endpoint_the_same_facts_say_on(
+        self, books_database_url: str, orders_database_url: str, redis_url: str
+    ) -> None:
+        """The other side of the test above: what it looks at does change."""
+        facts = tracing_facts(
+            books_database_url, orders_database_url, redis_url, f"http://127.0.0.1:{free_port()}"
+        )
+        assert facts["relay"] is True
+        assert facts["provider"] == "TracerProvider"
+        assert facts["sdk_loaded"] is True
+        assert facts["psycopg"] is True
+        assert facts["httpx"] is True
+        assert facts["books_instrumented"] is True
+        assert "RequestIdOnSpan" in facts["books_middleware"]
+        assert "RequestIdOnSpan" in facts["orders_middleware"]
+        assert "OpenTelemetryPlugin" in facts["orders_plugins"]
