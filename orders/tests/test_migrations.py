@@ -22,13 +22,34 @@ class TestMigrations:
         try:
             config = alembic_config("orders", url)
             command.upgrade(config, "head")
-            assert tables(url) == set(TABLES)
+            assert tables(url) == {*TABLES, "order_counts"}
             command.downgrade(config, "base")
             assert tables(url) == set()
             command.upgrade(config, "head")
-            assert tables(url) == set(TABLES)
+            assert tables(url) == {*TABLES, "order_counts"}
         finally:
             drop_database(postgres_server_url, url)
+
+    def test_order_counts_start_from_the_orders_already_there(self, postgres_server_url):
+        url = create_database(postgres_server_url, "orders_counts")
+        try:
+            config = alembic_config("orders", url)
+            command.upgrade(config, "0005")
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO orders (total_price) SELECT 1 FROM generate_series(1, 40)"
+                )
+                conn.execute("UPDATE orders SET status = 'confirmed' WHERE id <= 10")
+            command.upgrade(config, "head")
+            with psycopg.connect(url) as conn:
+                kept = conn.execute(
+                    "SELECT status, sum(orders)::int FROM order_counts GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+                slots = conn.execute("SELECT count(*) FROM order_counts").fetchone()
+        finally:
+            drop_database(postgres_server_url, url)
+        assert kept == [("cancelled", 0), ("confirmed", 10), ("pending", 30), ("rejected", 0)]
+        assert slots == (64,)
 
     def test_outbox_has_an_index_for_undelivered_oldest_first(self, orders_database_url):
         with psycopg.connect(orders_database_url) as conn:

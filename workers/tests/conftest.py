@@ -68,6 +68,7 @@ def _empty_databases(books_database_url: str, orders_database_url: str) -> None:
         conn.execute("UPDATE catalog_counters SET active_books = 0")
     with psycopg.connect(orders_database_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {ORDERS_TABLES} RESTART IDENTITY CASCADE")
+        conn.execute("UPDATE order_counts SET orders = 0")  # TRUNCATE fires no trigger
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 import pytest
 
 from servicekit.pagination import link_header
@@ -114,3 +117,53 @@ class TestListOrders:
         problem = assert_problem(await client.get("/v1/orders", params=params), 422)
         assert problem["errors"][0]["field"] == field
         assert problem["errors"][0]["in"] == "query"
+
+
+class TestCounts:
+    async def test_totals_come_from_counters_that_agree_with_the_rows(
+        self, client, place_orders, db
+    ):
+        orders = await place_orders(20)
+        for order, status in zip(orders[:6], ["confirmed"] * 3 + ["cancelled"] * 3, strict=True):
+            db.execute("UPDATE orders SET status = %s WHERE id = %s", (status, order["id"]))
+        db.execute("UPDATE orders SET status = 'cancelled' WHERE id = %s", (orders[0]["id"],))
+        counted = dict(db.execute("SELECT status, count(*) FROM orders GROUP BY 1").fetchall())
+        kept = dict(
+            db.execute(
+                "SELECT status, sum(orders) FROM order_counts GROUP BY 1 HAVING sum(orders) > 0"
+            )
+        )
+        assert kept == counted == {"pending": 14, "confirmed": 2, "cancelled": 4}
+        response = await client.get("/v1/orders", params={"limit": 1})
+        assert response.headers["x-total-count"] == "20"
+        response = await client.get("/v1/orders", params={"status": "cancelled", "limit": 1})
+        assert response.headers["x-total-count"] == "4"
+
+    async def test_concurrent_writers_keep_the_counters_exact(self, client, make_book, db):
+        """Orders placed and moved at once, on several connections: no deadlock on the
+        counter rows, and the totals still agree with the rows."""
+        book = await make_book()
+
+        async def place() -> None:
+            response = await client.post("/v1/orders", json=order_body((book["id"], 1)))
+            assert response.status_code == 201, response.text
+
+        await asyncio.gather(*(place() for _ in range(40)))
+
+        def move(ids: list[int], status: str) -> None:
+            with psycopg.connect(db.info.dsn, autocommit=True) as conn:
+                for order_id in ids:
+                    conn.execute("UPDATE orders SET status = %s WHERE id = %s", (status, order_id))
+
+        ids = [row[0] for row in db.execute("SELECT id FROM orders ORDER BY id")]
+        await asyncio.gather(
+            asyncio.to_thread(move, ids[0::2], "confirmed"),
+            asyncio.to_thread(move, ids[1::2], "cancelled"),
+        )
+        counted = dict(db.execute("SELECT status, count(*) FROM orders GROUP BY 1").fetchall())
+        kept = dict(
+            db.execute(
+                "SELECT status, sum(orders) FROM order_counts GROUP BY 1 HAVING sum(orders) > 0"
+            )
+        )
+        assert kept == counted == {"confirmed": 20, "cancelled": 20}
