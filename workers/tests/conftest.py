@@ -292,8 +292,8 @@ class WorkerProcess:
         self.process.wait()
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.kill_all()
+        # Also when the pool itself is gone: what it forked may have outlived it.
+        self.kill_all()
         self._log.close()
 
 

@@ -6,9 +6,12 @@ worker's call to books waits on the lock until the test lets go.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -47,6 +50,50 @@ def reserved_book(books: Books) -> int:
 
 def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
     return fetch(connection, job_id).get_status()
+
+
+def live_group(pgid: int) -> set[int]:
+    """Pids of the process group that are alive (zombies wait for a reaper, they hold nothing)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone while we looked
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def listening_sockets(port: int) -> dict[str, str]:
+    """Socket inode -> local address of the TCP sockets listening on `port`."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, port_hex = fields[1].split(":")
+        if fields[3] == "0A" and int(port_hex, 16) == port:
+            found[fields[9]] = address
+    return found
+
+
+def holders(pids: set[int], inode: str) -> set[int]:
+    """Which of `pids` have the socket `inode` open."""
+    held = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if any(
+                os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()
+            ):
+                held.add(pid)
+    return held
+
+
+def serves_metrics(port: int) -> bool:
+    try:
+        return ("workers_redis_up", ()) in scrape(port)
+    except httpx.HTTPError:
+        return False
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -172,3 +219,56 @@ class TestStartup:
         assert scrape(port)[("workers_queue_depth", (("queue", "orders"),))] == 0
         worker.process.send_signal(signal.SIGTERM)
         assert worker.wait(timeout_s=60) == 0
+
+
+class TestSupervision:
+    @pytest.mark.timeout(120)
+    def test_only_the_pool_holds_the_metrics_socket_on_the_loopback(
+        self, start_worker: Callable[..., WorkerProcess]
+    ) -> None:
+        port = free_port()
+        pool = start_worker(WORKERS_METRICS_PORT=str(port))
+        wait_until(lambda: serves_metrics(port), timeout_s=30, what="the metrics endpoint")
+        # The pool and its two workers.
+        wait_until(lambda: len(live_group(pool.process.pid)) >= 3, timeout_s=30, what="the workers")
+
+        [(inode, address)] = listening_sockets(port).items()
+        assert address == "0100007F"  # 127.0.0.1
+        assert holders(live_group(pool.process.pid), inode) == {pool.process.pid}
+
+    @pytest.mark.timeout(120)
+    def test_a_sigkilled_pool_leaves_no_process_behind_and_a_new_one_takes_over(
+        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+    ) -> None:
+        port = free_port()
+        killed = start_worker(WORKERS_METRICS_PORT=str(port))
+        wait_until(lambda: serves_metrics(port), timeout_s=30, what="the metrics endpoint")
+        wait_until(
+            lambda: len(live_group(killed.process.pid)) >= 3, timeout_s=30, what="the workers"
+        )
+
+        killed.process.send_signal(signal.SIGKILL)
+        killed.process.wait()
+        wait_until(
+            lambda: not live_group(killed.process.pid),
+            timeout_s=30,
+            what="the workers to die with their pool",
+        )
+        restarted = start_worker(WORKERS_METRICS_PORT=str(port))
+        wait_until(
+            lambda: restarted.process.poll() is not None or serves_metrics(port),
+            timeout_s=30,
+            what="the restarted pool to serve its metrics",
+        )
+        assert restarted.process.poll() is None, restarted.output()
+        job = enqueue(
+            connection,
+            "workers.notifications.order_confirmed",
+            {"order_id": 7, "total_price": "1.00", "lines": []},
+            queue_name="notifications",
+        )
+        wait_until(
+            lambda: job_status(connection, job.id) == JobStatus.FINISHED,
+            timeout_s=30,
+            what="the restarted pool to run a job",
+        )

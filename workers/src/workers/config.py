@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Worker processes, each with its own Redis connection and HTTP connection pools.
     processes: int = Field(default=2, ge=1)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # Loopback unless told: images set 0.0.0.0 so that Prometheus can scrape the container.
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
     # A job's HTTP call gives up after these; the job then fails and RQ retries it later.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterable, Sequence
 
@@ -110,8 +111,10 @@ class QueueCollector(Collector):
         yield from (up, depth, failed, scheduled)
 
 
-def serve_metrics(port: int, connection: redis.Redis, queue_names: Sequence[str]) -> None:
-    """Serve /metrics on `port` from a background thread.
+def serve_metrics(
+    host: str, port: int, connection: redis.Redis, queue_names: Sequence[str]
+) -> socket.socket:
+    """Serve /metrics on `host`:`port` from a background thread; the listening socket.
 
     With PROMETHEUS_MULTIPROC_DIR set (several worker processes, or forked work horses),
     the counters of every process are summed from that directory.
@@ -121,4 +124,5 @@ def serve_metrics(port: int, connection: redis.Redis, queue_names: Sequence[str]
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(QueueCollector(connection, queue_names))
-    start_http_server(port, registry=registry)
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return server.socket

@@ -37,7 +37,11 @@ itself, after the fork; a job runs in a consumer span that continues the trace i
 that caused it.
 
 Metrics: counters in each worker process, summed through PROMETHEUS_MULTIPROC_DIR by the
-pool process, which serves them on `WORKERS_METRICS_PORT`.
+pool process, which serves them on `WORKERS_METRICS_HOST`:`WORKERS_METRICS_PORT`.
+
+Supervision (`workers.supervision`): every process the pool forks dies with its parent and
+holds no copy of the metrics socket, so a pool killed by SIGKILL leaves nothing running and
+its restart can bind the port at once.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from rq.worker_pool import WorkerPool
 
 from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
-from workers import loans, metrics
+from workers import loans, metrics, supervision
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError
 
@@ -261,8 +265,12 @@ def main(settings: Settings | None = None) -> int:
     # Starts the library sweep's chain of scheduled runs (from the next time slot, when the
     # services are up), unless one is already going.
     loans.schedule_sweep(connection, at_slot=loans.current_slot() + 1)
+    supervision.supervise_forks()
     if settings.metrics_port:
-        metrics.serve_metrics(settings.metrics_port, connection, settings.queues)
+        listening = metrics.serve_metrics(
+            settings.metrics_host, settings.metrics_port, connection, settings.queues
+        )
+        supervision.close_in_children(listening)
     pool = worker_pool(connection, settings.queues, processes=settings.processes)
     # Returns once every worker has finished its job after SIGTERM/SIGINT (warm shutdown).
     pool.start(burst=False, logging_level=settings.log_level)
