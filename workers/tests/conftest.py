@@ -317,6 +317,27 @@ def start_worker(
         worker.close()
 
 
+def live_processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process alive (a zombie waits for its
+    reaper and holds nothing)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone while we looked
+            continue
+        if fields[0] != "Z":
+            yield int(stat.parent.name), int(fields[1]), int(fields[2])
+
+
+def live_group(pgid: int) -> set[int]:
+    """Pids of the process group that are alive."""
+    return {pid for pid, _, group in live_processes() if group == pgid}
+
+
+def live_children(parent: int) -> set[int]:
+    return {pid for pid, ppid, _ in live_processes() if ppid == parent}
+
+
 def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

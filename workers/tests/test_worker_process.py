@@ -24,7 +24,15 @@ from rq.serializers import JSONSerializer
 
 from devstack.servers import free_port
 from servicekit.relay import JobPolicy
-from tests.conftest import Books, WorkerProcess, enqueue, fetch, movements, wait_until
+from tests.conftest import (
+    Books,
+    WorkerProcess,
+    enqueue,
+    fetch,
+    live_group,
+    movements,
+    wait_until,
+)
 from workers.config import Settings
 
 CANCEL = "workers.stock.cancel_order"
@@ -50,20 +58,6 @@ def reserved_book(books: Books) -> int:
 
 def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
     return fetch(connection, job_id).get_status()
-
-
-def live_group(pgid: int) -> set[int]:
-    """Pids of the process group that are alive (zombies wait for a reaper, they hold nothing)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # gone while we looked
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
 
 
 def listening_sockets(port: int) -> dict[str, str]:

@@ -29,8 +29,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SERVICE_KEY", "WORKERS_SERVICE_KEY")
     )
     queues: Annotated[tuple[str, ...], NoDecode] = QUEUES
-    # Worker processes, each with its own Redis connection and HTTP connection pools.
-    processes: int = Field(default=2, ge=1)
+    # Worker processes on each queue, each with its own Redis connection and HTTP pools.
+    processes: int = Field(default=1, ge=1)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     # Loopback unless told: images set 0.0.0.0 so that Prometheus can scrape the container.
     metrics_host: str = "127.0.0.1"

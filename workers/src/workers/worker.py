@@ -1,10 +1,10 @@
 """The RQ worker process: `python -m workers.worker`.
 
-A `WorkerPool` of `WORKERS_PROCESSES` (default 2) `SimpleJobWorker`s: each worker process
-runs its jobs itself instead of forking a work horse per job. Chosen by measurement
-(`python -m workers.bench`: jobs/s draining 2000 no-op jobs, every setup in the same run
-on this 2-core machine, itself busy with other test suites; three runs agreed on the
-order):
+A pool (`workers.pool.QueuePool`) of `WORKERS_PROCESSES` (default 1) `SimpleJobWorker`s on
+each queue: each worker process runs its jobs itself instead of forking a work horse per
+job. Chosen by measurement (`python -m workers.bench`: jobs/s draining 2000 no-op jobs,
+every setup in the same run on this 2-core machine, itself busy with other test suites;
+three runs agreed on the order):
 
     rq hello world (Worker, pickle, defaults)   1 process     38 jobs/s   1.00x
     ForkingJobWorker (fork per job)             1 process     28 jobs/s   0.74x
@@ -17,7 +17,9 @@ A fork per job costs more than our jobs do (a few small HTTP calls), and would t
 each job's HTTP keep-alive connections; what forking buys, isolation from jobs that leak
 memory or wedge the interpreter, our jobs do not need: they are short, ours, and bounded by
 their `job_timeout` (SIGALRM works in a SimpleWorker's main thread). Two processes match
-the two cores; four gain nothing on no-op jobs. The pool restarts a worker that dies.
+the two cores; four gain nothing on no-op jobs. The pool restarts a worker that dies. Since
+each worker serves one queue (so that no job is lost to a SIGKILL, see workers.pool), the
+default pool is four processes, three of them idle most of the time: blocked in BLMOVE.
 
 Shutdown: SIGTERM (or SIGINT) to the pool makes it pass SIGINT to its workers, each of which
 finishes its current job and exits (RQ's warm shutdown); a second signal cuts the job short.
@@ -67,13 +69,13 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
-from rq.worker_pool import WorkerPool
 
 from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
 from workers import loans, metrics, supervision
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError
+from workers.pool import QueuePool
 
 logger = logging.getLogger(__name__)
 
@@ -214,11 +216,12 @@ def worker_pool(
     *,
     processes: int,
     worker_class: type[JobWorker] = SimpleJobWorker,
-) -> WorkerPool:
-    return WorkerPool(
+) -> QueuePool:
+    """`processes` workers on each of `queues`, and the scheduler (see workers.pool)."""
+    return QueuePool(
         queues,
-        connection=connection,
-        num_workers=processes,
+        connection,
+        processes_per_queue=processes,
         worker_class=worker_class,
         serializer=JSONSerializer,
         queue_class=JobQueue,

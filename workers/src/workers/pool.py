@@ -1,0 +1,116 @@
+"""The pool process: one worker process per queue (or several), and the scheduler beside them.
+
+Why one queue per worker: RQ takes a job at least once only from a worker that listens on a
+single queue. Such a worker takes it with `BLMOVE queue -> queue:intermediate`, and the job
+leaves the intermediate list in the same transaction that puts it in the StartedJobRegistry;
+a worker SIGKILLed at any instant leaves the job in one of the lists, from where RQ's
+registry cleanup runs it again. A worker on several queues takes jobs with `BLPOP`: a job
+that Redis hands to a client that has just died (its socket not closed yet, or still open in
+a process that inherited it) is in no list at all, and nothing ever runs it.
+
+Why the scheduler is the pool's child and not a worker's (RQ's default): forked from a
+worker, it inherits the worker's connection blocked in `BLPOP`/`BLMOVE`; when the worker is
+killed, Redis keeps handing jobs to that socket. Forked here it inherits no blocked socket,
+the pool restarts it within a second when it dies (a Redis restart ends it), and it dies
+with the pool (`workers.supervision`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections import Counter
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import redis
+from redis import ConnectionPool
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+from rq.worker_pool import ForkProcess, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+
+class QueuePool(WorkerPool):
+    """RQ's WorkerPool with `processes_per_queue` workers on each queue, and the scheduler."""
+
+    def __init__(
+        self,
+        queues: Sequence[str],
+        connection: redis.Redis,
+        *,
+        processes_per_queue: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            queues, connection, num_workers=len(queues) * processes_per_queue, **kwargs
+        )
+        self.queue_of: dict[str, str] = {}
+        self.scheduler = RQScheduler(queues, connection=connection, serializer=JSONSerializer)
+
+    def get_worker_process(
+        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
+    ) -> BaseProcess:
+        """A worker for the queue that has the fewest. RQ's own version gives every worker
+        all the queues, and its workers start a scheduler of their own."""
+        served = Counter(self.queue_of.values())
+        queue = min(self._queue_names, key=lambda name: served[name])
+        self.queue_of[name] = queue
+        return ForkProcess(
+            target=self.run_worker,
+            args=(name, queue, burst, logging_level),
+            name=f"Worker {name} on {queue} (WorkerPool {self.name})",
+        )
+
+    def run_worker(self, name: str, queue: str, burst: bool, logging_level: str) -> None:
+        connection = self._connection_class(
+            connection_pool=ConnectionPool(connection_class=self._pool_class, **self._pool_kwargs)
+        )
+        worker = self.worker_class(
+            [self.queue_class(queue, connection=connection)],
+            name=name,
+            connection=connection,
+            serializer=self.serializer,
+            job_class=self.job_class,
+            queue_class=self.queue_class,
+        )
+        worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+
+    def handle_dead_worker(self, worker_data: Any) -> None:
+        super().handle_dead_worker(worker_data)
+        self.queue_of.pop(worker_data.name, None)
+
+    def check_workers(self, respawn: bool = True) -> None:
+        super().check_workers(respawn)
+        if respawn and self.status != self.Status.STOPPED:
+            self.keep_scheduler()
+
+    def keep_scheduler(self) -> None:
+        """Start the scheduler unless it runs, or another pool's holds the queues' locks.
+        The locks carry the scheduler's name, which does not change across its restarts:
+        after a Redis restart it takes back its own locks at once instead of waiting out
+        their TTL."""
+        process = self.scheduler._process
+        if process is not None and process.is_alive():
+            return
+        try:
+            self.scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]
+        except redis.RedisError as exc:
+            logger.warning("cannot start the scheduler yet: %s", exc)
+
+    def stop_workers(self) -> None:
+        super().stop_workers()  # type: ignore[no-untyped-call]
+        process = self.scheduler._process
+        if process is not None and process.pid is not None:
+            # The scheduler releases its locks on SIGTERM, so another pool can take over.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+
+    def all_workers_have_stopped(self) -> bool:
+        process = self.scheduler._process
+        scheduler_stopped = process is None or not process.is_alive()
+        return super().all_workers_have_stopped() and scheduler_stopped
