@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from rq import Worker
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
+from devstack.servers import EmbeddedValkey, free_port
 from servicekit.relay import JobPolicy
-from tests.conftest import WorkerProcess, enqueue, live_children, live_group, wait_until
+from tests.conftest import (
+    WorkerProcess,
+    enqueue,
+    fetch,
+    live_children,
+    live_group,
+    queue,
+    wait_until,
+)
 
 NOOP = "workers.bench.noop"
 # An abandoned job's started-registry entry expires this long after it started, plus 60 s.
@@ -110,3 +126,104 @@ class TestAtLeastOnce:
             what=f"every one of {len(jobs)} jobs to run",
         )
         assert pool.process.poll() is None
+
+
+class TestRedisRestart:
+    @pytest.mark.timeout(120)
+    def test_the_scheduler_runs_a_due_retry_soon_after_redis_comes_back(
+        self, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+    ) -> None:
+        """RQ's scheduler dies with its connection; the pool starts it again, and it takes
+        back its own lock (persisted by Redis) instead of waiting out the lock's minute."""
+        valkey = EmbeddedValkey(tmp_path / "valkey", free_port())
+        with valkey:
+            connection = redis.Redis.from_url(valkey.url)
+            started_pool(start_worker, REDIS_URL=valkey.url)
+            wait_until(
+                lambda: bool(connection.exists("rq:scheduler-lock:orders")),
+                timeout_s=30,
+                what="the scheduler to take its lock",
+            )
+            valkey.stop()
+            valkey.start()
+
+            job = queue(connection).enqueue_in(timedelta(seconds=1), NOOP, {"number": 1})
+            # The scheduler is restarted within a second or two, then moves the job on.
+            wait_until(
+                lambda: job.get_status(refresh=True) == JobStatus.FINISHED,
+                timeout_s=20,
+                what="the scheduler to enqueue the due job",
+            )
+            connection.close()
+
+
+class QuitOnRelease:
+    """An SMTP server that keeps what it receives and answers QUIT only when released: the
+    sender has been told its mail was accepted, and waits."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.quitting = threading.Event()
+        self.released = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope.original_content or b"")
+        return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quitting.set()
+        await asyncio.to_thread(self.released.wait)
+        return "221 Bye"
+
+
+class TestMailOnce:
+    @pytest.mark.timeout(120)
+    def test_a_notice_whose_worker_was_killed_after_the_send_is_not_mailed_again(
+        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+    ) -> None:
+        server = QuitOnRelease()
+        controller = Controller(server, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        try:
+            started_pool(
+                start_worker,
+                SMTP_URL=f"smtp://127.0.0.1:{controller.port}",
+                WORKERS_SMTP_TIMEOUT_S="60",
+            )
+            job = enqueue(
+                connection,
+                "workers.notifications.send_notice",
+                {
+                    "notice_id": 1,
+                    "kind": "overdue",
+                    "member_id": 1,
+                    "email": "anne@example.org",
+                    "name": "Anne",
+                    "book_id": 1,
+                    "book_title": "Persuasion",
+                    "deadline": "2026-12-01T00:00:00Z",
+                },
+                queue_name="notifications",
+            )
+            assert server.quitting.wait(timeout=30), "the worker never sent the mail"
+            worker_name = fetch(connection, job.id).worker_name
+            worker = Worker.find_by_key(
+                Worker.redis_worker_namespace_prefix + worker_name,
+                connection=connection,
+                serializer=JSONSerializer,
+            )
+            assert worker is not None
+            os.kill(worker.pid, signal.SIGKILL)
+            server.released.set()
+
+            # The pool finds the job abandoned and runs it again.
+            wait_until(
+                lambda: job.get_status(refresh=True) == JobStatus.FINISHED,
+                timeout_s=60,
+                what="the notice job to run again",
+            )
+            assert fetch(connection, job.id).return_value() == "already sent"
+            assert len(server.messages) == 1
+        finally:
+            server.released.set()
+            controller.stop()

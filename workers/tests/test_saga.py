@@ -27,6 +27,7 @@ from tests.conftest import (
 )
 
 PLACE = "workers.stock.place_order"
+NOTIFY = "workers.notifications.order_confirmed"
 
 
 def deliver(orders_database_url: str, redis_url: str) -> int:
@@ -248,4 +249,21 @@ class TestOrderConfirmedNotification:
         assert "2 x Dune at 12.50" in mail.body  # type: ignore[attr-defined]
         assert "Total: 25.00" in mail.body  # type: ignore[attr-defined]
         assert mail.idempotency_key == f"order-confirmed:{order['id']}"  # type: ignore[attr-defined]
+
         assert fetch(connection, "orders-outbox-2").get_status() == JobStatus.FINISHED
+
+    def test_a_second_run_of_the_job_mails_nothing(
+        self, saga_env: dict[str, str], connection: redis.Redis, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """As when the worker was killed after the mail, before the job was marked done."""
+        payload = {"order_id": 5, "total_price": "1.00", "lines": []}
+        caplog.set_level(logging.INFO, logger="workers.notifications")
+        first = enqueue(connection, NOTIFY, payload, queue_name="notifications")
+        second = enqueue(connection, NOTIFY, payload, queue_name="notifications")
+
+        work(connection, "notifications")
+
+        mails = [r for r in caplog.records if r.getMessage() == "email.order_confirmed"]
+        assert len(mails) == 1
+        assert fetch(connection, first.id).return_value() == "sent"
+        assert fetch(connection, second.id).return_value() == "already sent"

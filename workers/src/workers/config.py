@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     # How often the library sweep runs (expired holds, due and overdue notices).
     library_sweep_interval_s: int = Field(default=300, ge=1)
 
-    # Bound how soon a job whose worker died runs again (see workers.worker).
-    maintenance_interval_s: int = Field(default=15, ge=1)
+    # Bound how soon a job whose worker died runs again (see workers.worker): the pool's
+    # sweep of the registries, and the life of a running job's heartbeat.
+    maintenance_interval_s: int = Field(default=1, ge=1)
+    heartbeat_ttl_s: int = Field(default=5, ge=3)
     worker_ttl_s: int = Field(default=30, ge=16)
 
     @field_validator("service_key", "smtp_url", mode="before")

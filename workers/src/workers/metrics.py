@@ -43,6 +43,11 @@ JOBS_ABANDONED = Counter(
     "Jobs whose worker died mid-run, found by the registry cleanup (then retried or failed).",
     JOB_LABELS,
 )
+JOBS_REDRIVEN = Counter(
+    "workers_jobs_redriven_total",
+    "Jobs a worker took from their queue and died before starting, put back by the pool.",
+    ["queue"],
+)
 JOB_DURATION = Histogram(
     "workers_job_duration_seconds",
     "Time from a job's start to its outcome being recorded.",

@@ -40,6 +40,10 @@ class OrderConfirmed(BaseModel):
 def order_confirmed(payload: dict[str, Any]) -> str:
     """Tell the customer their order is confirmed."""
     order = parse_payload(OrderConfirmed, payload)
+    settings = get_settings()
+    dedup_key = f"order-confirmed:{order.order_id}"
+    if mail.was_sent(dedup_key, settings):
+        return "already sent"
     items = "\n".join(
         f"- {line.quantity} x {line.book_title} at {line.unit_price:.2f}" for line in order.lines
     )
@@ -53,11 +57,12 @@ def order_confirmed(payload: dict[str, Any]) -> str:
                 f"Thank you for your order {order.order_id}.\n\n{items}\n\n"
                 f"Total: {order.total_price:.2f}"
             ),
-            # A job may run twice (a retry after a timeout); a mail sender drops repeats
-            # of the same key, so the customer gets one mail.
-            "idempotency_key": f"order-confirmed:{order.order_id}",
+            # The record a mail sender takes; it may see it twice if this process is
+            # killed before the next line, and drops repeats of the same key.
+            "idempotency_key": dedup_key,
         },
     )
+    mail.record_sent(dedup_key, settings)
     return "sent"
 
 
@@ -105,21 +110,28 @@ def notice_message(notice: Notice) -> EmailMessage:
     message = EmailMessage()
     message["To"] = notice.email
     message["Subject"] = subject
-    # One id per notice: a repeat of this job sends a mail a receiving server can drop.
-    message["Message-ID"] = f"<notice-{notice.notice_id}@bookstore.local>"
+    # One id per notice (derived from its dedup key): a repeat a receiving server can drop.
+    message["Message-ID"] = f"<{notice_key(notice)}@bookstore.local>"
     message["X-Notice-Kind"] = notice.kind.value
     message.set_content(f"Dear {notice.name},\n\n{body}\n\nYour library\n")
     return message
+
+
+def notice_key(notice: Notice) -> str:
+    return f"notice-{notice.notice_id}"
 
 
 def send_notice(payload: dict[str, Any]) -> str:
     """Mail one library notice (due soon, overdue, hold ready) to the member."""
     notice = parse_payload(Notice, payload)
     try:
-        mail.send(notice_message(notice), get_settings())
+        sent = mail.send(notice_message(notice), get_settings(), dedup_key=notice_key(notice))
     except Exception:
         metrics.NOTICES.labels(notice.kind.value, "failed").inc()
         raise
+    if not sent:
+        logger.info("notice %s was mailed before: not again", notice.notice_id)
+        return "already sent"
     metrics.NOTICES.labels(notice.kind.value, "sent").inc()
     logger.info(
         "notice %s (%s) mailed to member %s", notice.notice_id, notice.kind, notice.member_id

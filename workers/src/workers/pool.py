@@ -8,6 +8,13 @@ registry cleanup runs it again. A worker on several queues takes jobs with `BLPO
 that Redis hands to a client that has just died (its socket not closed yet, or still open in
 a process that inherited it) is in no list at all, and nothing ever runs it.
 
+Maintenance is the pool's too (`sweep`, every `WORKERS_MAINTENANCE_INTERVAL_S`): RQ's
+registry cleanups (a job whose worker stopped beating its heartbeat is retried, see
+`workers.worker.JobWorker`), and jobs a worker took into the intermediate list and died
+before starting are put back at the front of their queue after `TAKEN_GRACE_S` (RQ's own
+cleanup of that list waits a minute). The workers do none of it: one that RQ kills while it
+holds the queue's cleanup lock would keep the lock 15 minutes, this pool holds it seconds.
+
 Why the scheduler is the pool's child and not a worker's (RQ's default): forked from a
 worker, it inherits the worker's connection blocked in `BLPOP`/`BLMOVE`; when the worker is
 killed, Redis keeps handing jobs to that socket. Forked here it inherits no blocked socket,
@@ -21,18 +28,33 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
 from redis import ConnectionPool
+from rq.intermediate_queue import IntermediateQueue
+from rq.queue import Queue
+from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker_pool import ForkProcess, WorkerPool
+from rq.worker_registration import clean_worker_registry
+
+from workers import metrics
 
 logger = logging.getLogger(__name__)
+
+# A worker moves a job from the intermediate list to the started registry a few milliseconds
+# after it took it; one still there after this long belongs to a worker that died.
+TAKEN_GRACE_S = 10
+# The sweep holds each queue's cleanup lock this long at most, should the pool die in it.
+SWEEP_LOCK_TTL_S = 30
 
 
 class QueuePool(WorkerPool):
@@ -44,6 +66,7 @@ class QueuePool(WorkerPool):
         connection: redis.Redis,
         *,
         processes_per_queue: int,
+        sweep_interval_s: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -51,6 +74,8 @@ class QueuePool(WorkerPool):
         )
         self.queue_of: dict[str, str] = {}
         self.scheduler = RQScheduler(queues, connection=connection, serializer=JSONSerializer)
+        self.sweep_interval_s = sweep_interval_s
+        self.swept_at = 0.0
 
     def get_worker_process(
         self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
@@ -88,6 +113,46 @@ class QueuePool(WorkerPool):
         super().check_workers(respawn)
         if respawn and self.status != self.Status.STOPPED:
             self.keep_scheduler()
+            if time.monotonic() - self.swept_at >= self.sweep_interval_s:
+                try:
+                    self.sweep()
+                except redis.RedisError as exc:
+                    logger.warning("cannot sweep the queues yet: %s", exc)
+                self.swept_at = time.monotonic()
+
+    def sweep(self) -> None:
+        for queue in self.queues:
+            if not self.connection.set(
+                queue.registry_cleaning_key, 1, nx=True, ex=SWEEP_LOCK_TTL_S
+            ):
+                continue
+            try:
+                clean_registries(queue, self.exception_handlers)
+                clean_worker_registry(queue)
+                self.put_back_taken_jobs(queue)
+            finally:
+                queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
+
+    def put_back_taken_jobs(self, queue: Queue) -> None:
+        """Jobs in the queue's intermediate list that no worker started: to the front."""
+        taken = IntermediateQueue(queue.key, self.connection)
+        for job_id in taken.get_job_ids():
+            if job_id in queue.started_job_registry:
+                continue
+            first_seen = taken.get_first_seen(job_id)
+            if first_seen is None:
+                taken.set_first_seen(job_id)
+                continue
+            if now() - first_seen < timedelta(seconds=TAKEN_GRACE_S):
+                continue
+            with self.connection.pipeline() as pipeline:
+                pipeline.lrem(taken.key, 1, job_id)
+                if queue.fetch_job(job_id) is not None:
+                    queue.push_job_id(job_id, pipeline=pipeline, at_front=True)
+                pipeline.delete(taken.get_first_seen_key(job_id))
+                pipeline.execute()
+            logger.warning("job %s was taken by a worker that died: back in %s", job_id, queue)
+            metrics.JOBS_REDRIVEN.labels(queue.name).inc()
 
     def keep_scheduler(self) -> None:
         """Start the scheduler unless it runs, or another pool's holds the queues' locks.

@@ -25,13 +25,13 @@ Shutdown: SIGTERM (or SIGINT) to the pool makes it pass SIGINT to its workers, e
 finishes its current job and exits (RQ's warm shutdown); a second signal cuts the job short.
 Give the pool `job_timeout` + a few seconds to stop (compose `stop_grace_period`).
 
-Abandoned jobs: a SimpleWorker marks its job's entry in the StartedJobRegistry to expire
-`job_timeout + 60` s after the job started. If the worker dies (SIGKILL, OOM, lost host),
-the next registry cleanup of any worker after that moment finds the expired entry and
-retries the job (or fails it when no retry is left). Cleanups run every
-`WORKERS_MAINTENANCE_INTERVAL_S` (15 s) and an idle worker wakes up every
-`WORKERS_WORKER_TTL_S - 15` (15 s) to check, so a job with the relay's 30 s timeout runs
-again within about 90 + 30 s (`tests/test_worker_process.py` kills a worker mid-job).
+Abandoned jobs: while a job runs, a thread of its worker renews the job's entry in the
+StartedJobRegistry every `WORKERS_HEARTBEAT_TTL_S / 3` (RQ's SimpleWorker alone sets it once,
+to `job_timeout + 60` s, so a job whose worker died waited 90 s or more). The entry of a
+worker that died (SIGKILL, OOM, lost host) expires within `WORKERS_HEARTBEAT_TTL_S` (5 s),
+and the pool's sweep, every `WORKERS_MAINTENANCE_INTERVAL_S` (1 s), retries the job (or
+fails it when no retry is left): found within 6 s, run again after the retry's first
+interval (1 s for the relays' jobs) (`tests/test_worker_process.py` kills a worker mid-job).
 
 Traces (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set): each worker process installs the SDK
 itself, after the fork; a job runs in a consumer span that continues the trace in its meta
@@ -52,9 +52,11 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,6 +114,13 @@ class JobWorker(BaseWorker):
         self.push_exc_handler(_count_abandoned)  # type: ignore[no-untyped-call]
         self.push_exc_handler(_stop_retrying_permanent_errors)  # type: ignore[no-untyped-call]
 
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """How long the job's started-registry entry lives unless renewed (see the module)."""
+        return get_settings().heartbeat_ttl_s
+
+    def clean_registries(self) -> None:
+        """Nothing: the pool sweeps the registries (workers.pool)."""
+
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         labels = metrics.job_labels(job)
         metrics.JOBS_STARTED.labels(*labels).inc()
@@ -119,18 +128,21 @@ class JobWorker(BaseWorker):
         token = correlation_id.set(request_id)
         started = time.perf_counter()
         try:
-            with tracing.tracer.start_as_current_span(
-                job.func_name or f"process {queue.name}",
-                context=tracing.context_from(job.meta.get(tracing.TRACEPARENT)),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "rq",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": queue.name,
-                    "messaging.message.id": job.id,
-                    tracing.REQUEST_ID_ATTRIBUTE: request_id,
-                },
-            ) as span:
+            with (
+                tracing.tracer.start_as_current_span(
+                    job.func_name or f"process {queue.name}",
+                    context=tracing.context_from(job.meta.get(tracing.TRACEPARENT)),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "rq",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": queue.name,
+                        "messaging.message.id": job.id,
+                        tracing.REQUEST_ID_ATTRIBUTE: request_id,
+                    },
+                ) as span,
+                self._beating(job, execution),
+            ):
                 succeeded = super().perform_job(job, queue, execution)
                 if not succeeded:
                     span.set_status(Status(StatusCode.ERROR, "job failed"))
@@ -144,6 +156,27 @@ class JobWorker(BaseWorker):
             return super().work(*args, **kwargs)
         finally:
             tracing.flush()
+
+    @contextmanager
+    def _beating(self, job: Job, execution: Execution) -> Iterator[None]:
+        """Renew the job's heartbeat from a thread while the job runs in this one."""
+        stop = threading.Event()
+        interval = self.get_heartbeat_ttl(job) / 3
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except redis.RedisError as exc:
+                    logger.warning("could not renew the heartbeat of job %s: %s", job.id, exc)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat {job.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def handle_job_success(
         self,
@@ -222,6 +255,8 @@ def worker_pool(
         queues,
         connection,
         processes_per_queue=processes,
+        sweep_interval_s=get_settings().maintenance_interval_s,
+        exception_handlers=[_count_abandoned],
         worker_class=worker_class,
         serializer=JSONSerializer,
         queue_class=JobQueue,
