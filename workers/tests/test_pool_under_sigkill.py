@@ -12,10 +12,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -61,6 +63,17 @@ def started_pool(start_worker: Callable[..., WorkerProcess], **env: str) -> Work
         what="the pool, four workers and the scheduler",
     )
     return pool
+
+
+def redriven(port: int, queue_name: str, reason: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "workers_jobs_redriven_total"
+        and sample.labels == {"queue": queue_name, "reason": reason}
+    )
 
 
 def push(connection: redis.Redis, count: int, *, first: int) -> list[Job]:
@@ -227,3 +240,43 @@ class TestMailOnce:
         finally:
             server.released.set()
             controller.stop()
+
+
+class TestSweep:
+    """Jobs that no list holds, as a process that died with them leaves them."""
+
+    @pytest.mark.timeout(120)
+    def test_a_job_taken_by_a_worker_that_died_before_starting_it_runs(
+        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+    ) -> None:
+        # Taken as RQ's worker takes it, into the intermediate list, by nobody that lives.
+        [job] = push(connection, 1, first=0)
+        orders = queue(connection)
+        assert connection.lmove(orders.key, orders.intermediate_queue_key) == job.id.encode()
+        port = free_port()
+        started_pool(start_worker, WORKERS_METRICS_PORT=str(port))
+
+        wait_until(
+            lambda: job.get_status(refresh=True) == JobStatus.FINISHED,
+            timeout_s=60,
+            what="the taken job to run",
+        )
+        assert redriven(port, "orders", "taken") == 1
+
+    @pytest.mark.timeout(120)
+    def test_a_queued_job_in_no_list_runs(
+        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+    ) -> None:
+        """The state of issue 18's lost jobs: Redis handed them to a dead worker's BLPOP."""
+        [job] = push(connection, 1, first=0)
+        orders = queue(connection)
+        assert connection.lrem(orders.key, 0, job.id) == 1
+        port = free_port()
+        started_pool(start_worker, WORKERS_METRICS_PORT=str(port))
+
+        wait_until(
+            lambda: job.get_status(refresh=True) == JobStatus.FINISHED,
+            timeout_s=60,
+            what="the lost job to run",
+        )
+        assert redriven(port, "orders", "lost") == 1

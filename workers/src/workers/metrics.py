@@ -45,8 +45,9 @@ JOBS_ABANDONED = Counter(
 )
 JOBS_REDRIVEN = Counter(
     "workers_jobs_redriven_total",
-    "Jobs a worker took from their queue and died before starting, put back by the pool.",
-    ["queue"],
+    "Jobs no list held, put back in their queue by the pool's sweep: taken by a worker that "
+    "died before starting them, or lost (queued or started, yet in no list or registry).",
+    ["queue", "reason"],
 )
 JOB_DURATION = Histogram(
     "workers_job_duration_seconds",

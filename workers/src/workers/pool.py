@@ -10,9 +10,8 @@ a process that inherited it) is in no list at all, and nothing ever runs it.
 
 Maintenance is the pool's too (`sweep`, every `WORKERS_MAINTENANCE_INTERVAL_S`): RQ's
 registry cleanups (a job whose worker stopped beating its heartbeat is retried, see
-`workers.worker.JobWorker`), and jobs a worker took into the intermediate list and died
-before starting are put back at the front of their queue after `TAKEN_GRACE_S` (RQ's own
-cleanup of that list waits a minute). The workers do none of it: one that RQ kills while it
+`workers.worker.JobWorker`), and the jobs that no list holds any more put back in their
+queue (`workers.sweep`). The workers do none of it: one that RQ kills while it
 holds the queue's cleanup lock would keep the lock 15 minutes, this pool holds it seconds.
 
 Why the scheduler is the pool's child and not a worker's (RQ's default): forked from a
@@ -31,28 +30,24 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
 from redis import ConnectionPool
-from rq.intermediate_queue import IntermediateQueue
-from rq.queue import Queue
 from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from rq.utils import now
 from rq.worker_pool import ForkProcess, WorkerPool
 from rq.worker_registration import clean_worker_registry
 
-from workers import metrics
+from workers import metrics, sweep
 
 logger = logging.getLogger(__name__)
 
-# A worker moves a job from the intermediate list to the started registry a few milliseconds
-# after it took it; one still there after this long belongs to a worker that died.
-TAKEN_GRACE_S = 10
+# The scan for lost jobs reads every job's hash: every few seconds, not every tick.
+LOST_SWEEP_INTERVAL_S = 5
+LOST_SWEEP_LOCK = "workers:sweep:lost-lock"
 # The sweep holds each queue's cleanup lock this long at most, should the pool die in it.
 SWEEP_LOCK_TTL_S = 30
 
@@ -76,6 +71,11 @@ class QueuePool(WorkerPool):
         self.scheduler = RQScheduler(queues, connection=connection, serializer=JSONSerializer)
         self.sweep_interval_s = sweep_interval_s
         self.swept_at = 0.0
+        self.lost_swept_at = 0.0
+        # Every series from 0, so that the first put-back is an increase.
+        for queue in queues:
+            for reason in sweep.REASONS:
+                metrics.JOBS_REDRIVEN.labels(queue, reason)
 
     def get_worker_process(
         self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
@@ -129,30 +129,17 @@ class QueuePool(WorkerPool):
             try:
                 clean_registries(queue, self.exception_handlers)
                 clean_worker_registry(queue)
-                self.put_back_taken_jobs(queue)
+                sweep.put_back_taken_jobs(self.connection, queue)
             finally:
                 queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
-
-    def put_back_taken_jobs(self, queue: Queue) -> None:
-        """Jobs in the queue's intermediate list that no worker started: to the front."""
-        taken = IntermediateQueue(queue.key, self.connection)
-        for job_id in taken.get_job_ids():
-            if job_id in queue.started_job_registry:
-                continue
-            first_seen = taken.get_first_seen(job_id)
-            if first_seen is None:
-                taken.set_first_seen(job_id)
-                continue
-            if now() - first_seen < timedelta(seconds=TAKEN_GRACE_S):
-                continue
-            with self.connection.pipeline() as pipeline:
-                pipeline.lrem(taken.key, 1, job_id)
-                if queue.fetch_job(job_id) is not None:
-                    queue.push_job_id(job_id, pipeline=pipeline, at_front=True)
-                pipeline.delete(taken.get_first_seen_key(job_id))
-                pipeline.execute()
-            logger.warning("job %s was taken by a worker that died: back in %s", job_id, queue)
-            metrics.JOBS_REDRIVEN.labels(queue.name).inc()
+        if time.monotonic() - self.lost_swept_at >= LOST_SWEEP_INTERVAL_S and self.connection.set(
+            LOST_SWEEP_LOCK, 1, nx=True, ex=SWEEP_LOCK_TTL_S
+        ):
+            try:
+                sweep.put_back_lost_jobs(self.connection, self.queues)
+            finally:
+                self.connection.delete(LOST_SWEEP_LOCK)
+            self.lost_swept_at = time.monotonic()
 
     def keep_scheduler(self) -> None:
         """Start the scheduler unless it runs, or another pool's holds the queues' locks.
