@@ -117,18 +117,22 @@ class TestScheduler:
 
 class TestAtLeastOnce:
     @pytest.mark.timeout(400)
-    def test_every_job_runs_while_workers_and_the_scheduler_are_killed_again_and_again(
+    def test_every_job_runs_while_workers_the_scheduler_and_the_pool_are_killed(
         self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
     ) -> None:
-        pool = started_pool(start_worker, **FAST_MAINTENANCE)
+        pools = [started_pool(start_worker, **FAST_MAINTENANCE)]
         chance = random.Random(18)
         jobs: list[Job] = []
-        kills = 0
-        while kills < 30:
-            children = sorted(live_children(pool.process.pid))
-            if children:
+        for kill in range(1, 41):
+            pool = pools[-1]
+            if kill % 10 == 0:
+                # The pool itself: its children die with it, a new one takes over.
+                pool.process.send_signal(signal.SIGKILL)
+                pool.process.wait()
+                pools.append(start_worker(WORKERS_PROCESSES="1", **FAST_MAINTENANCE))
+            elif children := sorted(live_children(pool.process.pid)):
+                # A worker or the scheduler.
                 os.kill(chance.choice(children), signal.SIGKILL)
-                kills += 1
             # Jobs pushed right after a kill, while Redis may still see the dead client.
             jobs += push(connection, 5, first=len(jobs))
             time.sleep(chance.uniform(0, 0.5))
@@ -138,7 +142,8 @@ class TestAtLeastOnce:
             timeout_s=300,
             what=f"every one of {len(jobs)} jobs to run",
         )
-        assert pool.process.poll() is None
+        assert pools[-1].process.poll() is None
+        assert not any(live_group(pool.process.pid) for pool in pools[:-1])
 
 
 class TestRedisRestart:

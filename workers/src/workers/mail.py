@@ -17,6 +17,7 @@ from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
 import redis
+from rq import get_current_job
 
 from workers.config import Settings
 from workers.errors import PermanentJobError, ServiceUnavailable
@@ -35,12 +36,18 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
+def _connection(settings: Settings) -> redis.Redis:
+    """The Redis of the running job; `REDIS_URL` when called outside a job (a test)."""
+    job = get_current_job()
+    return job.connection if job is not None else _redis(settings.redis_url)
+
+
 def was_sent(dedup_key: str, settings: Settings) -> bool:
-    return bool(_redis(settings.redis_url).exists(sent_key(dedup_key)))
+    return bool(_connection(settings).exists(sent_key(dedup_key)))
 
 
 def record_sent(dedup_key: str, settings: Settings) -> None:
-    _redis(settings.redis_url).set(sent_key(dedup_key), 1, ex=SENT_TTL_S)
+    _connection(settings).set(sent_key(dedup_key), 1, ex=SENT_TTL_S)
 
 
 def send(message: EmailMessage, settings: Settings, *, dedup_key: str) -> bool:

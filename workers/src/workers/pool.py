@@ -27,17 +27,22 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import redis
 from redis import ConnectionPool
+from rq.exceptions import SchedulerNotFound
 from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
+from rq.utils import as_text
 from rq.worker_pool import ForkProcess, WorkerPool
 from rq.worker_registration import clean_worker_registry
 
@@ -48,8 +53,10 @@ logger = logging.getLogger(__name__)
 # The scan for lost jobs reads every job's hash: every few seconds, not every tick.
 LOST_SWEEP_INTERVAL_S = 5
 LOST_SWEEP_LOCK = "workers:sweep:lost-lock"
-# The sweep holds each queue's cleanup lock this long at most, should the pool die in it.
-SWEEP_LOCK_TTL_S = 30
+# The sweep holds a queue's cleanup lock (or the lost-job scan's) this long at most, should
+# the pool die in it: a sweep takes milliseconds, a scan of every job a fraction of a second.
+SWEEP_LOCK_TTL_S = 5
+LOST_SWEEP_LOCK_TTL_S = 10
 
 
 class QueuePool(WorkerPool):
@@ -133,7 +140,7 @@ class QueuePool(WorkerPool):
             finally:
                 queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
         if time.monotonic() - self.lost_swept_at >= LOST_SWEEP_INTERVAL_S and self.connection.set(
-            LOST_SWEEP_LOCK, 1, nx=True, ex=SWEEP_LOCK_TTL_S
+            LOST_SWEEP_LOCK, 1, nx=True, ex=LOST_SWEEP_LOCK_TTL_S
         ):
             try:
                 sweep.put_back_lost_jobs(self.connection, self.queues)
@@ -150,9 +157,28 @@ class QueuePool(WorkerPool):
         if process is not None and process.is_alive():
             return
         try:
+            self.release_locks_of_dead_schedulers()
             self.scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]
         except redis.RedisError as exc:
             logger.warning("cannot start the scheduler yet: %s", exc)
+
+    def release_locks_of_dead_schedulers(self) -> None:
+        """Release the queues' scheduler locks held by a scheduler that ran on this host in
+        a process that is gone (its pool was SIGKILLed, and it with it): the lock would keep
+        every scheduler away for its TTL, a minute, and retries would wait as long."""
+        hostname = socket.gethostname()
+        for queue_name in self._queue_names:
+            key = RQScheduler.get_locking_key(queue_name)
+            holder = self.connection.get(key)
+            if holder is None or as_text(holder) == self.scheduler.name:
+                continue
+            try:
+                other = RQScheduler.fetch(as_text(holder), self.connection)
+            except SchedulerNotFound:
+                continue
+            if other.hostname == hostname and not is_running(other.pid):
+                logger.warning("releasing %s of scheduler %s, dead", key, other.name)
+                release_lock(self.connection, key, other.name)
 
     def stop_workers(self) -> None:
         super().stop_workers()  # type: ignore[no-untyped-call]
@@ -166,3 +192,13 @@ class QueuePool(WorkerPool):
         process = self.scheduler._process
         scheduler_stopped = process is None or not process.is_alive()
         return super().all_workers_have_stopped() and scheduler_stopped
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie waiting to be reaped, which a container's
+    init may never do). Read from /proc: `os.kill(pid, 0)` succeeds on zombies."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
