@@ -3,16 +3,17 @@
 Why one queue per worker: RQ takes a job at least once only from a worker that listens on a
 single queue. Such a worker takes it with `BLMOVE queue -> queue:intermediate`, and the job
 leaves the intermediate list in the same transaction that puts it in the StartedJobRegistry;
-a worker SIGKILLed at any instant leaves the job in one of the lists, from where RQ's
-registry cleanup runs it again. A worker on several queues takes jobs with `BLPOP`: a job
+a worker SIGKILLed at any instant leaves the job in one of them, from where the pool's
+sweep puts it back. A worker on several queues takes jobs with `BLPOP`: a job
 that Redis hands to a client that has just died (its socket not closed yet, or still open in
 a process that inherited it) is in no list at all, and nothing ever runs it.
 
 Maintenance is the pool's too (`sweep`, every `WORKERS_MAINTENANCE_INTERVAL_S`): RQ's
 registry cleanups (a job whose worker stopped beating its heartbeat is retried, see
 `workers.worker.JobWorker`), and the jobs that no list holds any more put back in their
-queue (`workers.sweep`). The workers do none of it: one that RQ kills while it
-holds the queue's cleanup lock would keep the lock 15 minutes, this pool holds it seconds.
+queue (`workers.sweep`). The workers do none of it: a worker killed while it holds a
+queue's cleanup lock (RQ's own cleanup) would keep the lock 15 minutes; the pool's lives
+seconds.
 
 Why the scheduler is the pool's child and not a worker's (RQ's default): forked from a
 worker, it inherits the worker's connection blocked in `BLPOP`/`BLMOVE`; when the worker is
