@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -162,9 +163,26 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document gives this path (and HEAD with GET, which
+    Starlette serves). Starlette's own 405 names only the methods of the first route whose
+    path matched: `GET` for /v1/books/7, not PUT, PATCH and DELETE."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
+    headers = dict(exc.headers or {})
+    if status is HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = allowed_methods(request)
     return problem_response(
         request,
         status=status.value,
@@ -173,7 +191,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             status, str(exc.detail), method=request.method, path=request.url.path
         ),
         code=http_error_code(status),
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
 
 

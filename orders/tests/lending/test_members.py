@@ -82,6 +82,21 @@ class TestReadMembers:
         assert_problem(await client.get("/v1/members", params={"q": ""}), 422)
 
 
+class TestTextPostgresCannotStore:
+    async def test_a_nul_is_a_422_naming_the_field(self, client, make_member, db):
+        for body, field in (
+            ({"name": "a\u0000b", "email": "nul@example.org"}, "name"),
+            ({"name": "Nul", "email": "n\u0000l@example.org"}, "email"),
+        ):
+            problem = assert_problem(await client.post("/v1/members", json=body), 422)
+            assert problem["errors"][0]["field"] == field
+        member = await make_member()
+        update = await client.patch(f"/v1/members/{member['id']}", json={"name": "a\u0000"})
+        assert_problem(update, 422)
+        assert_problem(await client.get("/v1/members", params={"q": "a\u0000"}), 422)
+        assert db.execute("SELECT count(*) FROM members").fetchone() == (1,)
+
+
 class TestUpdateMember:
     async def test_block_and_change_limit(self, client, make_member):
         member = await make_member()

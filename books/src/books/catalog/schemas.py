@@ -50,6 +50,14 @@ Money = Annotated[
 Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str)]
 
 
+def no_nul(text: str) -> str:
+    """PostgreSQL cannot store U+0000 in text: refuse it here, as a 422 naming the field,
+    not as a database error."""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return text
+
+
 def collapse_whitespace(text: str) -> str:
     """`"  The   Great\tGatsby "` -> `"The Great Gatsby"`, as the predecessor stored names."""
     return " ".join(text.split())
@@ -60,15 +68,19 @@ def collapse_whitespace(text: str) -> str:
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(no_nul),
     AfterValidator(collapse_whitespace),
 ]
 Author = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(no_nul),
     AfterValidator(collapse_whitespace),
 ]
 Description = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000),
+    AfterValidator(no_nul),
 ]
 # Strict: `true` or `"5"` must not become a stock level.
 Stock = Annotated[
@@ -103,7 +115,11 @@ class CoverImage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl
-    public_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    public_id: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+        AfterValidator(no_nul),
+    ]
 
 
 class BookCreate(BaseModel):
@@ -229,6 +245,7 @@ class BookListQuery(BaseModel):
         Annotated[
             str,
             StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            AfterValidator(no_nul),
             AfterValidator(collapse_whitespace),
         ]
         | None

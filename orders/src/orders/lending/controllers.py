@@ -152,6 +152,7 @@ class MemberController(Controller):
             QueryParameter(
                 min_length=1,
                 max_length=200,
+                pattern=r"^[^\x00]+$",
                 description="Members whose email is this (any case) or whose name contains it.",
             ),
         ] = None,

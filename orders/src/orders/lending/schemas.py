@@ -15,12 +15,18 @@ from orders.ordering.schemas import Id, Money, money, utc
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])]
+# Some non-space; no NUL (U+0000), which PostgreSQL cannot store.
+Name = Annotated[
+    str,
+    Meta(
+        min_length=1, max_length=200, pattern=r"(?s)^(?=.*\S)[^\x00]*$", examples=["Ada Lovelace"]
+    ),
+]
 Email = Annotated[
     str,
     Meta(
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
         description="Unique among members, ignoring case.",
         examples=["ada@example.org"],
     ),
