@@ -16,6 +16,7 @@ from books.config import ALIASES, Settings, get_settings
 from books.covers.router import router as covers_router
 from books.db import create_engine
 from books.errors import install_error_handlers
+from books.http import BodyLimit
 from books.inventory.router import router as inventory_router
 from books.lending.router import router as lending_router
 from books.system import router as system_router
@@ -26,6 +27,9 @@ from servicekit.problems import errors_description
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing
 
 logger = logging.getLogger(__name__)
+
+# What a multipart cover upload adds to the image: the book's fields and the boundaries.
+BODY_OVERHEAD_BYTES = 1024 * 1024
 
 DESCRIPTION = """The catalog: books, prices and covers.
 
@@ -66,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lending_router, include_in_schema=False)
     if tracing:
         instrument(app)
+    # The largest body is a cover upload; anything bigger is a 413.
+    app.add_middleware(BodyLimit, max_bytes=settings.cover_max_bytes + BODY_OVERHEAD_BYTES)
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=REQUEST_ID_HEADER,

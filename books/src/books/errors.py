@@ -70,6 +70,14 @@ class UnsupportedMediaType(ProblemError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class BodyTooLarge(ProblemError):
+    status, title, type = 413, "Request body too large", "/problems/body-too-large"
+    code = "BODY_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"A request body is at most {limit:,} bytes (a cover upload included).")
+
+
 class CoverTooLarge(ProblemError):
     status, title, type = 413, "Cover too large", "/problems/cover-too-large"
     code = "COVER_TOO_LARGE"

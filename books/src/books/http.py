@@ -8,9 +8,51 @@ from typing import Any
 from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from books.errors import UnsupportedMediaType
+from books.errors import BodyTooLarge, UnsupportedMediaType, problem_response
 from servicekit.problems import PROBLEM_JSON
+
+
+class BodyLimit:
+    """A body larger than `max_bytes` is a 413 problem, before it is read when its length
+    is declared, as soon as it passes the limit otherwise. Written here because
+    Starlette's limiter (FastAPI's `max_body_size`) answers a declared-too-long body with
+    text/plain, replacing our problem+json."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            problem = BodyTooLarge(self.max_bytes)
+            response = problem_response(
+                Request(scope),
+                status=problem.status,
+                title=problem.title,
+                detail=problem.detail,
+                code=problem.code,
+                type_=problem.type,
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 class DocumentedRoute(APIRoute):

@@ -271,6 +271,8 @@ class BookListQuery(BaseModel):
     def _bounded_ids(cls, ids: str | None) -> str | None:
         if ids is not None and len(ids.split(",")) > MAX_BATCH_IDS:
             raise ValueError(f"at most {MAX_BATCH_IDS} ids per request")
+        if ids is not None and any(int(part) > MAX_BOOK_ID for part in ids.split(",")):
+            raise ValueError(f"a book id is at most {MAX_BOOK_ID}")
         return ids
 
     @model_validator(mode="after")

@@ -108,6 +108,15 @@ async def read_json(request: Request) -> Any:
         )
     try:
         return await request.json()
+    except (UnicodeDecodeError, RecursionError) as exc:
+        message = (
+            "the body is not UTF-8"
+            if isinstance(exc, UnicodeDecodeError)
+            else "the JSON is nested too deeply"
+        )
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": message, "input": {}}]
+        ) from exc
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             [
