@@ -329,6 +329,38 @@ class TestBenchCommand:
         assert "first error" not in output
         assert "2 concurrent users" in output
 
+    def test_tracing_section_runs_off_and_on_in_turn_and_counts_the_spans(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_books(books_url, count=20)
+        assert cli.main(bench_args(books_api, books_url, only="tracing")) == 0
+        output = capsys.readouterr().out
+        rows = [line.split("  ")[0] for line in output.splitlines() if "tracing o" in line]
+        assert rows[:4] == [
+            f"GET /v1/books/{{id}} tracing {state} (round {n})"
+            for n in (1, 2)
+            for state in ("off", "on")
+        ], output
+        spans = re.search(r"the receiver got ([\d,]+) spans", output)
+        assert spans is not None, output
+        assert int(spans[1].replace(",", "")) >= 10  # 10 traced requests, 3 spans each
+        assert "tracing on/off: RPS" in output
+        assert "first error" not in output
+
+    def test_tracing_section_without_books_is_skipped_with_a_note(
+        self,
+        books_api: str,
+        books_url: str,
+        db: psycopg.Connection[Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        assert cli.main(bench_args(books_api, books_url, only="tracing")) == 1
+        assert "tracing: skipped - the catalog has no active books" in capsys.readouterr().out
+
     def test_seed_option_fills_the_catalog_to_the_minimum(
         self,
         books_api: str,

@@ -259,7 +259,46 @@ class TestOneTracePerSaga:
         assert parent(trace, parent(trace, one(trace, "orders", activate))) == job
 
 
-class TestWorkerShutdown:
+def mentions(span: ReceivedSpan, text: str) -> bool:
+    return any(text in str(value) for value in span.attributes.values())
+
+
+class TestShutdown:
+    @pytest.mark.parametrize(
+        ("factory", "path"),
+        [
+            ("books.app:create_app", "/v1/books/424242"),
+            ("orders.app:create_app", "/v1/orders/424242"),
+        ],
+    )
+    def test_a_stopped_api_sends_the_spans_it_still_holds(
+        self,
+        receiver: OtlpReceiver,
+        books_database_url: str,
+        orders_database_url: str,
+        factory: str,
+        path: str,
+    ) -> None:
+        """Its exporter would wait ten minutes; uvicorn ends itself with the SIGTERM it
+        caught, past the SDK's atexit hook, so the app's lifespan sends them on shutdown."""
+        env = books_env(books_database_url) | {
+            "ORDERS_DATABASE_URL": orders_database_url,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        }
+
+        def request_spans() -> list[ReceivedSpan]:
+            return [
+                span
+                for span in receiver.snapshot()
+                if span.kind == "server" and mentions(span, path)
+            ]
+
+        with ServiceProcess(factory, free_port(), env) as service:
+            assert httpx.get(f"{service.url}{path}").status_code == 404
+            assert request_spans() == []
+        receiver.wait_for(lambda _: bool(request_spans()), timeout_s=SETTLED_S, what=path)
+
     def test_a_stopped_worker_sends_the_spans_it_still_holds(
         self,
         receiver: OtlpReceiver,

@@ -24,7 +24,7 @@ from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
-from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing
+from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await engine.dispose()
+        await flush_async()
 
     app = FastAPI(
         title="Bookstore books API",

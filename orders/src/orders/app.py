@@ -38,7 +38,7 @@ from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
-from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing
+from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     await purger
             await books_http.aclose()
             await engine.dispose()
+            await flush_async()
 
     prometheus = PrometheusConfig(
         app_name="orders",

@@ -14,6 +14,7 @@ request wrote (`servicekit.outbox`), then in the meta of the RQ job the relay en
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -113,10 +114,17 @@ def _default_sampler() -> Any:
 
 
 def flush() -> None:
-    """Export the spans still buffered; for processes that end without running atexit
-    hooks (RQ's pool workers are forked children that leave through `os._exit`)."""
+    """Export the spans still buffered, for processes that end without running the SDK's
+    atexit hook: RQ's pool workers are forked children that leave through `os._exit`, and
+    uvicorn ends itself with the SIGTERM it caught once it has shut the app down."""
     if tracing_enabled() and (provider := _installed_provider()) is not None:
         provider.force_flush()
+
+
+async def flush_async() -> None:
+    """`flush()` off the event loop (it waits for the exporter's HTTP call)."""
+    if tracing_enabled():
+        await asyncio.to_thread(flush)
 
 
 def current_traceparent() -> str | None:
