@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+from devstack.run import without_password
 from devstack.servers import free_port
 
 
@@ -143,7 +145,16 @@ class TestMakeRun:
         storefront = httpx.get(f"http://127.0.0.1:{stack.web_port}/")
         assert storefront.status_code == 200
         assert "Kept" in storefront.text
+        # Redis wants the password make run keeps; the banner never prints it.
+        password = (stack.data_dir / "redis_password").read_text().strip()
+        assert (stack.data_dir / "redis_password").stat().st_mode & 0o777 == 0o600
+        redis_port = stack.env["STACK_REDIS_PORT"]
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=int(redis_port)).ping()
+        assert redis.Redis(port=int(redis_port), password=password).ping()
         output = stack.stop(signal.SIGTERM)
+        assert f"redis://:***@127.0.0.1:{redis_port}/0" in output
+        assert password not in output
         assert f"web          http://127.0.0.1:{stack.web_port}" in output
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
@@ -258,3 +269,16 @@ class TestMakeRun:
         assert result.returncode == 1
         assert "error: cannot reach BOOKS_DATABASE_URL" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+class TestBanner:
+    @pytest.mark.parametrize(
+        ("url", "printed"),
+        [
+            ("redis://:s3cret@127.0.0.1:6380/0", "redis://:***@127.0.0.1:6380/0"),
+            ("redis://user:s3cret@h:1/2", "redis://user:***@h:1/2"),
+            ("redis://127.0.0.1:6380/0", "redis://127.0.0.1:6380/0"),
+        ],
+    )
+    def test_urls_are_printed_without_their_password(self, url: str, printed: str) -> None:
+        assert without_password(url) == printed

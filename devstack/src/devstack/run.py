@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import honcho.manager
 import psycopg
@@ -189,7 +190,8 @@ def redis(config: StackConfig) -> Iterator[dict[str, str]]:
         yield {"REDIS_URL": url}
         return
     print(f"starting embedded Valkey on 127.0.0.1:{config.redis_port} ...")
-    with EmbeddedValkey(config.data_dir / "valkey", config.redis_port) as server:
+    password = kept_secret(config, "redis_password")
+    with EmbeddedValkey(config.data_dir / "valkey", config.redis_port, password=password) as server:
         yield {"REDIS_URL": server.url}
 
 
@@ -222,30 +224,45 @@ def migrate(config: StackConfig, env: dict[str, str]) -> None:
             raise StackError(f"migrating {service.name} failed:\n{result.stderr.strip()}")
 
 
-def service_key(config: StackConfig) -> dict[str, str]:
-    """The key the services demand on internal calls: from the environment, or generated
-    once and kept with the stack's data."""
-    if key := os.environ.get("SERVICE_KEY"):
-        return {"SERVICE_KEY": key}
-    path = config.data_dir / "service_key"
+def kept_secret(config: StackConfig, name: str) -> str:
+    """A secret generated on the first run and kept (owner-only) with the stack's data."""
+    path = config.data_dir / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
-    return {"SERVICE_KEY": path.read_text().strip()}
+    return path.read_text().strip()
+
+
+def service_key(config: StackConfig) -> dict[str, str]:
+    """The key the services demand on internal calls: from the environment, or kept."""
+    return {"SERVICE_KEY": os.environ.get("SERVICE_KEY") or kept_secret(config, "service_key")}
 
 
 def web_secrets(config: StackConfig) -> dict[str, str]:
     """The web app's cookie-signing key (generated once, kept with the stack's data) and
     its staff accounts' file, which `python -m web staff add NAME` writes."""
-    path = config.data_dir / "web_secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
     return {
-        "WEB_SECRET_KEY": os.environ.get("WEB_SECRET_KEY") or path.read_text().strip(),
+        "WEB_SECRET_KEY": os.environ.get("WEB_SECRET_KEY") or kept_secret(config, "web_secret_key"),
         "WEB_STAFF_FILE": os.environ.get("WEB_STAFF_FILE")
         or str(config.data_dir / "web" / "staff.json"),
     }
+
+
+def stack_redis_url(config: StackConfig) -> str:
+    """The URL of the embedded Valkey `make run` starts, with the password it keeps."""
+    path = config.data_dir / "redis_password"
+    login = f":{path.read_text().strip()}@" if path.exists() else ""
+    return f"redis://{login}127.0.0.1:{config.redis_port}/0"
+
+
+def without_password(url: str) -> str:
+    """The URL to print: its password, if any, replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    login = f"{parts.username or ''}:***@"
+    return urlunsplit(parts._replace(netloc=login + host))
 
 
 def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: bool) -> None:
@@ -263,7 +280,7 @@ def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: 
         lines.append(f"  {worker.name:<12} metrics http://127.0.0.1:{worker.metrics_port}/metrics")
     if with_prometheus:
         lines.append(f"  {'prometheus':<12} http://127.0.0.1:{config.prometheus_port}")
-    lines.append(f"  {'redis':<12} {env['REDIS_URL']}")
+    lines.append(f"  {'redis':<12} {without_password(env['REDIS_URL'])}")
     if folder := env.get("STACK_MAIL_DIR"):
         lines.append(f"  {'mail':<12} {folder}   smtp {env['SMTP_URL']}")
     else:

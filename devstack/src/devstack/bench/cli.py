@@ -21,6 +21,7 @@ from devstack.bench.saga import run_saga
 from devstack.bench.stack import Options, SkipSection, is_loopback_database, is_loopback_url
 from devstack.bench.tracing import run_tracing
 from devstack.bench.web import run_web
+from devstack.run import StackConfig, stack_redis_url
 from orders.config import Settings as OrdersSettings
 
 Section = Callable[[Options], Awaitable[Report]]
@@ -81,7 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     parser.add_argument("--orders-database-url", default=None, help="default: ORDERS_DATABASE_URL")
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0"),
+        default=os.environ.get("REDIS_URL") or stack_redis_url(StackConfig.from_env()),
         help=f"the stack's Redis; the workers section uses its database {WORKER_BENCH_REDIS_DB}",
     )
     parser.add_argument(

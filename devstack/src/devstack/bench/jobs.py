@@ -36,6 +36,7 @@ from devstack.bench.stack import (
     require_service,
     service_key,
 )
+from devstack.run import without_password
 
 WORKER_BENCH_REDIS_DB = 1
 WORKER_PROCESSES = 2
@@ -86,7 +87,8 @@ async def run_workers(options: Options) -> Report:
     require_redis(redis_url)
     jobs = options.worker_jobs
     report.heading = (
-        f"workers: {jobs:,} jobs per row on {redis_url} (its own queues, not the stack's), "
+        f"workers: {jobs:,} jobs per row on {without_password(redis_url)} (its own queues, "
+        "not the stack's), "
         "from enqueued to all finished, worker start-up included"
     )
     chosen = worker_bench.chosen_setup(WORKER_PROCESSES)
