@@ -583,12 +583,19 @@ class TestWorkerRow:
 
 
 class TestLoanSlots:
-    def test_each_free_slot_is_used_once_and_no_pair_twice(self) -> None:
-        slots = LoanSlots([1, 1, 2], [10, 11], random.Random(5))
+    def test_each_free_slot_and_each_book_is_used_once(self) -> None:
+        slots = LoanSlots([1, 1, 2], [10, 11, 12, 13], random.Random(5))
         pairs = [slots.take() for _ in range(3)]
         assert sorted(member for member, _ in pairs) == [1, 1, 2]
-        assert len(set(pairs)) == 3
+        assert len({book for _, book in pairs}) == 3
         with pytest.raises(LookupError, match="no member with a free loan slot"):
+            slots.take()
+
+    def test_a_book_the_member_has_out_is_never_picked(self) -> None:
+        slots = LoanSlots([1], [10, 11], random.Random(5), used={(1, 10)})
+        assert slots.take() == (1, 11)
+        slots = LoanSlots([1], [10], random.Random(5), used={(1, 10)})
+        with pytest.raises(LookupError, match="no book with a copy on the shelf left"):
             slots.take()
 
 
@@ -660,7 +667,7 @@ class TestLendingSection:
         assert ended is not None, output
         assert 1 <= int(ended[1]) <= 3
         errors = [line for line in output.splitlines() if "first error" in line]
-        assert all("not all active" in line or "no copy of book" in line for line in errors)
+        assert all("not all active" in line or "no copy of book" in line for line in errors), errors
         assert "skipped" not in output
         # Every borrow of the run became a loan with its copy out at books.
         with psycopg.connect(orders_database) as conn:

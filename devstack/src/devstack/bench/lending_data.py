@@ -14,8 +14,9 @@ SEED_HINT = "run `make seed SCENARIO=high_scale` first"
 
 @dataclass
 class LoanSlots:
-    """(member, book) pairs to borrow: each free loan slot of the sampled members once, a
-    random book with a copy on the shelf, never the same pair twice."""
+    """(member, book) pairs to borrow: each free loan slot of the sampled members once, and
+    a random book with a copy on the shelf, each book once (two borrows never race for one
+    last copy), never one the member already has (`used`)."""
 
     members: list[int]
     books: list[int]
@@ -26,9 +27,11 @@ class LoanSlots:
         if not self.members:
             raise LookupError("no member with a free loan slot left in the sample")
         member_id = self.members.pop()
-        book_id = self.rng.choice(self.books)
-        while (member_id, book_id) in self.used:
-            book_id = self.rng.choice(self.books)
+        candidates = [book for book in self.books if (member_id, book) not in self.used]
+        if not candidates:
+            raise LookupError("no book with a copy on the shelf left in the sample")
+        book_id = self.rng.choice(candidates)
+        self.books.remove(book_id)
         self.used.add((member_id, book_id))
         return member_id, book_id
 
@@ -48,7 +51,14 @@ async def loan_slots(options: Options, rng: random.Random) -> LoanSlots:
             f"{len(members):,} free loan slots and {len(books):,} books with a copy on the "
             f"shelf: {SEED_HINT}"
         )
-    return LoanSlots(members, books, rng)
+    # A member cannot borrow a book they already have out (or asked for): never pick it.
+    held = await fetch_all(
+        options.orders_database_url,
+        "SELECT member_id, book_id FROM borrows WHERE status IN ('pending', 'active')"
+        " AND member_id = ANY(%s)",
+        ([member_id for member_id, _ in rows],),
+    )
+    return LoanSlots(members, books, rng, used={(m, b) for m, b in held})
 
 
 async def books_on_the_shelf(url: str) -> list[int]:
