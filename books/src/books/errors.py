@@ -143,18 +143,24 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProblemError)
+def render_problem(request: Request, problem: ProblemError) -> JSONResponse:
+    """One of our problems as the response it is (also for middleware, which runs outside
+    the exception handlers)."""
     return problem_response(
         request,
-        status=exc.status,
-        title=exc.title,
-        detail=exc.detail,
-        code=exc.code,
-        type_=exc.type,
-        headers=exc.headers,
-        errors=exc.errors,
+        status=problem.status,
+        title=problem.title,
+        detail=problem.detail,
+        code=problem.code,
+        type_=problem.type,
+        headers=problem.headers,
+        errors=problem.errors,
     )
+
+
+async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return render_problem(request, exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from books.errors import BodyTooLarge, UnsupportedMediaType, problem_response
+from books.errors import BodyTooLarge, UnsupportedMediaType, render_problem
 from servicekit.problems import PROBLEM_JSON
 
 
@@ -31,15 +31,7 @@ class BodyLimit:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            problem = BodyTooLarge(self.max_bytes)
-            response = problem_response(
-                Request(scope),
-                status=problem.status,
-                title=problem.title,
-                detail=problem.detail,
-                code=problem.code,
-                type_=problem.type,
-            )
+            response = render_problem(Request(scope), BodyTooLarge(self.max_bytes))
             await response(scope, receive, send)
             return
         received = 0

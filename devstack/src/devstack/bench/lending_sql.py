@@ -16,7 +16,9 @@ import psycopg
 from sqlalchemy import TextClause
 
 from devstack.bench.raw import Query
-from orders.lending import library
+from orders.lending.library import POPULAR_SQL as POPULAR
+from orders.lending.library import SUMMARY_SQL as SUMMARY
+from orders.lending.library import TOP_MEMBERS_SQL as TOP_MEMBERS
 
 BORROW_COLUMNS = (
     "id, member_id, book_id, book_title, book_author, status, rejection_reason, hold_id,"
@@ -77,9 +79,9 @@ def _psycopg(statement: TextClause) -> str:
     return re.sub(r"(?<!:):(\w+)", r"%(\1)s", statement.text)
 
 
-SUMMARY_SQL = _psycopg(library.SUMMARY_SQL)
-POPULAR_SQL = _psycopg(library.POPULAR_SQL)
-TOP_MEMBERS_SQL = _psycopg(library.TOP_MEMBERS_SQL)
+SUMMARY_SQL = _psycopg(SUMMARY)
+POPULAR_SQL = _psycopg(POPULAR)
+TOP_MEMBERS_SQL = _psycopg(TOP_MEMBERS)
 FIGURE_LIMIT = 10
 OVERDUE_LIMIT = 50
 LOAN_PERIOD = timedelta(days=14)
