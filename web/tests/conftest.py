@@ -12,10 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis
 
@@ -59,6 +61,15 @@ class Site:
     def stock(self, book_id: int) -> int | None:
         stock = self.books.get(f"/v1/books/{book_id}").json()["stock"]
         return None if stock is None else int(stock)
+
+    @contextmanager
+    def reservations_held(self, book_id: int) -> Iterator[None]:
+        """While inside, the saga cannot reserve the book (its row is locked), but orders
+        still pass the stock check: both shoppers of a race get that far, every time."""
+        with psycopg.connect(self.env["BOOKS_DATABASE_URL"]) as conn:
+            conn.execute("SELECT 1 FROM books WHERE id = %s FOR UPDATE", [book_id])
+            yield
+            conn.rollback()
 
     def wait(
         self, path: str, until: Any, client: httpx.Client | None = None, timeout_s: float = 30
