@@ -311,12 +311,12 @@ class TestNotices:
     def test_the_sweep_is_scheduled_once_per_time_slot(
         self, saga_env: dict[str, str], connection: redis.Redis
     ) -> None:
-        first = loans.schedule_sweep(connection)
+        first = loans.LIBRARY_SWEEP.schedule(connection)
         assert first is not None
-        assert loans.schedule_sweep(connection) is None
-        scheduled = loans.schedule_sweep(connection, at_slot=10**6)
+        assert loans.LIBRARY_SWEEP.schedule(connection) is None
+        scheduled = loans.LIBRARY_SWEEP.schedule(connection, at_slot=10**6)
         assert scheduled is not None
-        assert loans.schedule_sweep(connection, at_slot=10**6) is None
+        assert loans.LIBRARY_SWEEP.schedule(connection, at_slot=10**6) is None
         assert scheduled.id in queue(connection, "maintenance").scheduled_job_registry.get_job_ids()
 
     def test_an_smtp_server_that_is_down_retries_the_notice(

@@ -33,6 +33,8 @@ from orders.lending.policy import LendingPolicy
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
+from orders.reconcile import ReconcileController
+from orders.saga import RedrivePolicy
 from orders.system import health, livez, ready
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LibraryController,
             InternalOrderController,
             InternalLendingController,
+            ReconcileController,
             MetricsController,
         ],
         dependencies={"session": Provide(provide_session)},
@@ -135,6 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store
     app.state.lending_policy = LendingPolicy.from_settings(settings)
+    app.state.redrive_policy = RedrivePolicy.from_settings(settings)
     # Litestar answers unrouted requests (404, 405) before any app middleware runs, so
     # the request id is set around its whole ASGI handler: every response carries one.
     app.asgi_handler = cast(

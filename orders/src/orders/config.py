@@ -72,6 +72,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_lock_timeout_s: Positive = 30.0
     idempotency_purge_interval_s: Positive = 300.0
 
+    # A pending order or borrow is announced again after this long, then after twice as
+    # long each time, and given up after that many re-drives (see orders.saga).
+    saga_stall_after_s: Positive = 30.0
+    saga_max_redrives: Annotated[int, Meta(ge=0, le=20)] = 5
+
     # Lending: the defaults of every member and book (see orders.lending.policy).
     default_max_loans: Annotated[int, Meta(ge=0, le=1000)] = 5
     loan_period_days: Positive = 14.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orders.config import get_settings
 from orders.lending import events
-from orders.ordering.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED
+from orders.ordering.service import ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_GIVEN_UP, ORDER_PLACED
 from servicekit.logs import configure_logging
 from servicekit.relay import OutboxRelay, Route, serve
 from servicekit.tracing import configure_tracing
@@ -12,8 +12,10 @@ from servicekit.tracing import configure_tracing
 ROUTES = {
     ORDER_PLACED: Route("orders", "workers.stock.place_order"),
     ORDER_CANCELLED: Route("orders", "workers.stock.cancel_order"),
+    ORDER_GIVEN_UP: Route("orders", "workers.stock.cancel_order"),
     ORDER_CONFIRMED: Route("notifications", "workers.notifications.order_confirmed"),
     events.BORROW_REQUESTED: Route("borrows", "workers.loans.check_out"),
+    events.BORROW_GIVEN_UP: Route("borrows", "workers.loans.give_up_borrow"),
     events.COPY_FREED: Route("borrows", "workers.loans.pass_on"),
     events.HOLD_PLACED: Route("borrows", "workers.loans.fill_hold"),
     events.HOLD_CHECKED_OUT: Route("borrows", "workers.loans.hand_to_loan"),

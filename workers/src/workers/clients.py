@@ -118,6 +118,17 @@ class Sweep(BaseModel):
     more: bool
 
 
+class Settled(BaseModel):
+    redriven: int
+    given_up: int
+
+
+class Reconciled(BaseModel):
+    orders: Settled
+    borrows: Settled
+    more: bool
+
+
 class Order(BaseModel):
     """The part of orders' order JSON the jobs read."""
 
@@ -224,7 +235,7 @@ class OrdersClient:
         self.client = client
 
     def confirm_order(self, *, order_id: int) -> Order | None:
-        """The confirmed order, or None when its status forbids it (it was cancelled)."""
+        """The confirmed order, or None when its status forbids it (cancelled, or given up)."""
         response = self.client.post(f"/internal/v1/orders/{order_id}/confirm", conflict_ok=True)
         return None if response.status_code == 409 else self.client.parse(Order, response)
 
@@ -236,6 +247,10 @@ class OrdersClient:
             conflict_ok=True,
         )
         return None if response.status_code == 409 else self.client.parse(Order, response)
+
+    def reconcile(self) -> Reconciled:
+        """One batch of the stalled orders and borrows re-driven or given up."""
+        return self.client.parse(Reconciled, self.client.post("/internal/v1/reconcile"))
 
 
 class LendingClient:

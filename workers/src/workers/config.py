@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     # How often the library sweep runs (expired holds, due and overdue notices).
     library_sweep_interval_s: int = Field(default=300, ge=1)
+    # How often the reconciler asks orders to settle pending orders and borrows whose job
+    # is overdue (orders decides which are; see orders.saga).
+    reconcile_interval_s: int = Field(default=10, ge=1)
 
     # Bound how soon a job whose worker died runs again (see workers.worker): the pool's
     # sweep of the registries, and the life of a running job's heartbeat.

@@ -10,27 +10,18 @@ answers a repeated status change with the loan or hold as it is. So a job that r
 from __future__ import annotations
 
 import logging
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from redis import Redis
-from rq import Queue, Retry, get_current_job
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from workers import clients
 from workers.clients import CopyStatus
 from workers.config import get_settings
 from workers.payloads import parse_payload
+from workers.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
-SWEEP_QUEUE = "maintenance"
-SWEEP_FUNCTION = "workers.loans.library_sweep"
-SWEEP_TIMEOUT_S = 120
-SWEEP_RETRIES_S = (10, 30, 60)
 # A sweep that keeps finding full batches stops here and leaves the rest to the next run.
 SWEEP_MAX_ROUNDS = 100
 REFUSALS = {
@@ -91,6 +82,22 @@ def check_out(payload: dict[str, Any]) -> str:
         return "rejected"
     # checked_in / passed_on: this reference had its copy and gave it back already.
     logger.info("borrow %s: its copy was already %s", request.borrow_id, status)
+    return status.value
+
+
+def give_up_borrow(payload: dict[str, Any]) -> str:
+    """A borrow the reconciler gave up: a copy that a job checked out for it (and could not
+    tell orders about) moves on to the next hold or the shelf.
+
+    Asking books to check a copy out under the borrow's reference answers what the reference
+    has; a copy it sets aside now (none was out) moves on just the same, so nothing stays
+    out for a rejected borrow, and a reference that gave its copy back already is left be."""
+    request = parse_payload(BorrowRequested, payload)
+    reference = f"borrow:{request.borrow_id}"
+    status = clients.books().check_out_copy(reference=reference, book_id=request.book_id)
+    if status is CopyStatus.CHECKED_OUT:
+        return pass_copy_on(book_id=request.book_id, reference=reference)
+    logger.info("borrow %s was given up; it holds no copy (%s)", request.borrow_id, status)
     return status.value
 
 
@@ -158,13 +165,8 @@ def hand_to_loan(payload: dict[str, Any]) -> str:
 
 
 def library_sweep(payload: dict[str, Any]) -> str:
-    """The periodic round: expire uncollected holds, send due and overdue notices.
-
-    It first schedules its own next run, so the chain survives this run failing.
-    """
-    job = get_current_job()
-    if job is not None:
-        schedule_sweep(job.connection, at_slot=current_slot() + 1)
+    """The periodic round: expire uncollected holds, send due and overdue notices."""
+    LIBRARY_SWEEP.schedule_next()
     expired = notices = 0
     for _ in range(SWEEP_MAX_ROUNDS):
         sweep = clients.lending().sweep()
@@ -176,32 +178,10 @@ def library_sweep(payload: dict[str, Any]) -> str:
     return f"expired {expired}, notices {notices}"
 
 
-def schedule_sweep(connection: Redis, *, at_slot: int | None = None) -> Job | None:
-    """Put the sweep of time slot `at_slot` (default: now) on RQ's queue, unless it is
-    there already: its job id is the slot, so every worker and every run of the sweep
-    that schedules it ends up with one job per slot."""
-    interval = get_settings().library_sweep_interval_s
-    slot = current_slot() if at_slot is None else at_slot
-    job_id = f"library-sweep-{slot}"
-    if Job.exists(job_id, connection=connection):
-        return None
-    queue = Queue(SWEEP_QUEUE, connection=connection, serializer=JSONSerializer)
-    options: dict[str, Any] = {
-        "job_id": job_id,
-        "job_timeout": SWEEP_TIMEOUT_S,
-        "retry": Retry(max=len(SWEEP_RETRIES_S), interval=list(SWEEP_RETRIES_S)),
-        "result_ttl": 3 * interval,
-        "failure_ttl": 7 * 24 * 3600,
-    }
-    if at_slot is None:
-        return queue.enqueue(SWEEP_FUNCTION, {}, **options)
-    scheduled: Job = queue.enqueue_at(_slot_start(slot), SWEEP_FUNCTION, {}, **options)
-    return scheduled
-
-
-def current_slot() -> int:
-    return int(time.time() // get_settings().library_sweep_interval_s)
-
-
-def _slot_start(slot: int) -> datetime:
-    return datetime.fromtimestamp(slot * get_settings().library_sweep_interval_s, UTC)
+LIBRARY_SWEEP = Periodic(
+    name="library-sweep",
+    function=f"{__name__}.{library_sweep.__name__}",
+    interval_s=lambda: get_settings().library_sweep_interval_s,
+    timeout_s=120,
+    retries_s=(10, 30, 60),
+)

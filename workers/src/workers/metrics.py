@@ -56,6 +56,15 @@ JOB_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+SAGAS = ("order", "borrow")
+SETTLE_ACTIONS = ("redriven", "given_up")
+SAGA_ROWS_SETTLED = Counter(
+    "workers_saga_rows_settled_total",
+    "Pending orders and borrows whose job was overdue: announced again (redriven), or "
+    "rejected after the last attempt (given_up), by the reconciler.",
+    ["saga", "action"],
+)
+
 NOTICES = Counter(
     "workers_notices_total",
     "Library notices mailed (sent) or not (failed: the SMTP server refused or was unreachable).",

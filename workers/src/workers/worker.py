@@ -74,7 +74,7 @@ from rq.worker import BaseWorker
 
 from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
-from workers import loans, metrics, supervision
+from workers import loans, metrics, reconcile, supervision
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError
 from workers.pool import QueuePool
@@ -300,9 +300,8 @@ def main(settings: Settings | None = None) -> int:
         stale.unlink()
     connection = redis.Redis.from_url(settings.redis_url)
     wait_for_redis(connection)
-    # Starts the library sweep's chain of scheduled runs (from the next time slot, when the
-    # services are up), unless one is already going.
-    loans.schedule_sweep(connection, at_slot=loans.current_slot() + 1)
+    for periodic in (loans.LIBRARY_SWEEP, reconcile.RECONCILE):
+        periodic.start_chain(connection)
     supervision.supervise_forks()
     if settings.metrics_port:
         listening = metrics.serve_metrics(

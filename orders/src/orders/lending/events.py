@@ -15,12 +15,20 @@ COPY_FREED = "copy.freed"
 HOLD_PLACED = "hold.placed"
 HOLD_CHECKED_OUT = "hold.checked_out"
 NOTICE_REQUESTED = "notice.requested"
+BORROW_GIVEN_UP = "borrow.given_up"
 
 
 async def borrow_requested(session: AsyncSession, *, borrow_id: int, book_id: int) -> None:
     """Check a copy out for the borrow (or make it a hold)."""
     await add_event(
         session, topic=BORROW_REQUESTED, payload={"borrow_id": borrow_id, "book_id": book_id}
+    )
+
+
+async def borrow_given_up(session: AsyncSession, *, borrow_id: int, book_id: int) -> None:
+    """The reconciler gave the borrow up: a copy it may have got moves on."""
+    await add_event(
+        session, topic=BORROW_GIVEN_UP, payload={"borrow_id": borrow_id, "book_id": book_id}
     )
 
 

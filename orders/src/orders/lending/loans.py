@@ -40,6 +40,7 @@ from orders.metrics import (
     LIBRARY_LOANS_ACTIVATED,
     LIBRARY_RETURNS,
 )
+from orders.saga import RedrivePolicy, Settled, given_up_reason
 from servicekit.database import after_commit
 from servicekit.problems import ProblemError
 
@@ -306,7 +307,8 @@ class LoanService:
         return held
 
     async def reject(self, *, borrow_id: int, reason: str) -> Borrow:
-        """pending -> rejected (the book went away); a repeat keeps the first reason."""
+        """pending -> rejected (the book went away, or the reconciler gave the borrow up); a
+        repeat keeps the first reason."""
         borrow = await self.borrows.change(
             borrow_id=borrow_id,
             allowed_from=(BorrowStatus.PENDING,),
@@ -316,6 +318,21 @@ class LoanService:
             return await self._unchanged(borrow_id, target=BorrowStatus.REJECTED)
         await self.members.give_back_loan_slot(member_id=borrow.member_id)
         return borrow
+
+    async def settle_stalled(self, *, policy: RedrivePolicy) -> Settled:
+        """Announce pending borrows again whose job is overdue, or give them up (see
+        orders.saga); one batch."""
+        stalled = await self.borrows.stalled(policy=policy)
+        redriven = [borrow for borrow in stalled if not policy.gives_up(borrow.redrives)]
+        for borrow in redriven:
+            await events.borrow_requested(self.session, borrow_id=borrow.id, book_id=borrow.book_id)
+        await self.borrows.count_redrive(borrow_ids=[borrow.id for borrow in redriven])
+        given_up = [borrow for borrow in stalled if policy.gives_up(borrow.redrives)]
+        reason = given_up_reason(policy, "The check-out")
+        for borrow in given_up:
+            await self.reject(borrow_id=borrow.id, reason=reason)
+            await events.borrow_given_up(self.session, borrow_id=borrow.id, book_id=borrow.book_id)
+        return Settled(redriven=len(redriven), given_up=len(given_up))
 
     async def _unchanged(self, borrow_id: int, *, target: BorrowStatus) -> Borrow:
         """Why a borrow did not move: gone (404), already there (a repeat), or illegal (409)."""

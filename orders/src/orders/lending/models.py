@@ -10,7 +10,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Date, Enum, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Enum,
+    ForeignKey,
+    Integer,
+    Numeric,
+    SmallInteger,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,6 +107,9 @@ class Borrow(Base):
     renewals: Mapped[int] = mapped_column(Integer, server_default="0")
     late_fee: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
+    # How often, and when last, the reconciler announced the pending borrow again.
+    redrives: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    redriven_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
 
     @property
     def reference(self) -> str:

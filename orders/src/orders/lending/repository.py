@@ -25,6 +25,7 @@ from orders.lending.models import (
     NoticeKind,
 )
 from orders.lending.schemas import BorrowListStatus
+from orders.saga import RedrivePolicy
 
 OPEN_BORROW = (BorrowStatus.PENDING, BorrowStatus.ACTIVE)
 OPEN_HOLD = (HoldStatus.WAITING, HoldStatus.READY)
@@ -182,6 +183,32 @@ class BorrowRepository:
             )
         )
         return bool(found)
+
+    async def stalled(self, *, policy: RedrivePolicy) -> list[Borrow]:
+        """Pending borrows due a re-drive, oldest first, locked (`SKIP LOCKED`, as orders')."""
+        statement = (
+            select(Borrow)
+            .where(
+                Borrow.status == BorrowStatus.PENDING,
+                *policy.due(
+                    started_at=Borrow.requested_at,
+                    redrives=Borrow.redrives,
+                    redriven_at=Borrow.redriven_at,
+                ),
+            )
+            .order_by(Borrow.requested_at, Borrow.id)
+            .limit(policy.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count_redrive(self, *, borrow_ids: Collection[int]) -> None:
+        await self.session.execute(
+            update(Borrow)
+            .where(Borrow.id.in_(borrow_ids))
+            .values(redrives=Borrow.redrives + 1, redriven_at=func.now()),
+            execution_options=NO_SYNC,
+        )
 
     async def change(
         self,

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, Numeric, Text, func
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, Numeric, SmallInteger, Text, func
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -43,6 +43,9 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(
         TIMESTAMP(timezone=True), server_default=func.now()
     )
+    # How often, and when last, the reconciler announced the pending order again.
+    redrives: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    redriven_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", order_by="OrderItem.id", lazy="raise"
     )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from orders.ordering.models import Order, OrderItem, OrderStatus
+from orders.saga import RedrivePolicy
 
 
 def _filters(*, status: OrderStatus | None, customer_id: int | None) -> list[ColumnElement[bool]]:
@@ -47,6 +48,33 @@ class OrderRepository:
     async def get(self, *, order_id: int) -> Order | None:
         return await self.session.scalar(
             select(Order).where(Order.id == order_id).options(selectinload(Order.items))
+        )
+
+    async def stalled(self, *, policy: RedrivePolicy) -> list[Order]:
+        """Pending orders due a re-drive, oldest first, locked: `SKIP LOCKED` lets two
+        reconcilers share the work, and skips an order a worker is settling right now."""
+        statement = (
+            select(Order)
+            .where(
+                Order.status == OrderStatus.PENDING,
+                *policy.due(
+                    started_at=Order.created_at,
+                    redrives=Order.redrives,
+                    redriven_at=Order.redriven_at,
+                ),
+            )
+            .order_by(Order.created_at, Order.id)
+            .limit(policy.batch_size)
+            .with_for_update(skip_locked=True, of=Order)
+            .options(selectinload(Order.items))
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count_redrive(self, *, order_ids: Collection[int]) -> None:
+        await self.session.execute(
+            update(Order)
+            .where(Order.id.in_(order_ids))
+            .values(redrives=Order.redrives + 1, redriven_at=func.now())
         )
 
     async def change_status(

@@ -58,11 +58,13 @@ class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RejectionCause(StrEnum):
-    """What kind of shortage stopped an order: a bounded label for the metrics."""
+    """What stopped an order: a bounded label for the metrics."""
 
     INSUFFICIENT_STOCK = "insufficient_stock"
     BOOK_NOT_FOUND = "book_not_found"
     BOOK_INACTIVE = "book_inactive"
+    # Not a shortage: the reservation never completed and the reconciler gave up.
+    UNSETTLED = "unsettled"
 
 
 class OrderReject(msgspec.Struct, forbid_unknown_fields=True):

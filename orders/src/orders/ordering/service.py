@@ -41,6 +41,7 @@ from orders.ordering.schemas import (
     RejectionCause,
     money,
 )
+from orders.saga import RedrivePolicy, Settled, given_up_reason
 from servicekit.database import after_commit
 from servicekit.outbox import add_event
 
@@ -48,6 +49,8 @@ ORDERS_PATH = "/v1/orders"
 ORDER_PLACED = "order.placed"
 ORDER_CONFIRMED = "order.confirmed"
 ORDER_CANCELLED = "order.cancelled"
+# Given up by the reconciler: whatever stock the order may hold goes back.
+ORDER_GIVEN_UP = "order.given_up"
 
 # The statuses each status may be reached from; everything else is an illegal transition.
 REACHABLE_FROM: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -182,6 +185,23 @@ class OrderService:
         order, _ = await self._move(order_id=order_id, to=OrderStatus.CANCELLED, repeat_ok=False)
         await add_event(self.session, topic=ORDER_CANCELLED, payload={"order_id": order.id})
         return order
+
+    async def settle_stalled(self, *, policy: RedrivePolicy) -> Settled:
+        """Announce pending orders again whose job is overdue, or give them up (see
+        orders.saga); one batch."""
+        stalled = await self.orders.stalled(policy=policy)
+        redriven = [order for order in stalled if not policy.gives_up(order.redrives)]
+        for order in redriven:
+            await add_event(self.session, topic=ORDER_PLACED, payload=_order_placed(order))
+        await self.orders.count_redrive(order_ids=[order.id for order in redriven])
+        given_up = [order for order in stalled if policy.gives_up(order.redrives)]
+        reason = given_up_reason(policy, "The stock reservation")
+        for order in given_up:
+            await self.reject_order(
+                order_id=order.id, reason=reason, cause=RejectionCause.UNSETTLED
+            )
+            await add_event(self.session, topic=ORDER_GIVEN_UP, payload={"order_id": order.id})
+        return Settled(redriven=len(redriven), given_up=len(given_up))
 
     async def _move(
         self,
