@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 SUITES := servicekit books orders workers devstack web
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test lint fmt migrate seed bench clean
+.PHONY: help deps run test lint fmt migrate seed bench check-integrity chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,12 @@ seed: deps ## Load demo books with COPY (SEED_BOOKS=1000), or SCENARIO=minimal|h
 
 bench: deps ## Benchmark the running stack against raw-driver baselines
 	@$(RUN) python -m devstack.bench
+
+check-integrity: deps ## Check that books and orders agree on every settled order and loan (exit 1 if not)
+	@$(RUN) python -m devstack.integrity
+
+chaos: deps ## Place orders and borrows while relays and workers are SIGKILLed (own servers; ORDERS=1000)
+	@$(RUN) python -m devstack.chaos --orders $${ORDERS:-1000}
 
 clean: ## Remove the local stack's data, virtualenv and caches
 	rm -rf .data .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -146,6 +146,15 @@ def _database_url(server_url: str, database: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{database}"
 
 
+def stack_database_url(config: StackConfig, name: str) -> str:
+    """The database of service `name`: the environment's, or the one `make run` keeps."""
+    service = config.service(name)
+    if configured := service.configured_database:
+        return configured[1]
+    server = EmbeddedPostgres(config.data_dir / "postgres", config.postgres_port)
+    return _database_url(server.url, service.database)
+
+
 def _ensure_database(server_url: str, database: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()

@@ -78,8 +78,8 @@ def _job_ids(connection: redis.Redis) -> Iterator[str]:
             yield job_id
 
 
-def put_back_lost_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> None:
-    """Jobs of `queues` whose hash says queued or started that nothing holds.
+def unheld_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> Iterator[tuple[Queue, str]]:
+    """Jobs of `queues` whose hash says queued or started that nothing holds right now.
 
     A scan of every job key: run it every few seconds, not every tick."""
     by_name = {queue.name: queue for queue in queues}
@@ -94,8 +94,13 @@ def put_back_lost_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> None
         status, queue = raw_status.decode(), by_name.get(raw_origin.decode())
         if queue is None or status not in (JobStatus.QUEUED, JobStatus.STARTED):
             continue
-        if _is_held(connection, queue, job_id):
-            continue
+        if not _is_held(connection, queue, job_id):
+            yield queue, job_id
+
+
+def put_back_lost_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> None:
+    """Jobs that nothing has held for `LOST_GRACE_S`."""
+    for queue, job_id in unheld_jobs(connection, queues):
         if _seen_long_enough(connection, "lost", job_id, LOST_GRACE_S) and not _is_held(
             connection, queue, job_id
         ):
