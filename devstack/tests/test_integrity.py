@@ -60,11 +60,16 @@ def reservation(
         [f"order:{order_id}", status, json.dumps([{"book_id": 1, "quantity": 2}])],
     )
     for kind, quantity in moves:
+        # As books does it: the ledger's trigger records the change it is told about.
         books.execute(
-            "INSERT INTO stock_movements (reference, book_id, kind, quantity)"
-            " VALUES (%s, 1, %s, %s)",
-            [f"order:{order_id}", kind, quantity],
+            "SELECT set_config('books.stock_kind', %s, false),"
+            " set_config('books.stock_reference', %s, false)",
+            [kind, f"order:{order_id}"],
         )
+        books.execute(
+            "UPDATE books SET stock = stock + %s", [-quantity if kind == "reserve" else quantity]
+        )
+    books.execute("RESET books.stock_kind; RESET books.stock_reference")
 
 
 def loan(
@@ -117,6 +122,10 @@ def test_each_disagreement_is_named_with_where_it_is(
     reservation(books, order(orders, "confirmed", quantity=3), "reserved", ("reserve", 2))
     reservation(books, order(orders, "cancelled"), "released", ("reserve", 2), ("release", 1))
     loan(books, orders, "returned", "out")
+    books.execute("UPDATE books SET stock = 9")  # recorded: its ledger says 9
+    books.execute("ALTER TABLE books DISABLE TRIGGER books_stock_ledger_updated")
+    books.execute("UPDATE books SET stock = 7")  # not recorded
+    books.execute("ALTER TABLE books ENABLE TRIGGER books_stock_ledger_updated")
 
     assert problems(books_database_url, orders_database_url) == {
         "stock held exactly by confirmed orders": [
@@ -127,6 +136,7 @@ def test_each_disagreement_is_named_with_where_it_is(
         "a release gives back exactly what was taken": ["order:4"],
         "a copy out belongs to an active loan or a ready hold": ["borrow:1"],
         "available copies are the copies less those out": ["book 1: 2 available of 2, 1 out"],
+        "a book's ledger adds up to its stock": ["book 1: 7 in stock, 9 in its ledger"],
     }
 
 

@@ -17,6 +17,7 @@ from books.covers.router import router as covers_router
 from books.db import create_engine
 from books.errors import install_error_handlers
 from books.http import BodyLimit
+from books.inventory.router import ledger_router
 from books.inventory.router import router as inventory_router
 from books.lending.router import router as lending_router
 from books.system import router as system_router
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system_router)
     app.include_router(catalog_router)
     app.include_router(covers_router)
+    app.include_router(ledger_router)
     # Only the workers call them; the public OpenAPI document does not mention them.
     app.include_router(inventory_router, include_in_schema=False)
     app.include_router(lending_router, include_in_schema=False)

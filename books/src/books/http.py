@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
@@ -13,6 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from books.errors import BodyTooLarge, UnsupportedMediaType, render_problem
 from servicekit.problems import PROBLEM_JSON
+
+BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
 
 
 class BodyLimit:

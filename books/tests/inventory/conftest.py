@@ -57,10 +57,24 @@ def stock_of(db: psycopg.Connection[Any], book_id: int) -> int | None:
 
 
 def movements(db: psycopg.Connection[Any]) -> list[tuple[str, int, str, int]]:
+    """The ledger's movements of reservations (it also holds each book's opening stock and
+    adjustments: see test_ledger)."""
     rows = db.execute(
-        "SELECT reference, book_id, kind, quantity FROM stock_movements ORDER BY id"
+        "SELECT reference, book_id, kind, quantity FROM stock_movements"
+        " WHERE reference IS NOT NULL ORDER BY id"
     ).fetchall()
     return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def unbalanced_books(db: psycopg.Connection[Any]) -> list[tuple[int, int | None, int]]:
+    """(book, stock, sum of its movements) of every book whose ledger does not add up to
+    its stock: an untracked book's sum is 0."""
+    rows = db.execute(
+        "SELECT b.id, b.stock, coalesce(sum(m.delta), 0) FROM books b"
+        " LEFT JOIN stock_movements m ON m.book_id = b.id GROUP BY b.id"
+        " HAVING coalesce(b.stock, 0) <> coalesce(sum(m.delta), 0)"
+    ).fetchall()
+    return [(row[0], row[1], int(row[2])) for row in rows]
 
 
 def reservations(db: psycopg.Connection[Any]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from tests.inventory.conftest import movements, reservations, stock_of
+from tests.inventory.conftest import movements, reservations, stock_of, unbalanced_books
 
 
 class TestConcurrentReservations:
@@ -21,6 +21,7 @@ class TestConcurrentReservations:
         outcomes = Counter(response.json()["status"] for response in responses)
         assert outcomes == {"reserved": 100, "rejected": 100}
         assert stock_of(db, book["id"]) == 0
+        assert unbalanced_books(db) == []
         assert len(movements(db)) == 100
         assert Counter(reservations(db).values()) == outcomes
         rejected = [r.json() for r in responses if r.json()["status"] == "rejected"]
@@ -34,6 +35,7 @@ class TestConcurrentReservations:
         assert {response.status_code for response in responses} == {200}
         assert {response.json()["status"] for response in responses} == {"reserved"}
         assert stock_of(db, book["id"]) == 97
+        assert unbalanced_books(db) == []
         assert movements(db) == [("order:1", book["id"], "reserve", 3)]
 
     async def test_lines_in_opposite_orders_do_not_deadlock(self, make_book, reserve, db) -> None:  # type: ignore[no-untyped-def]
@@ -60,6 +62,7 @@ class TestConcurrentReleases:
         responses = await asyncio.gather(*(release("order:1") for _ in range(20)))
         assert {response.json()["status"] for response in responses} == {"released"}
         assert stock_of(db, book["id"]) == 10
+        assert unbalanced_books(db) == []
         assert [kind for _, _, kind, _ in movements(db)] == ["reserve", "release"]
 
     async def test_releases_and_reservations_interleave_exactly(  # type: ignore[no-untyped-def]
@@ -75,6 +78,7 @@ class TestConcurrentReleases:
         )
         reserved = sum(1 for r in newcomers[10:] if r.json()["status"] == "reserved")
         assert stock_of(db, book["id"]) == 10 - reserved
+        assert unbalanced_books(db) == []
         assert 0 <= reserved <= 10
 
 

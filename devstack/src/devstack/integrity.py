@@ -5,7 +5,8 @@ while a job is on its way, an order may be pending with its stock already reserv
 it has settled, these must hold (each is one check below):
 
 - stock: a reservation `order:N` holds stock exactly when order N is confirmed, for the
-  lines of the order; if released, its ledger gave back exactly what it took;
+  lines of the order; if released, its ledger gave back exactly what it took; the sum of
+  a book's ledger is its stock;
 - copies: a copy is out under `borrow:N` exactly when loan N is active, under `hold:N`
   exactly when hold N is ready; a book's available copies are its copies less those out.
 
@@ -110,6 +111,18 @@ def check_stock(
     for order_id, status in statuses.items():
         if status == "confirmed" and order_id not in reservations:
             report.add("stock held exactly by confirmed orders", [f"order {order_id} holds none"])
+    report.add(
+        "a book's ledger adds up to its stock",
+        [
+            f"book {book_id}: {stock} in stock, {moved} in its ledger"
+            for book_id, stock, moved in _rows(
+                books,
+                "SELECT b.id, b.stock, coalesce(sum(m.delta), 0) FROM books b"
+                " LEFT JOIN stock_movements m ON m.book_id = b.id GROUP BY b.id"
+                " HAVING coalesce(b.stock, 0) <> coalesce(sum(m.delta), 0)",
+            )
+        ],
+    )
 
 
 def check_copies(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from books.catalog.schemas import (
     BookCreate,
@@ -26,12 +26,10 @@ from books.covers.forms import (
     validate_body,
 )
 from books.covers.service import CoverServiceDep
-from books.http import DocumentedRoute, problem_responses, require_json
+from books.http import BookId, DocumentedRoute, problem_responses, require_json
 from servicekit.pagination import link_header
 
 router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRoute)
-
-BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
 
 
 @router.post(

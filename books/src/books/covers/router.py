@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from books.catalog.router import BookId
 from books.catalog.schemas import BookRead
 from books.covers.forms import CoverForm, multipart_request_body, read_cover_form
 from books.covers.service import CoverServiceDep
-from books.http import DocumentedRoute, problem_responses
+from books.http import BookId, DocumentedRoute, problem_responses
 
 router = APIRouter(prefix="/v1/books/{book_id}/cover", tags=["covers"], route_class=DocumentedRoute)
 

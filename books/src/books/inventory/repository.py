@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, Integer, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from books.catalog.models import Book
-from books.inventory.models import MovementKind, StockMovement, StockReservation
-from books.inventory.schemas import ReservationStatus, StockLine
+from books.inventory.models import StockMovement, StockReservation
+from books.inventory.schemas import MovementKind, ReservationStatus, StockLine
 
 
 class Take(Enum):
@@ -39,6 +39,13 @@ _TAKE = text(
            EXISTS (SELECT FROM books WHERE id = :book_id AND active AND stock IS NULL)
                AS untracked
     """
+)
+
+
+_NAME_MOVEMENTS = text(
+    "SELECT set_config('books.stock_kind', :kind, true),"
+    " set_config('books.stock_reference', :reference, true),"
+    " set_config('books.stock_reason', :reason, true)"
 )
 
 
@@ -111,22 +118,69 @@ class StockRepository:
             execution_options={"synchronize_session": False},
         )
 
-    async def record_movements(
-        self, *, reference: str, kind: MovementKind, lines: Sequence[StockLine]
+    async def name_movements(
+        self, *, kind: MovementKind, reference: str | None = None, reason: str | None = None
     ) -> None:
-        if lines:
-            await self.session.execute(
-                insert(StockMovement),
-                [
-                    {
-                        "reference": reference,
-                        "book_id": line.book_id,
-                        "kind": kind,
-                        "quantity": line.quantity,
-                    }
-                    for line in lines
-                ],
-            )
+        """What the stock changes of this transaction are, for the ledger's trigger to write
+        (migration 0008): settings local to the transaction, gone when it ends."""
+        await self.session.execute(
+            _NAME_MOVEMENTS,
+            {"kind": kind.value, "reference": reference or "", "reason": reason or ""},
+        )
+
+    async def adjust(
+        self, *, book_id: int, change: int | None, to: int | None, expected: int | None
+    ) -> int | None:
+        """Add `change`, or set `to` where the stock is `expected`, to a tracked book's stock
+        unless it would go below 0; the new stock, or None when nothing changed. One
+        conditional UPDATE, like reservations: no read-then-write gap."""
+        new_stock: ColumnElement[int | None] = (
+            Book.stock + change if change is not None else literal(to, Integer)
+        )
+        conditions: list[ColumnElement[bool]] = [
+            Book.id == book_id,
+            Book.active.is_(True),
+            Book.stock.is_not(None),
+            new_stock >= 0,
+        ]
+        if expected is not None:
+            conditions.append(Book.stock == expected)
+        statement = (
+            update(Book)
+            .where(*conditions)
+            .values(stock=new_stock, updated_at=func.now())
+            .returning(Book.stock)
+        )
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return result.scalar_one_or_none()
+
+    async def last_movement(self, *, book_id: int) -> StockMovement:
+        movement = await self.session.scalar(
+            select(StockMovement)
+            .where(StockMovement.book_id == book_id)
+            .order_by(StockMovement.id.desc())
+            .limit(1)
+        )
+        assert movement is not None
+        return movement
+
+    async def ledger(
+        self, *, book_id: int, limit: int, offset: int
+    ) -> tuple[list[StockMovement], int]:
+        """A book's movements, newest first, and how many there are."""
+        rows = await self.session.scalars(
+            select(StockMovement)
+            .where(StockMovement.book_id == book_id)
+            .order_by(StockMovement.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self.session.scalar(
+            select(func.count()).select_from(StockMovement).where(StockMovement.book_id == book_id)
+        )
+        return list(rows), int(total or 0)
 
     async def movements(self, *, reference: str, kind: MovementKind) -> list[StockLine]:
         """In book-id order, the order every writer locks books in."""

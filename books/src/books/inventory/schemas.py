@@ -1,13 +1,20 @@
-"""Wire formats of the internal stock API."""
+"""Wire formats of the stock API: the internal reservations and the public ledger."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from books.catalog.schemas import BookIdValue
+from books.catalog.schemas import MAX_STOCK, BookIdValue, Timestamp, no_nul
 
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
@@ -91,3 +98,86 @@ class ReleaseRead(BaseModel):
     reference: str
     status: ReleaseStatus
     lines: list[StockLine] = Field(description="What the reference had reserved and gave back.")
+
+
+class MovementKind(StrEnum):
+    """Why a book's stock moved; the sign of the change follows from it."""
+
+    OPENING = "opening"
+    RESERVE = "reserve"
+    RELEASE = "release"
+    RESTOCK = "restock"
+    REMOVAL = "removal"
+    UNTRACKED = "untracked"
+
+
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(no_nul),
+    Field(description="Why the stock changed, for the ledger.", examples=["delivery 4711"]),
+]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
+
+
+class StockAdjustment(BaseModel):
+    """Either a `change` (+n received, -n damaged or lost), which commutes with the
+    reservations of orders made meanwhile, or a `set` to a counted number with the
+    `expected` stock it replaces, refused with 409 if the stock moved since."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"change": 12, "reason": "delivery 4711"},
+                {"set": 40, "expected": 42, "reason": "stock count, aisle 3"},
+            ]
+        },
+    )
+
+    change: Annotated[int, Field(strict=True, ge=-MAX_STOCK, le=MAX_STOCK)] | None = Field(
+        default=None, description="Copies to add (positive) or remove (negative); not 0."
+    )
+    set: Count | None = Field(default=None, description="The stock to set, as counted.")
+    expected: Count | None = Field(
+        default=None, description="With `set`: the stock you saw before counting; required."
+    )
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.change is None) == (self.set is None):
+            raise ValueError("send either `change` or `set` (with `expected`), not both")
+        if self.change == 0:
+            raise ValueError("`change` must not be 0")
+        if (self.set is None) != (self.expected is None):
+            raise ValueError("`expected` goes with `set`, and `set` needs it")
+        return self
+
+
+class StockMovementRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    book_id: int
+    kind: MovementKind
+    change: int = Field(
+        validation_alias="delta", description="Signed: what the movement added to the stock."
+    )
+    reference: str | None = Field(description="The reservation, for `reserve` and `release`.")
+    reason: str | None = Field(description="Why, for every other kind.")
+    created_at: Timestamp
+
+
+class StockAdjusted(BaseModel):
+    stock: int = Field(description="The book's stock after the adjustment.")
+    movement: StockMovementRead | None = Field(
+        description="The ledger's new movement; null when a count found the stock expected."
+    )
+
+
+class StockMovementPage(BaseModel):
+    data: list[StockMovementRead]
+    total: int
+    limit: int
+    offset: int

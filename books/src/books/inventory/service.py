@@ -1,4 +1,5 @@
-"""Stock rules: reserve all lines of a reference or none, release exactly what it took."""
+"""Stock rules: reserve all lines of a reference or none, release exactly what it took;
+adjust a book's stock by a change, or to a count where it is what the counter saw."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.db import SessionDep
-from books.inventory.errors import ReferenceReused
-from books.inventory.models import MovementKind, StockReservation
+from books.errors import BookNotFound
+from books.inventory.errors import (
+    ReferenceReused,
+    StockChanged,
+    StockNotTracked,
+    StockWouldBeNegative,
+)
+from books.inventory.models import StockReservation
 from books.inventory.repository import StockLevel, StockRepository, Take
 from books.inventory.schemas import (
+    MovementKind,
     ReleaseRead,
     ReleaseStatus,
     ReservationRead,
     ReservationStatus,
     Shortage,
     ShortageReason,
+    StockAdjusted,
+    StockAdjustment,
     StockLine,
+    StockMovementPage,
+    StockMovementRead,
 )
 from books.metrics import STOCK_RELEASES, STOCK_RESERVATIONS
 from servicekit.database import after_commit
@@ -55,19 +67,13 @@ class InventoryService:
         ordered = sorted(lines, key=lambda line: line.book_id)
         if not await self.stock.claim(reference=reference, lines=ordered):
             return await self._replay(reference=reference, lines=ordered)
+        await self.stock.name_movements(kind=MovementKind.RESERVE, reference=reference)
         savepoint = await self.stock.savepoint()
-        tracked = []
         for line in ordered:
-            match await self.stock.take(book_id=line.book_id, quantity=line.quantity):
-                case Take.REFUSED:
-                    await savepoint.rollback()
-                    return await self._reject(reference=reference, lines=ordered, refused=line)
-                case Take.TRACKED:
-                    tracked.append(line)
+            if await self.stock.take(book_id=line.book_id, quantity=line.quantity) is Take.REFUSED:
+                await savepoint.rollback()
+                return await self._reject(reference=reference, lines=ordered, refused=line)
         await savepoint.commit()
-        await self.stock.record_movements(
-            reference=reference, kind=MovementKind.RESERVE, lines=tracked
-        )
         after_commit(self.session, STOCK_RESERVATIONS.labels(outcome="reserved").inc)
         return ReservationRead(
             reference=reference, status=ReservationStatus.RESERVED, lines=ordered, shortages=[]
@@ -122,14 +128,59 @@ class InventoryService:
             STOCK_RELEASES.labels(outcome="replayed").inc()
             return ReleaseRead(reference=reference, status=ReleaseStatus.RELEASED, lines=lines)
         taken = await self.stock.movements(reference=reference, kind=MovementKind.RESERVE)
+        await self.stock.name_movements(kind=MovementKind.RELEASE, reference=reference)
         for movement in taken:
             await self.stock.give_back(book_id=movement.book_id, quantity=movement.quantity)
-        await self.stock.record_movements(
-            reference=reference, kind=MovementKind.RELEASE, lines=taken
-        )
         await self.stock.set_outcome(reference=reference, status=ReservationStatus.RELEASED)
         after_commit(self.session, STOCK_RELEASES.labels(outcome="released").inc)
         return ReleaseRead(reference=reference, status=ReleaseStatus.RELEASED, lines=lines)
+
+    async def adjust_stock(self, *, book_id: int, adjustment: StockAdjustment) -> StockAdjusted:
+        change = adjustment.change
+        if change is None:
+            assert adjustment.set is not None
+            assert adjustment.expected is not None
+            moved = adjustment.set - adjustment.expected
+        else:
+            moved = change
+        await self.stock.name_movements(
+            kind=MovementKind.RESTOCK if moved > 0 else MovementKind.REMOVAL,
+            reason=adjustment.reason,
+        )
+        stock = await self.stock.adjust(
+            book_id=book_id, change=change, to=adjustment.set, expected=adjustment.expected
+        )
+        if stock is None:
+            raise await self._why_not_adjusted(book_id=book_id, adjustment=adjustment)
+        if moved == 0:  # a count that found what was expected: nothing moved
+            return StockAdjusted(stock=stock, movement=None)
+        movement = await self.stock.last_movement(book_id=book_id)
+        return StockAdjusted(stock=stock, movement=StockMovementRead.model_validate(movement))
+
+    async def _why_not_adjusted(
+        self, *, book_id: int, adjustment: StockAdjustment
+    ) -> BookNotFound | StockNotTracked | StockChanged | StockWouldBeNegative:
+        level = (await self.stock.stock_levels(book_ids=[book_id])).get(book_id)
+        if level is None or not level.active:
+            return BookNotFound(book_id)
+        if level.stock is None:
+            return StockNotTracked(book_id)
+        if adjustment.change is None:
+            assert adjustment.expected is not None
+            return StockChanged(book_id=book_id, stock=level.stock, expected=adjustment.expected)
+        return StockWouldBeNegative(book_id=book_id, stock=level.stock, change=adjustment.change)
+
+    async def ledger(self, *, book_id: int, limit: int, offset: int) -> StockMovementPage:
+        level = (await self.stock.stock_levels(book_ids=[book_id])).get(book_id)
+        if level is None or not level.active:
+            raise BookNotFound(book_id)
+        movements, total = await self.stock.ledger(book_id=book_id, limit=limit, offset=offset)
+        return StockMovementPage(
+            data=[StockMovementRead.model_validate(movement) for movement in movements],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
 
 
 async def get_inventory_service(session: SessionDep) -> InventoryService:

@@ -118,10 +118,14 @@ def empty_lending_tables(books: psycopg.Connection[Any], orders: psycopg.Connect
     if _empty_catalog(books):
         return True
     books.execute("TRUNCATE copy_loans")
-    books.execute(
-        "DELETE FROM books WHERE copies_total IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM stock_movements WHERE book_id = books.id)"
+    # Never sold: no order reserved any; their other movements (stock set) go with them.
+    unsold = (
+        "SELECT id FROM books WHERE copies_total IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM stock_movements"
+        "                 WHERE book_id = books.id AND kind = 'reserve')"
     )
+    books.execute(f"DELETE FROM stock_movements WHERE book_id IN ({unsold})")  # noqa: S608
+    books.execute(f"DELETE FROM books WHERE id IN ({unsold})")  # noqa: S608
     books.execute(
         "UPDATE books SET copies_total = NULL, copies_available = NULL"
         " WHERE copies_total IS NOT NULL"
@@ -135,7 +139,7 @@ def _empty_catalog(books: psycopg.Connection[Any]) -> bool:
     each one's references, and the new rows can be written frozen."""
     row = books.execute(
         "SELECT NOT EXISTS (SELECT 1 FROM books WHERE copies_total IS NULL)"
-        " AND NOT EXISTS (SELECT 1 FROM stock_movements)"
+        " AND NOT EXISTS (SELECT 1 FROM stock_movements WHERE kind = 'reserve')"
     ).fetchone()
     if row != (True,):
         return False
