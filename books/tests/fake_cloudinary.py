@@ -68,6 +68,8 @@ class FakeCloudinary:
     rejected_signatures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _release: threading.Event = field(default_factory=threading.Event)
+    # Set while a SLOW call holds its answer back.
+    stalling: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -89,6 +91,7 @@ class FakeCloudinary:
             self.images.clear()
             self.rejected_signatures = 0
         self._release = threading.Event()
+        self.stalling = threading.Event()
 
     @contextmanager
     def running(self) -> Iterator[FakeCloudinary]:
@@ -114,6 +117,7 @@ class FakeCloudinary:
     ) -> tuple[int, dict[str, Any] | None]:
         """Status and JSON document (None: an HTML error page) for one API call."""
         if self.failure is Failure.SLOW:
+            self.stalling.set()
             self._release.wait(self.slow_s)
         if params.get("api_key") != self.api_key:
             return 401, _error(f"Unknown API key {params.get('api_key')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -93,18 +94,40 @@ class TestPutCover:
         assert stored_image(db, book["id"]) == second
 
     @pytest.mark.parametrize("deleted", [False, True])
-    async def test_missing_or_deleted_book_is_404_and_nothing_is_uploaded(
+    async def test_missing_or_deleted_book_is_404_and_its_upload_undone(
         self,
         client: httpx.AsyncClient,
         fake_cloudinary: FakeCloudinary,
         book: Book,
         deleted: bool,
     ) -> None:
+        """The upload comes first (no transaction waits on Cloudinary), so a missing book
+        is found after it, and the image is deleted again."""
         book_id = book["id"] if deleted else book["id"] + 1
         if deleted:
             assert (await client.delete(f"/v1/books/{book_id}")).status_code == 200
         assert_problem(await put_cover(client, book_id, png_image()), 404)
-        assert fake_cloudinary.uploads == []
+        [upload] = fake_cloudinary.uploads
+        assert fake_cloudinary.destroyed == [upload.public_id]
+
+    async def test_no_transaction_is_open_while_cloudinary_answers(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection[Any],
+        fake_cloudinary: FakeCloudinary,
+        book: Book,
+    ) -> None:
+        """A slow Cloudinary must not hold a pooled connection idle in a transaction."""
+        fake_cloudinary.failure = Failure.SLOW
+        request = asyncio.create_task(put_cover(client, book["id"], png_image()))
+        assert await asyncio.to_thread(fake_cloudinary.stalling.wait, 10)
+        waiting = db.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state LIKE 'idle in transaction%'"
+        ).fetchone()
+        assert_problem(await request, 502)
+        assert waiting == (0,)
 
     async def test_largest_allowed_file_is_accepted(
         self, client: httpx.AsyncClient, fake_cloudinary: FakeCloudinary, book: Book

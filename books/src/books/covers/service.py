@@ -101,10 +101,11 @@ class CoverService:
         self.max_bytes = max_bytes
 
     async def replace_cover(self, *, book_id: int, data: bytes) -> Book:
+        """Upload first, before any SQL: the request's transaction (and its pooled
+        connection) starts only once Cloudinary has answered, however slowly. A book found
+        missing then gets its upload undone (`UploadRollback`)."""
         storage = self._configured_storage()
-        extension = image_extension(data)
-        await self.catalog.get_book(book_id=book_id)
-        image = await self._upload(storage, data, extension)
+        image = await self._upload(storage, data, image_extension(data))
         replaced = await self.catalog.books.replace_image(book_id=book_id, image=image)
         if replaced is None:
             raise BookNotFound(book_id)
