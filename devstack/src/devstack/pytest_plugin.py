@@ -1,4 +1,4 @@
-"""Session-wide test servers: PostgreSQL and Redis.
+"""Session-wide test servers (PostgreSQL and Redis), and the watch for secrets in logs.
 
 `TEST_DATABASE_URL` (a server where the tests may create databases) and
 `TEST_REDIS_URL` (a Redis database the tests may flush) are used when set;
@@ -7,6 +7,7 @@ otherwise embedded servers start once per test session on free ports.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,7 +23,9 @@ from alembic.config import Config
 from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
+from devstack.secret_watch import SecretWatch
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
+from devstack.services import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,6 +33,34 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 # and a loaded machine must not fail them on time.
 hypothesis_settings.register_profile("bookstore", derandomize=True, deadline=None)
 hypothesis_settings.load_profile("bookstore")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_logs() -> Iterator[None]:
+    """Every log line of the session, the test process's and its services', is searched
+    for the keys and passwords the session handed out (`devstack.secret_watch`)."""
+    watch = SecretWatch()
+    watch.learn(os.environ)
+    started: list[ManagedProcess] = []
+    start = ManagedProcess.start
+
+    def start_watched(process: ManagedProcess) -> None:
+        watch.learn(process.env)
+        started.append(process)
+        start(process)
+
+    logging.getLogger().addHandler(watch)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ManagedProcess, "start", start_watched)
+            yield
+    finally:
+        logging.getLogger().removeHandler(watch)
+    watch.learn(os.environ)
+    for process in started:
+        watch.keep(" ".join(process.command[-3:]), process.output())
+    leaks = watch.leaks()
+    assert not leaks, f"{len(leaks)} log lines hold a key or password:\n" + "\n".join(leaks[:20])
 
 
 @contextmanager

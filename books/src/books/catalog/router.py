@@ -91,13 +91,13 @@ async def get_book(book_id: BookId, service: CatalogServiceDep) -> BookRead:
 @router.patch(
     "/{book_id}",
     response_model=BookRead,
-    responses=problem_responses(404, 415, 422),
+    responses=problem_responses(400, 404, 415, 422),
     dependencies=[Depends(require_json)],
 )
 @router.put(
     "/{book_id}",
     response_model=BookRead,
-    responses=problem_responses(404, 415, 422),
+    responses=problem_responses(400, 404, 415, 422),
     dependencies=[Depends(require_json)],
     summary="Change some fields of a book",
     description="Same as PATCH: only the fields sent change (kept for the seed contract).",

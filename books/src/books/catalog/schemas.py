@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -58,6 +59,20 @@ def no_nul(text: str) -> str:
     return text
 
 
+# What `no_nul` and the trimming before the length check enforce, said in the document:
+# no NUL, and one character that is not a space.
+TEXT_PATTERN = r"^[^\x00]*\S[^\x00]*$"
+TEXT = Field(json_schema_extra={"pattern": TEXT_PATTERN})
+
+
+def whole_number(value: Any) -> Any:
+    """JSON has one kind of number: 12.0 is the integer 12, as JSON Schema's `integer` has
+    it. 12.5, `true` and `"12"` are still refused by the strict check after this."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def collapse_whitespace(text: str) -> str:
     """`"  The   Great\tGatsby "` -> `"The Great Gatsby"`, as the predecessor stored names."""
     return " ".join(text.split())
@@ -68,18 +83,21 @@ def collapse_whitespace(text: str) -> str:
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    TEXT,
     AfterValidator(no_nul),
     AfterValidator(collapse_whitespace),
 ]
 Author = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    TEXT,
     AfterValidator(no_nul),
     AfterValidator(collapse_whitespace),
 ]
 Description = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000),
+    TEXT,
     AfterValidator(no_nul),
 ]
 # Strict: `true` or `"5"` must not become a stock level.
@@ -92,6 +110,7 @@ Stock = Annotated[
         description="Copies for sale; null means stock is not tracked.",
         examples=[12],
     ),
+    BeforeValidator(whole_number),
 ]
 
 CopiesTotal = Annotated[
@@ -106,6 +125,7 @@ CopiesTotal = Annotated[
         ),
         examples=[3],
     ),
+    BeforeValidator(whole_number),
 ]
 # A book id in an internal request body: strict, so `true` or `"7"` is not a book.
 BookIdValue = Annotated[int, Field(strict=True, ge=1, le=MAX_BOOK_ID)]
@@ -118,6 +138,7 @@ class CoverImage(BaseModel):
     public_id: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+        TEXT,
         AfterValidator(no_nul),
     ]
 
@@ -153,13 +174,32 @@ class BookCreate(BaseModel):
         }
 
 
+def drop_null(schema: dict[str, Any], *, nullable: frozenset[str] = frozenset()) -> None:
+    """For a body whose fields may be left out but not sent as null (except `nullable`):
+    Pydantic documents an optional field as `anyOf: [..., null]`; this says what the
+    validator enforces."""
+    for name, field in schema["properties"].items():
+        if name not in nullable and "anyOf" in field:
+            kept = [option for option in field.pop("anyOf") if option.get("type") != "null"]
+            field.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+            field.pop("default", None)
+
+
+def _update_schema(schema: dict[str, Any]) -> None:
+    """What the validator below enforces, said in the document: at least one field, and
+    null only for the fields that may be null."""
+    schema["minProperties"] = 1
+    schema["examples"] = [{"price": "24.99", "description": "Updated."}]
+    drop_null(schema, nullable=BookUpdate.NULLABLE)
+
+
 class BookUpdate(BaseModel):
     """Partial update: only the fields present change; `image`, `stock` and `copies_total`
     may be null."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"price": "24.99", "description": "Updated."}]},
+        json_schema_extra=lambda schema: _update_schema(schema),
     )
 
     title: Title | None = None
@@ -250,8 +290,12 @@ class BookListQuery(BaseModel):
         ]
         | None
     ) = Field(default=None, description="Text contained in the title or author, case-insensitive.")
-    min_price: Money | None = None
-    max_price: Money | None = None
+    min_price: Money | None = Field(
+        default=None, description="Lowest price, inclusive; not above `max_price` (else 422)."
+    )
+    max_price: Money | None = Field(
+        default=None, description="Highest price, inclusive; not below `min_price` (else 422)."
+    )
     ids: str | None = Field(
         default=None,
         pattern=r"^\s*\d+\s*(,\s*\d+\s*)*$",

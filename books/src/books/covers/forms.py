@@ -46,9 +46,11 @@ class CoverForm(BaseModel):
 
 
 def _blank_is_none(value: Any) -> Any:
-    """A file input left blank arrives as an empty, unnamed part (browsers) or as ""."""
+    """A file input left blank arrives as an empty, unnamed part (browsers) or as "". A form
+    cannot hold JSON's null, so the text `null` (what generated clients send for it, the
+    OpenAPI document allowing null) means the same."""
     blank_file = isinstance(value, StarletteUploadFile) and not value.filename and not value.size
-    return None if value == "" or blank_file else value
+    return None if value in ("", "null") or blank_file else value
 
 
 FormStock = Annotated[Stock, Field(strict=False)]

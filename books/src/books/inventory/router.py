@@ -53,7 +53,7 @@ ledger_router = APIRouter(prefix="/v1/books/{book_id}", tags=["stock"], route_cl
 @ledger_router.post(
     "/stock-adjustments",
     response_model=StockAdjusted,
-    responses=problem_responses(404, 409, 415, 422),
+    responses=problem_responses(400, 404, 409, 415, 422),
     dependencies=[Depends(require_json)],
 )
 async def adjust_stock(

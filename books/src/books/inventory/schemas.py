@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
-from books.catalog.schemas import MAX_STOCK, BookIdValue, Timestamp, no_nul
+from books.catalog.schemas import (
+    MAX_STOCK,
+    TEXT_PATTERN,
+    BookIdValue,
+    Timestamp,
+    drop_null,
+    no_nul,
+    whole_number,
+)
 
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
@@ -115,9 +124,24 @@ Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
     AfterValidator(no_nul),
-    Field(description="Why the stock changed, for the ledger.", examples=["delivery 4711"]),
+    Field(
+        description="Why the stock changed, for the ledger.",
+        examples=["delivery 4711"],
+        json_schema_extra={"pattern": TEXT_PATTERN},
+    ),
 ]
-Count = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK), BeforeValidator(whole_number)]
+
+
+def _adjustment_schema(schema: dict[str, Any]) -> None:
+    """What `StockAdjustment._one_way` enforces, said in the document."""
+    drop_null(schema)
+    schema["oneOf"] = [{"required": ["change"]}, {"required": ["set", "expected"]}]
+    schema["dependentRequired"] = {"set": ["expected"], "expected": ["set"]}
+    schema["examples"] = [
+        {"change": 12, "reason": "delivery 4711"},
+        {"set": 40, "expected": 42, "reason": "stock count, aisle 3"},
+    ]
 
 
 class StockAdjustment(BaseModel):
@@ -127,17 +151,19 @@ class StockAdjustment(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"change": 12, "reason": "delivery 4711"},
-                {"set": 40, "expected": 42, "reason": "stock count, aisle 3"},
-            ]
-        },
+        json_schema_extra=lambda schema: _adjustment_schema(schema),
     )
 
-    change: Annotated[int, Field(strict=True, ge=-MAX_STOCK, le=MAX_STOCK)] | None = Field(
-        default=None, description="Copies to add (positive) or remove (negative); not 0."
-    )
+    change: (
+        Annotated[
+            int,
+            Field(
+                strict=True, ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}
+            ),
+            BeforeValidator(whole_number),
+        ]
+        | None
+    ) = Field(default=None, description="Copies to add (positive) or remove (negative); not 0.")
     set: Count | None = Field(default=None, description="The stock to set, as counted.")
     expected: Count | None = Field(
         default=None, description="With `set`: the stock you saw before counting; required."
