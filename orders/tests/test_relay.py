@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import psycopg
 import redis
 from psycopg.types.json import Jsonb
 from rq import Queue
@@ -16,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from devstack.servers import free_port
 from orders.relay import ROUTES
-from servicekit.relay import OutboxRelay
+from servicekit.relay import APPLICATION_NAME, OutboxRelay
 from tests.conftest import SERVICE_HEADERS, order_body
 
 
@@ -37,9 +38,9 @@ class TestOrdersRouting:
         connection = redis.Redis.from_url(redis_url)
         connection.flushdb()
         try:
-            relay = OutboxRelay(orders_database_url, redis_url, ROUTES, "orders-outbox-")
-            assert relay.deliver_batch() == 3
-            assert relay.deliver_batch() == 0
+            with OutboxRelay(orders_database_url, redis_url, ROUTES, "orders-outbox-") as relay:
+                assert relay.deliver_batch() == 3
+                assert relay.deliver_batch() == 0
 
             def jobs(queue: str) -> list[tuple[str, str | None, list[object]]]:
                 found = Queue(queue, connection=connection, serializer=JSONSerializer).get_jobs()
@@ -83,40 +84,119 @@ class TestOrdersRouting:
 
 
 class TestRelayProcess:
-    def test_delivers_serves_metrics_and_stops_on_sigterm(
+    def test_delivers_wakes_on_notify_serves_metrics_and_stops_on_sigterm(
         self, db, orders_database_url, redis_url, tmp_path
     ):
-        db.execute(
-            "INSERT INTO outbox (topic, payload) VALUES ('order.cancelled', %s)",
-            [Jsonb({"order_id": 1})],
-        )
+        """The second row is delivered at once: the fallback poll is set to an hour, so
+        only the NOTIFY of the migration's trigger can have woken the relay."""
+        add_cancellations(db, 1)
         connection = redis.Redis.from_url(redis_url)
         connection.flushdb()
         metrics_port = free_port()
-        env = {
-            **os.environ,
-            "ORDERS_DATABASE_URL": orders_database_url,
-            "REDIS_URL": redis_url,
-            "ORDERS_RELAY_METRICS_PORT": str(metrics_port),
-        }
         log_path = tmp_path / "relay.log"
         with log_path.open("wb") as log:
-            relay = subprocess.Popen(
-                [sys.executable, "-m", "orders.relay"], env=env, stdout=log, stderr=log
-            )
+            relay = start_relay(orders_database_url, redis_url, metrics_port, log)
             try:
-                metrics = wait_for_metrics(
+                wait_for_metrics(
                     relay, metrics_port, 'outbox_rows_delivered_total{topic="order.cancelled"} 1.0'
                 )
-                assert "outbox_backlog 0.0" in metrics
-                assert connection.exists("rq:job:orders-outbox-1")
+                add_cancellations(db, 1)
+                metrics = wait_for_metrics(
+                    relay, metrics_port, 'outbox_rows_delivered_total{topic="order.cancelled"} 2.0'
+                )
+                assert "outbox_relay_active 1.0" in metrics
+                assert connection.exists("rq:job:orders-outbox-2")
             finally:
                 relay.send_signal(signal.SIGTERM)
                 exit_code = relay.wait(timeout=30)
                 connection.flushdb()
         assert exit_code == 0, log_path.read_text()
-        undelivered = db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
-        assert undelivered.fetchone() == (0,)
+        assert undelivered(db) == 0
+
+    def test_a_relay_killed_between_enqueueing_and_marking_sends_nothing_twice(
+        self, db, orders_database_url, redis_url, tmp_path
+    ):
+        """The relay's UPDATE waits on a lock the test holds while its jobs are in Redis; it
+        is SIGKILLed there, its statement dies with its session, and the next relay finds
+        the rows undelivered and their jobs existing."""
+        add_cancellations(db, 30)
+        connection = redis.Redis.from_url(redis_url)
+        connection.flushdb()
+        orders = Queue("orders", connection=connection, serializer=JSONSerializer)
+        # PostgreSQL ends the session of a vanished client only when it next checks.
+        checked_url = f"{orders_database_url}?options=-c%20client_connection_check_interval%3D50"
+        with (
+            (tmp_path / "relay.log").open("wb") as log,
+            psycopg.connect(orders_database_url) as blocker,
+        ):
+            blocker.execute("LOCK TABLE outbox IN SHARE MODE")
+            killed = start_relay(checked_url, redis_url, free_port(), log)
+            try:
+                wait_until(lambda: orders.count == 30 and relay_waits_on_lock(db))
+            finally:
+                killed.kill()
+                killed.wait()
+            wait_until(lambda: relay_sessions(db) == 0)
+            blocker.rollback()
+            assert undelivered(db) == 30
+
+            metrics_port = free_port()
+            relay = start_relay(orders_database_url, redis_url, metrics_port, log)
+            try:
+                wait_until(lambda: undelivered(db) == 0)
+            finally:
+                relay.send_signal(signal.SIGTERM)
+                relay.wait(timeout=30)
+        job_ids = orders.job_ids
+        connection.flushdb()
+        assert sorted(job_ids) == sorted(f"orders-outbox-{n}" for n in range(1, 31))
+
+
+def add_cancellations(db, count: int) -> None:
+    with db.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO outbox (topic, payload) VALUES ('order.cancelled', %s)",
+            [[Jsonb({"order_id": n})] for n in range(1, count + 1)],
+        )
+
+
+def undelivered(db) -> int:
+    return db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+
+
+def relay_sessions(db) -> int:
+    return db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        " AND datname = current_database()",
+        [APPLICATION_NAME],
+    ).fetchone()[0]
+
+
+def relay_waits_on_lock(db) -> bool:
+    return db.execute(
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = %s"
+        " AND datname = current_database() AND wait_event_type = 'Lock')",
+        [APPLICATION_NAME],
+    ).fetchone()[0]
+
+
+def start_relay(database_url: str, redis_url: str, metrics_port: int, log) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ORDERS_DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ORDERS_RELAY_METRICS_PORT": str(metrics_port),
+        "ORDERS_RELAY_POLL_INTERVAL_S": "3600",
+    }
+    return subprocess.Popen([sys.executable, "-m", "orders.relay"], env=env, stdout=log, stderr=log)
+
+
+def wait_until(condition) -> None:
+    """A generous bound only to never hang; nothing here measures time."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def wait_for_metrics(relay: subprocess.Popen[bytes], port: int, line: str) -> str:

@@ -148,13 +148,13 @@ def enqueue(
 
 def relay_orders(orders_database_url: str, redis_url: str) -> int:
     """One round of the real outbox relay over orders' outbox; rows delivered."""
-    relay = OutboxRelay(
+    with OutboxRelay(
         database_url=orders_database_url,
         redis_url=redis_url,
         routes=orders_relay.ROUTES,
         job_id_prefix="orders-outbox-",
-    )
-    return relay.deliver_batch()
+    ) as relay:
+        return relay.deliver_batch()
 
 
 def work(connection: redis.Redis, *queue_names: str) -> bool:

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "BOOKS_REDIS_URL"),
     )
     relay_metrics_port: int = Field(default=9103, ge=1, le=65535)
+    # The relay wakes on NOTIFY; this poll only catches a notification it missed.
+    relay_poll_interval_s: float = Field(default=2.0, gt=0)
+    # Delivered outbox rows are deleted once they are this old.
+    relay_retention_days: float = Field(default=7.0, gt=0)
 
     cover_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     cover_folder: str = "bookstore/covers"

@@ -91,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_key: str | None = None
     redis_url: str = "redis://127.0.0.1:6380/0"
     relay_metrics_port: Annotated[int, Meta(ge=1, le=65535)] = 9101
+    # The relay wakes on NOTIFY; this poll only catches a notification it missed.
+    relay_poll_interval_s: Positive = 2.0
+    # Delivered outbox rows are deleted once they are this old.
+    relay_retention_days: Positive = 7.0
 
     def __post_init__(self) -> None:
         for name in ("late_fee_per_day", "late_fee_cap"):

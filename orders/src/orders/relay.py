@@ -32,6 +32,8 @@ def main() -> None:
         redis_url=settings.redis_url,
         routes=ROUTES,
         job_id_prefix="orders-outbox-",
+        poll_interval_s=settings.relay_poll_interval_s,
+        retention_s=settings.relay_retention_days * 24 * 3600,
     )
     serve(relay, metrics_port=settings.relay_metrics_port)
 
