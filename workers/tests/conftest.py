@@ -104,6 +104,12 @@ def saga_env(
     yield from _configured(monkeypatch, worker_env | {"WORKERS_ORDERS_URL": orders_service.url})
 
 
+@pytest.fixture
+def books_down(worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`worker_env` with books unreachable: its jobs fail as they would while it restarts."""
+    reconfigure(monkeypatch, worker_env | {"WORKERS_BOOKS_URL": f"http://127.0.0.1:{free_port()}"})
+
+
 def reconfigure(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """Set workers' environment variables; the next job reads the new settings."""
     for name, value in env.items():

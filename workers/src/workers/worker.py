@@ -74,9 +74,10 @@ from rq.worker import BaseWorker
 
 from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
-from workers import loans, metrics, reconcile, supervision
+from workers import jobs, metrics, supervision
 from workers.config import Settings, get_settings
 from workers.errors import PermanentJobError
+from workers.jobs import AllowedJob
 from workers.pool import QueuePool
 
 logger = logging.getLogger(__name__)
@@ -92,21 +93,27 @@ class JobQueue(Queue):
 
     def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("job_class", AllowedJob)
         super().__init__(name, *args, **kwargs)
 
 
 class JobWorker(BaseWorker):
     """What every worker class here adds to RQ's: JSON jobs, the request id of the job in
     logs and outgoing calls, metrics, no retries for permanent errors, and the settings
-    that bound how long an abandoned job waits."""
+    that bound how long an abandoned job waits; only our job functions run (workers.jobs)."""
 
     queue_class = JobQueue
+    job_class = AllowedJob
 
     def __init__(
         self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any
     ) -> None:
         settings = get_settings()
         kwargs.setdefault("serializer", JSONSerializer)
+        # Whoever builds the worker (RQ's WorkerPool passes its own `job_class`, RQ's Job by
+        # default), its jobs resolve their functions through the allow-list.
+        if not issubclass(kwargs.get("job_class") or Job, AllowedJob):
+            kwargs["job_class"] = AllowedJob
         kwargs.setdefault("worker_ttl", settings.worker_ttl_s)
         kwargs.setdefault("maintenance_interval", settings.maintenance_interval_s)
         super().__init__(queues, *args, **kwargs)
@@ -300,7 +307,7 @@ def main(settings: Settings | None = None) -> int:
         stale.unlink()
     connection = redis.Redis.from_url(settings.redis_url)
     wait_for_redis(connection)
-    for periodic in (loans.LIBRARY_SWEEP, reconcile.RECONCILE):
+    for periodic in jobs.PERIODIC:
         periodic.start_chain(connection)
     supervision.supervise_forks()
     if settings.metrics_port:
