@@ -65,9 +65,10 @@ import redis
 from asgi_correlation_id import correlation_id
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.executions import Execution
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
@@ -195,6 +196,36 @@ class JobWorker(BaseWorker):
         super().handle_job_success(job, queue, started_job_registry, execution)
         metrics.JOBS_SUCCEEDED.labels(*metrics.job_labels(job)).inc()
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ logs every failure at ERROR with its traceback, retried or not, so a service
+        down for a minute wrote a screenful per job. Here a failure that will be retried is
+        one warning line; the traceback is logged once, when the job fails for good. The
+        exception handlers run first: they decide whether a retry is left."""
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
+        exc_type, exc_value, _ = exc_info
+        error = f"{exc_type.__name__ if exc_type else 'error'}: {exc_value}"
+        try:
+            function = job.func_name
+        except DeserializationError:
+            function = "<unreadable>"
+        if self._will_retry(job):
+            logger.warning(
+                "job %s (%s) failed, retry in %s s (%s left): %s",
+                job.id,
+                function,
+                job.get_retry_interval(),
+                job.retries_left,
+                error,
+            )
+        else:
+            logger.error(
+                "job %s (%s) failed, no retry left: %s", job.id, function, error, exc_info=exc_info
+            )
+
+    def _will_retry(self, job: Job) -> bool:
+        """The test RQ makes in `handle_job_failure`, before it spends one of the retries."""
+        return job.should_retry and self._stopped_job_id != job.id
+
     def handle_job_failure(
         self,
         job: Job,
@@ -203,8 +234,7 @@ class JobWorker(BaseWorker):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
-        # The same test RQ makes inside, taken before it spends one of the retries.
-        retried = job.should_retry and self._stopped_job_id != job.id
+        retried = self._will_retry(job)
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         counter = metrics.JOBS_RETRIED if retried else metrics.JOBS_FAILED
         counter.labels(*metrics.job_labels(job)).inc()
@@ -232,8 +262,7 @@ def _stop_retrying_permanent_errors(
     exc_value: BaseException | None,
     traceback: TracebackType | None,
 ) -> bool:
-    if isinstance(exc_value, PermanentJobError) and job.retries_left:
-        logger.warning("job %s failed permanently, not retrying: %s", job.id, exc_value)
+    if isinstance(exc_value, PermanentJobError):
         job.retries_left = 0
     return True
 
