@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +67,10 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.wait_until_ready()
+
+    def wait_until_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log_path.read_text()
@@ -269,6 +276,77 @@ class TestMakeRun:
         assert result.returncode == 1
         assert "error: cannot reach BOOKS_DATABASE_URL" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+class TestCrashes:
+    LONG_RUNNING = ("books", "orders", "books-relay", "orders-relay", "workers", "web")
+
+    @pytest.mark.timeout(180)
+    def test_each_process_killed_is_started_again_and_every_order_settles(
+        self, stack: Stack
+    ) -> None:
+        """SIGKILL each long-running process once while orders are placed: the stack keeps
+        running, each process comes back, and every order the API took ends up settled."""
+        stack.start()
+        book = httpx.post(
+            f"{stack.books_url}/v1/books",
+            json={"title": "Sturdy", "author": "A", "description": "D", "price": "1.00"},
+        ).json()
+        placed: list[str] = []
+        placing = threading.Event()
+        placing.set()
+
+        def place_orders() -> None:
+            while placing.is_set():
+                with contextlib.suppress(httpx.TransportError):
+                    response = httpx.post(
+                        f"{stack.orders_url}/v1/orders",
+                        json={"items": [{"book_id": book["id"], "quantity": 1}]},
+                        timeout=5,
+                    )
+                    if response.status_code == 201:
+                        placed.append(response.headers["location"])
+                time.sleep(0.05)
+
+        placer = threading.Thread(target=place_orders)
+        placer.start()
+        try:
+            for name in self.LONG_RUNNING:
+                kill_and_see_it_restarted(started_pid(stack.log_path.read_text(), name))
+                stack.wait_until_ready()
+        finally:
+            placing.clear()
+            placer.join()
+
+        assert stack.process is not None
+        assert stack.process.poll() is None
+        assert len(placed) > 10
+        statuses = {wait_for_status(f"{stack.orders_url}{location}", 60) for location in placed}
+        assert statuses <= {"confirmed", "rejected"}
+        output = stack.stop(signal.SIGTERM)
+        for name in self.LONG_RUNNING:
+            assert f"{name} killed by SIGKILL; restarting in 1 s" in output
+
+
+def started_pid(output: str, name: str) -> int:
+    """The pid honcho printed for `name` (the process that restarts it)."""
+    (pid,) = re.findall(rf"\| {re.escape(name)} started \(pid=(\d+)\)", output)
+    return int(pid)
+
+
+def child_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def kill_and_see_it_restarted(supervisor: int) -> None:
+    """SIGKILL the process `supervisor` runs; return once it runs another."""
+    (first,) = child_pids(supervisor)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60  # a generous bound only to never hang
+    while child_pids(supervisor) in ([], [first]):
+        assert time.monotonic() < deadline, f"pid {supervisor} did not start its process again"
+        time.sleep(0.1)
 
 
 class TestBanner:

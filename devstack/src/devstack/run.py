@@ -5,7 +5,9 @@ Databases and Redis come from `BOOKS_DATABASE_URL`, `ORDERS_DATABASE_URL` and
 start with their data under `.data/` on fixed local ports, so a second run finds
 the same data. Without `SMTP_URL`, a local SMTP sink keeps the workers' mail as
 `.eml` files under `.data/mail/`. The service processes run under honcho, which prefixes their
-logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last.
+logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last. A process that
+dies (crash, OOM, `kill -9`) is started again with backoff (`devstack.respawn`); only Ctrl-C
+or SIGTERM stops the stack.
 
 The predecessor's names work too: `BOOKS_DB_DSN` and `DATABASE_URL` (orders) name the
 databases when ours are unset. `PORT` names one service's port, so each API process is
@@ -304,6 +306,13 @@ def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: 
 honcho.manager.KILL_WAIT = 35
 
 
+def respawned(name: str, *command: str) -> str:
+    """The command line that runs `command` (by default `python -m name`) and starts it
+    again when it dies."""
+    command = command or (sys.executable, "-m", name)
+    return "exec " + shlex.join([sys.executable, "-m", "devstack.respawn", name, "--", *command])
+
+
 def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
     """`MONITORING=1`: a local Prometheus scraping every process, with the alert rules."""
     targets = (
@@ -321,7 +330,7 @@ def _add_prometheus(manager: Manager, config: StackConfig) -> bool:
         raise StackError(
             f"port {config.prometheus_port} for prometheus is taken: set STACK_PROMETHEUS_PORT"
         )
-    manager.add_process("prometheus", "exec " + shlex.join(command), cwd=str(REPO_ROOT))
+    manager.add_process("prometheus", respawned("prometheus", *command), cwd=str(REPO_ROOT))
     return True
 
 
@@ -350,14 +359,14 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         # the environment (one service's, in the predecessor) cannot send both to it.
         listen = {f"{service.name.upper()}_HOST": "127.0.0.1", service.port_env: str(service.port)}
         manager.add_process(
-            service.name,
-            f"exec {sys.executable} -m {service.name}",
-            env=env | listen,
-            cwd=str(REPO_ROOT),
+            service.name, respawned(service.name), env=env | listen, cwd=str(REPO_ROOT)
         )
     for worker in config.workers:
         manager.add_process(
-            worker.name, f"exec {sys.executable} -m {worker.module}", env=env, cwd=str(REPO_ROOT)
+            worker.name,
+            respawned(worker.name, sys.executable, "-m", worker.module),
+            env=env,
+            cwd=str(REPO_ROOT),
         )
     site = {
         **web_secrets(config),
@@ -367,7 +376,7 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         "WEB_ORDERS_URL": f"http://127.0.0.1:{config.service('orders').port}",
     }
     env |= site
-    manager.add_process("web", f"exec {sys.executable} -m web", env=env, cwd=str(REPO_ROOT))
+    manager.add_process("web", respawned("web"), env=env, cwd=str(REPO_ROOT))
     with_prometheus = os.environ.get("MONITORING") == "1" and _add_prometheus(manager, config)
     _print_banner(config, env, with_prometheus=with_prometheus)
     manager.loop()
