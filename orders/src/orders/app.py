@@ -21,6 +21,7 @@ from opentelemetry import trace
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import ALIASES, Settings, get_settings
 from orders.db import create_engine, provide_session
+from orders.http import document_structs
 from orders.idempotency import IdempotencyStore, purge_forever
 from orders.lending.controllers import (
     BorrowController,
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
     )
+    document_structs(app.openapi_schema)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker

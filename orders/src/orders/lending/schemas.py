@@ -32,7 +32,12 @@ Email = Annotated[
     ),
 ]
 MaxLoans = Annotated[
-    int, Meta(ge=0, le=1000, description="Loans the member may have out or requested at once.")
+    int,
+    Meta(
+        ge=0,
+        le=1000,
+        description="Loans the member may have out or requested at once.",
+    ),
 ]
 Reference = Annotated[str, Meta(pattern=r"^(borrow|hold):[0-9]{1,19}$", examples=["borrow:12"])]
 
