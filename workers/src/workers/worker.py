@@ -48,10 +48,19 @@ its restart can bind the port at once.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import tempfile
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client picks its value store when it is first imported, so the worker
+# processes share counters only if this is set before anything imports it: here, ahead of
+# the imports below, when this module is the program. (Re-executing the program once it
+# was set, as `main` does for any other start, doubles the start-up time of a pool.)
+if __name__ == "__main__" and not os.environ.get(MULTIPROC_DIR_ENV):
+    os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
+
+import logging
+import sys
 import threading
 import time
 import uuid
@@ -84,7 +93,6 @@ from workers.pool import QueuePool
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_MAX_S = 10.0
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class JobQueue(Queue):
@@ -327,8 +335,7 @@ def main(settings: Settings | None = None) -> int:
         logger.error("SERVICE_KEY is not set: the books and orders internal APIs would refuse")
         return 2
     if not os.environ.get(MULTIPROC_DIR_ENV):
-        # prometheus_client picks its value store at import time, so the worker processes
-        # can only share counters if the variable is set before anything imports it.
+        # Started some other way than `python -m workers.worker` (see the top of the module).
         os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "workers.worker"])  # noqa: S606
     # Files of processes from an earlier run would add their counts to this one's.
