@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 SUITES := servicekit books orders workers devstack web
 
 .DEFAULT_GOAL := help
-.PHONY: help deps run test lint fmt migrate seed bench check-integrity chaos clean
+.PHONY: help deps run test lint fmt migrate seed bench check-integrity chaos keys clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,12 @@ check-integrity: deps ## Check that books and orders agree on every settled orde
 
 chaos: deps ## Place orders and borrows while relays and workers are SIGKILLed (own servers; ORDERS=1000)
 	@$(RUN) python -m devstack.chaos --orders $${ORDERS:-1000}
+
+# The local stack's databases unless BOOKS_DATABASE_URL / ORDERS_DATABASE_URL are set.
+keys: deps ## API keys of both services: ARGS="create --role admin|desk|client --name NAME", ARGS=list, ARGS="revoke PREFIX"
+	@BOOKS_DATABASE_URL=$${BOOKS_DATABASE_URL:-postgresql://postgres@127.0.0.1:5433/books_db} \
+	ORDERS_DATABASE_URL=$${ORDERS_DATABASE_URL:-postgresql://postgres@127.0.0.1:5433/orders_db} \
+	$(RUN) python -m servicekit.api_keys $(ARGS)
 
 clean: ## Remove the local stack's data, virtualenv and caches
 	rm -rf .data .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -12,9 +12,35 @@ from fastapi import FastAPI
 
 from books.app import create_app
 from books.config import Settings
+from servicekit.api_keys import Role, bearer, new_token, register_key
 
 SERVICE_KEY = "test-service-key-3f9c1e"
 KEY_HEADER = {"X-Service-Key": SERVICE_KEY}
+
+
+@pytest.fixture(scope="session")
+def key_of(books_database_url: str):  # type: ignore[no-untyped-def]
+    """Factory: a new API key of `role`, registered in the tests' books database."""
+
+    def make(role: Role) -> str:
+        token = new_token()
+        register_key([books_database_url], token=token, role=role, name=f"tests-{role}")
+        return token
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def admin_key(key_of) -> str:  # type: ignore[no-untyped-def]
+    return key_of(Role.ADMIN)  # type: ignore[no-any-return]
+
+
+def client_for(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
+    """A client of the app in-process; with a token, every request carries it."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://books.test", headers=bearer(token) if token else None
+    )
 
 
 def internal_settings(database_url: str, **overrides: Any) -> Settings:
@@ -52,9 +78,16 @@ def _empty_catalog(books_database_url: str) -> None:
 
 
 @pytest.fixture
-async def client(books_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=books_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://books.test") as client:
+async def client(books_app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The books API as the catalog's admin calls it (with an admin key)."""
+    async with client_for(books_app, admin_key) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(books_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The books API as a visitor calls it: no key."""
+    async with client_for(books_app) as client:
         yield client
 
 

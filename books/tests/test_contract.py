@@ -1,4 +1,5 @@
-"""Black-box contract: the seed README's curl examples against a real books process."""
+"""Black-box contract: the seed README's curl examples against a real books process, sent
+with an admin key as our README's versions of them do (`-H "Authorization: Bearer …"`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
+from servicekit.api_keys import bearer
 
 SEED_BOOK_KEYS = {
     "id",
@@ -33,8 +35,8 @@ def books_url(books_database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def http(books_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=books_url, timeout=5) as client:
+def http(books_url: str, admin_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=books_url, timeout=5, headers=bearer(admin_key)) as client:
         yield client
 
 

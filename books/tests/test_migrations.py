@@ -25,6 +25,7 @@ TABLES = {
     "stock_movements",
     "outbox",
     "copy_loans",
+    "api_keys",
 }
 
 
@@ -60,7 +61,7 @@ class TestMigrations:
             "autovacuum_vacuum_insert_scale_factor=0.02",
         ]
         command.downgrade(config, "0004")
-        assert tables(empty_database) == TABLES - {"copy_loans"}
+        assert tables(empty_database) == TABLES - {"copy_loans", "api_keys"}
         assert not {"copies_total", "copies_available"} & book_columns(empty_database)
         command.downgrade(config, "base")
         assert tables(empty_database) == set()

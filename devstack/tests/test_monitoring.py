@@ -40,6 +40,7 @@ from devstack.monitoring import MONITORING_DIR, LocalPrometheus, job_names, prom
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ManagedProcess, ServiceProcess
+from servicekit.api_keys import Role, bearer, new_token, register_key
 from servicekit.service_key import SERVICE_KEY_HEADER
 
 REPO_ROOT = MONITORING_DIR.parent
@@ -406,6 +407,11 @@ class Stack:
     redis_url: str
     mail: MailSink
     prometheus: LocalPrometheus
+    admin_key: str
+
+    def client(self, base_url: str) -> httpx.Client:
+        """A client of books or orders with the admin key."""
+        return httpx.Client(base_url=base_url, timeout=10, headers=bearer(self.admin_key))
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         response = httpx.get(
@@ -454,6 +460,8 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             stack.callback(drop_database, postgres_server_url, url)
             migrate(service, variable, url)
             databases[variable] = url
+        admin_key = new_token()
+        register_key(list(databases.values()), token=admin_key, role=Role.ADMIN, name="monitoring")
         mail = stack.enter_context(MailSink(workdir / "mail", free_port()))
         ports = {job: free_port() for job in job_names() if job not in ("redis", "postgres")}
         books_url = f"http://127.0.0.1:{ports['books']}"
@@ -500,7 +508,13 @@ def stack(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             LocalPrometheus(ports, workdir / "prometheus", free_port())
         )
         yield Stack(
-            books_url, orders_url, databases["ORDERS_DATABASE_URL"], valkey.url, mail, prometheus
+            books_url,
+            orders_url,
+            databases["ORDERS_DATABASE_URL"],
+            valkey.url,
+            mail,
+            prometheus,
+            admin_key,
         )
 
 
@@ -535,8 +549,8 @@ def drive_traffic(stack: Stack) -> None:
     cover, orders that are confirmed, cancelled, refused at placement and rejected by the
     reservation, and a job that is retried and then fails for good."""
     with (
-        httpx.Client(base_url=stack.books, timeout=10) as books,
-        httpx.Client(base_url=stack.orders, timeout=10) as orders,
+        stack.client(stack.books) as books,
+        stack.client(stack.orders) as orders,
     ):
 
         def create(title: str, stock: int) -> int:
@@ -613,8 +627,8 @@ def drive_lending(stack: Stack) -> None:
     library sweep finds one loan overdue and mails its notice; then, the mail server
     gone, a notice for a loan due soon fails."""
     with (
-        httpx.Client(base_url=stack.books, timeout=10) as books,
-        httpx.Client(base_url=stack.orders, timeout=10) as orders,
+        stack.client(stack.books) as books,
+        stack.client(stack.orders) as orders,
     ):
 
         def sweep() -> None:

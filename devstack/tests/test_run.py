@@ -19,8 +19,9 @@ import httpx
 import pytest
 import redis
 
-from devstack.run import without_password
+from devstack.run import dev_key_file, without_password
 from devstack.servers import free_port
+from servicekit.api_keys import Role, bearer
 
 
 class Stack:
@@ -87,6 +88,10 @@ class Stack:
             time.sleep(0.3)
         pytest.fail("the stack did not become ready within 90 s")
 
+    def admin_headers(self) -> dict[str, str]:
+        """The `Authorization` of the development admin key make run made."""
+        return bearer((self.data_dir / dev_key_file(Role.ADMIN)).read_text().strip())
+
     def stop(self, signum: int = signal.SIGINT) -> str:
         assert self.process is not None
         self.process.send_signal(signum)
@@ -108,10 +113,10 @@ def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_for_status(order_url: str, timeout_s: float = 30) -> str:
+def wait_for_status(order_url: str, headers: dict[str, str], timeout_s: float = 30) -> str:
     """The order's status once the workers have moved it on from pending."""
     deadline = time.monotonic() + timeout_s
-    while (status := httpx.get(order_url).json()["status"]) == "pending":
+    while (status := httpx.get(order_url, headers=headers).json()["status"]) == "pending":
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -138,17 +143,21 @@ def stack() -> Iterator[Stack]:
 class TestMakeRun:
     def test_book_and_order_survive_a_restart(self, stack: Stack) -> None:
         stack.start()
+        admin = stack.admin_headers()
         created = httpx.post(
             f"{stack.books_url}/v1/books",
             json={"title": "Kept", "author": "A", "description": "D", "price": "1.00"},
+            headers=admin,
         )
         assert created.status_code == 201
         order = httpx.post(
             f"{stack.orders_url}/v1/orders",
             json={"items": [{"book_id": created.json()["id"], "quantity": 2}]},
+            headers=admin,
         )
         assert order.status_code == 201
-        assert wait_for_status(f"{stack.orders_url}{order.headers['location']}") == "confirmed"
+        order_url = f"{stack.orders_url}{order.headers['location']}"
+        assert wait_for_status(order_url, admin) == "confirmed"
         storefront = httpx.get(f"http://127.0.0.1:{stack.web_port}/")
         assert storefront.status_code == 200
         assert "Kept" in storefront.text
@@ -166,16 +175,16 @@ class TestMakeRun:
         assert "Bookstore is starting" in output
         assert f"docs {stack.books_url}/docs" in output
         assert f"docs {stack.orders_url}/docs" in output
+        # The development keys, for curl; kept owner-only, the same on every run.
+        assert f"BOOKSTORE_ADMIN_KEY={admin['Authorization'].removeprefix('Bearer ')}" in output
+        assert (stack.data_dir / dev_key_file(Role.ADMIN)).stat().st_mode & 0o777 == 0o600
         smtp_url = f"smtp://127.0.0.1:{stack.env['STACK_SMTP_PORT']}"
         assert f"mail         {stack.data_dir / 'mail'}   smtp {smtp_url}" in output
 
         stack.start()
         fetched = httpx.get(f"{stack.books_url}{created.headers['location']}")
         assert fetched.json() == created.json()
-        assert (
-            httpx.get(f"{stack.orders_url}{order.headers['location']}").json()["items"]
-            == (order.json()["items"])
-        )
+        assert httpx.get(order_url, headers=admin).json()["items"] == (order.json()["items"])
         stack.stop(signal.SIGINT)
 
     def test_stop_leaves_no_server_running(self, stack: Stack) -> None:
@@ -288,9 +297,11 @@ class TestCrashes:
         """SIGKILL each long-running process once while orders are placed: the stack keeps
         running, each process comes back, and every order the API took ends up settled."""
         stack.start()
+        admin = stack.admin_headers()
         book = httpx.post(
             f"{stack.books_url}/v1/books",
             json={"title": "Sturdy", "author": "A", "description": "D", "price": "1.00"},
+            headers=admin,
         ).json()
         placed: list[str] = []
         placing = threading.Event()
@@ -302,6 +313,7 @@ class TestCrashes:
                     response = httpx.post(
                         f"{stack.orders_url}/v1/orders",
                         json={"items": [{"book_id": book["id"], "quantity": 1}]},
+                        headers=admin,
                         timeout=5,
                     )
                     if response.status_code == 201:
@@ -321,7 +333,9 @@ class TestCrashes:
         assert stack.process is not None
         assert stack.process.poll() is None
         assert len(placed) > 10
-        statuses = {wait_for_status(f"{stack.orders_url}{location}", 60) for location in placed}
+        statuses = {
+            wait_for_status(f"{stack.orders_url}{location}", admin, 60) for location in placed
+        }
         assert statuses <= {"confirmed", "rejected"}
         output = stack.stop(signal.SIGTERM)
         for name in self.LONG_RUNNING:

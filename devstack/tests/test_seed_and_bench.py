@@ -33,6 +33,7 @@ from devstack.pytest_plugin import create_database, drop_database
 from devstack.seed import SCENARIOS, seed_lending
 from devstack.servers import EmbeddedValkey, free_port
 from devstack.services import ServiceProcess
+from servicekit.api_keys import Role, new_token, register_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOKS_DIR = ROOT / "books"
@@ -48,6 +49,20 @@ def books_url(postgres_server_url: str) -> Iterator[str]:
     command.upgrade(config, "head")
     yield url
     drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="module")
+def admin_key(books_url: str, orders_database: str) -> str:
+    """An admin key in both databases, as `make run` registers its development key."""
+    token = new_token()
+    register_key([books_url, orders_database], token=token, role=Role.ADMIN, name="bench")
+    return token
+
+
+@pytest.fixture(autouse=True)
+def _bench_has_the_key(monkeypatch: pytest.MonkeyPatch, admin_key: str) -> None:
+    """The bench finds the admin key where a user's shell has it."""
+    monkeypatch.setenv("BOOKSTORE_ADMIN_KEY", admin_key)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders.app import create_app
 from orders.config import Settings
+from servicekit.api_keys import Role, bearer, new_token, register_key, token_prefix
 
 TABLES = (
     "orders",
@@ -29,6 +31,39 @@ SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
 
 
 @pytest.fixture(scope="session")
+def key_of(orders_database_url: str, books_database_url: str):  # type: ignore[no-untyped-def]
+    """Factory: a new API key of `role`, accepted by orders and by books (as the CLI
+    registers a key in both databases)."""
+
+    def make(role: Role) -> str:
+        token = new_token()
+        register_key(
+            [orders_database_url, books_database_url], token=token, role=role, name=f"t-{role}"
+        )
+        return token
+
+    return make
+
+
+def key_id(db: psycopg.Connection[Any], token: str) -> int:
+    """The id of a key's row in this database."""
+    row = db.execute("SELECT id FROM api_keys WHERE prefix = %s", [token_prefix(token)]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture(scope="session")
+def admin_key(key_of) -> str:  # type: ignore[no-untyped-def]
+    return key_of(Role.ADMIN)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def shop_key(key_of) -> str:  # type: ignore[no-untyped-def]
+    """A shop frontend's key (role client)."""
+    return key_of(Role.CLIENT)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
 def books_service(books_database_url: str) -> Iterator[ServiceProcess]:
     """The real books service, a uvicorn process on its own port."""
     with ServiceProcess(
@@ -42,6 +77,7 @@ def orders_settings(database_url: str, books_url: str, **overrides: Any) -> Sett
         "database_url": database_url,
         "books_url": books_url,
         "service_key": SERVICE_KEY,
+        "rate_limit_redis_url": os.environ.get("ORDERS_RATE_LIMIT_REDIS_URL"),
     }
     return Settings(**(values | overrides))
 
@@ -64,21 +100,40 @@ def _empty_orders(orders_database_url: str) -> None:
         conn.execute("UPDATE order_counts SET orders = 0")
 
 
-def asgi_client(app: Litestar) -> httpx.AsyncClient:
+def asgi_client(app: Litestar, token: str | None = None) -> httpx.AsyncClient:
+    """A client of the app in-process; with a token, every request carries it."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://orders.test")
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url="http://orders.test",
+        headers=bearer(token) if token else None,
+    )
 
 
 @pytest.fixture
-async def client(orders_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+async def client(orders_app: Litestar, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The orders API with an admin key (which may do what the shop and the desk do)."""
+    async with asgi_client(orders_app, admin_key) as client:
+        yield client
+
+
+@pytest.fixture
+async def shop(orders_app: Litestar, shop_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The orders API as a shop frontend calls it (a client key)."""
+    async with asgi_client(orders_app, shop_key) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(orders_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(orders_app) as client:
         yield client
 
 
 @pytest.fixture
-async def books(books_service: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
-    """HTTP client of the running books service."""
-    async with httpx.AsyncClient(base_url=books_service.url) as client:
+async def books(books_service: ServiceProcess, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP client of the running books service, with the admin key."""
+    async with httpx.AsyncClient(base_url=books_service.url, headers=bearer(admin_key)) as client:
         yield client
 
 

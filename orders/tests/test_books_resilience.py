@@ -51,17 +51,17 @@ async def outage_settings(orders_database_url: str, own_books: ServiceProcess) -
     )
 
 
-async def _client_for(settings: Settings) -> AsyncIterator[tuple[Litestar, object]]:
+async def _client_for(settings: Settings, token: str) -> AsyncIterator[tuple[Litestar, object]]:
     app = create_app(settings)
-    async with asgi_client(app) as client:
+    async with asgi_client(app, token) as client:
         yield app, client
     await app.state.books_http.aclose()
     await app.state.engine.dispose()
 
 
 @pytest.fixture
-async def outage(outage_settings: Settings):  # type: ignore[no-untyped-def]
-    async for pair in _client_for(outage_settings):
+async def outage(outage_settings: Settings, admin_key: str):  # type: ignore[no-untyped-def]
+    async for pair in _client_for(outage_settings, admin_key):
         yield pair
 
 
@@ -125,7 +125,7 @@ class TestCircuitBreaker:
         assert row_counts(db)["outbox"] == 2
 
     async def test_after_the_reset_one_lookup_probes_and_the_others_fail_at_once(
-        self, orders_database_url, postgres_server_url, db
+        self, orders_database_url, postgres_server_url, db, admin_key
     ):
         """A books process whose database is gone answers 500 to every lookup."""
         missing_db = postgres_server_url.rpartition("/")[0] + "/no_such_books_db"
@@ -138,7 +138,7 @@ class TestCircuitBreaker:
                 books_breaker_threshold=BREAKER_THRESHOLD,
                 books_breaker_reset_s=BREAKER_RESET_S,
             )
-            async for _, client in _client_for(settings):
+            async for _, client in _client_for(settings, admin_key):
                 for _ in range(BREAKER_THRESHOLD):
                     assert_problem(await client.post("/v1/orders", json=order_body((1, 1))), 503)
                 await asyncio.sleep(BREAKER_RESET_S + 0.1)
@@ -153,28 +153,32 @@ class TestCircuitBreaker:
 
 
 class TestBooksFailing:
-    async def test_5xx_is_retried_then_503(self, orders_database_url, postgres_server_url, db):
+    async def test_5xx_is_retried_then_503(
+        self, orders_database_url, postgres_server_url, db, admin_key
+    ):
         """A books process whose database is gone answers 500 to every lookup."""
         missing_db = postgres_server_url.rpartition("/")[0] + "/no_such_books_db"
         with ServiceProcess(
             "books.app:create_app", free_port(), {"BOOKS_DATABASE_URL": missing_db}
         ) as failing_books:
             settings = orders_settings(orders_database_url, failing_books.url)
-            async for _, client in _client_for(settings):
+            async for _, client in _client_for(settings, admin_key):
                 response = await client.post("/v1/orders", json=order_body((1, 1)))
                 assert_problem(response, 503)
             lookups = failing_books.output().count("GET /v1/books?ids=1")
         assert lookups == settings.books_retry_attempts
         assert_nothing_written(db)
 
-    async def test_hanging_books_is_cut_off_at_the_timeout(self, orders_database_url, db):
+    async def test_hanging_books_is_cut_off_at_the_timeout(
+        self, orders_database_url, db, admin_key
+    ):
         """A server that accepts connections and never answers."""
         with socket.socket() as silent:
             silent.bind(("127.0.0.1", 0))
             silent.listen(16)
             url = f"http://127.0.0.1:{silent.getsockname()[1]}"
             settings = orders_settings(orders_database_url, url, books_timeout_s=0.5)
-            async for _, client in _client_for(settings):
+            async for _, client in _client_for(settings, admin_key):
                 started = time.monotonic()
                 response = await client.post("/v1/orders", json=order_body((1, 1)))
                 elapsed = time.monotonic() - started

@@ -13,6 +13,7 @@ import pytest
 
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
+from servicekit.api_keys import bearer
 
 # The seed README's "Manual Testing Script", verbatim.
 MANUAL_TESTING_SCRIPT = Path(__file__).with_name("manual_testing_script.sh")
@@ -29,11 +30,13 @@ def orders_process(
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl, jq")
 class TestManualTestingScript:
-    def test_runs_as_written_in_the_seed_readme(self, books_service, orders_process):
+    def test_runs_as_written_in_the_seed_readme(self, books_service, orders_process, admin_key):
+        """With the key given to each curl, as our README says to."""
         script = (
             MANUAL_TESTING_SCRIPT.read_text()
             .replace("localhost:8001", f"localhost:{books_service.port}")
             .replace("localhost:8082", f"localhost:{orders_process.port}")
+            .replace("curl ", f'curl -H "Authorization: Bearer {admin_key}" ')
         )
         result = subprocess.run(
             ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=60, check=True
@@ -53,11 +56,13 @@ class TestManualTestingScript:
 
 
 class TestOrdersContract:
-    def test_create_fetch_list_and_errors_over_http(self, books_service, orders_process):
-        with httpx.Client(base_url=orders_process.url, timeout=10) as orders:
+    def test_create_fetch_list_and_errors_over_http(self, books_service, orders_process, admin_key):
+        key = bearer(admin_key)
+        with httpx.Client(base_url=orders_process.url, timeout=10, headers=key) as orders:
             book = httpx.post(
                 f"{books_service.url}/v1/books",
                 json={"title": "C", "author": "A", "description": "D", "price": "3.50"},
+                headers=key,
             ).json()
             body = {"items": [{"book_id": book["id"], "quantity": 3}]}
             created = orders.post("/v1/orders", json=body, headers={"Idempotency-Key": "c-1"})

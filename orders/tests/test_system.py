@@ -15,10 +15,12 @@ from tests.conftest import asgi_client, assert_problem, order_body, orders_setti
 
 
 @contextlib.asynccontextmanager
-async def _app_client(database_url: str, books_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def _app_client(
+    database_url: str, books_url: str, token: str
+) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app of its own (another database or books), closed afterwards."""
     app = create_app(orders_settings(database_url, books_url))
-    async with asgi_client(app) as client:
+    async with asgi_client(app, token) as client:
         yield client
     await app.state.books_http.aclose()
     await app.state.engine.dispose()
@@ -38,7 +40,9 @@ class TestProbes:
             "services": {"database": "healthy", "books": "healthy"},
         }
 
-    async def test_health_is_503_when_books_is_down_and_never_hangs(self, orders_database_url):
+    async def test_health_is_503_when_books_is_down_and_never_hangs(
+        self, orders_database_url, admin_key
+    ):
         """Books on a port nobody listens on, and books that never answers: 503 at once."""
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
@@ -47,7 +51,7 @@ class TestProbes:
             f"http://127.0.0.1:{free_port()}",
             f"http://127.0.0.1:{silent.getsockname()[1]}",
         ):
-            async with _app_client(orders_database_url, books_url) as client:
+            async with _app_client(orders_database_url, books_url, admin_key) as client:
                 started = time.monotonic()
                 response = await client.get("/health")
                 elapsed = time.monotonic() - started
@@ -102,19 +106,21 @@ class TestDatabaseDown:
             ("POST", "/v1/orders", {"Idempotency-Key": "k-db-down"}),
         ],
     )
-    async def test_answers_503_problem_at_once(self, books_service, method, path, headers):
+    async def test_answers_503_problem_at_once(
+        self, books_service, admin_key, method, path, headers
+    ):
         """Nothing listens on the database port: a 503 with Retry-After, never a 500."""
         unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/orders_db"
-        async with _app_client(unreachable, books_service.url) as client:
+        async with _app_client(unreachable, books_service.url, admin_key) as client:
             response = await client.request(method, path, json=order_body((1, 1)), headers=headers)
         problem = assert_problem(response, 503)
         assert problem["type"] == "/problems/database-unavailable"
         assert response.headers["retry-after"] == "5"
         assert "psycopg" not in response.text
 
-    async def test_health_is_unhealthy_and_livez_alive(self, books_service):
+    async def test_health_is_unhealthy_and_livez_alive(self, books_service, admin_key):
         unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/orders_db"
-        async with _app_client(unreachable, books_service.url) as client:
+        async with _app_client(unreachable, books_service.url, admin_key) as client:
             health = await client.get("/health")
             alive = await client.get("/livez")
         assert health.status_code == 503
@@ -143,13 +149,34 @@ class TestOpenAPI:
     async def test_documents_every_error_response(self, client):
         schema = (await client.get("/docs/openapi.json")).json()
         post = schema["paths"]["/v1/orders"]["post"]
-        assert set(post["responses"]) == {"201", "409", "415", "422", "500", "502", "503"}
+        assert set(post["responses"]) == {
+            "201",
+            "401",
+            "403",
+            "409",
+            "415",
+            "422",
+            "429",
+            "500",
+            "502",
+            "503",
+        }
         assert "application/problem+json" in post["responses"]["422"]["content"]
         assert post["summary"] == "Place an order for one or more books."
         get_one = schema["paths"]["/v1/orders/{order_id}"]["get"]
-        assert set(get_one["responses"]) == {"200", "404", "422", "500", "503"}
+        assert set(get_one["responses"]) == {"200", "401", "403", "404", "422", "429", "500", "503"}
         listing = schema["paths"]["/v1/orders"]["get"]
-        assert set(listing["responses"]) == {"200", "422", "500", "503"}
+        assert set(listing["responses"]) == {"200", "401", "403", "422", "429", "500", "503"}
         cancel = schema["paths"]["/v1/orders/{order_id}/cancel"]["post"]
-        assert set(cancel["responses"]) == {"200", "404", "409", "422", "500", "503"}
+        assert set(cancel["responses"]) == {
+            "200",
+            "401",
+            "403",
+            "404",
+            "409",
+            "422",
+            "429",
+            "500",
+            "503",
+        }
         assert "/metrics" not in schema["paths"]

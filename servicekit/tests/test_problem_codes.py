@@ -28,6 +28,7 @@ import orders.app
 import orders.config
 import servicekit
 from devstack.servers import free_port
+from servicekit.api_keys import bearer, new_token
 from servicekit.problems import FRAMEWORK_CODES, ProblemError, problem_codes, problem_errors
 
 CODE = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")
@@ -129,10 +130,11 @@ class TestFrameworkProblems:
         ("service", "method", "path", "status", "code"),
         [(service, "GET", "/v1/nothing", 404, "NOT_FOUND") for service in SERVICES]
         + [(service, "PATCH", "/health", 405, "METHOD_NOT_ALLOWED") for service in SERVICES]
+        + [(service, "GET", "/raise", 422, "VALIDATION_ERROR") for service in SERVICES]
         + [
             ("books", "GET", "/v1/books/abc", 422, "VALIDATION_ERROR"),
-            ("orders", "GET", "/v1/orders/abc", 422, "VALIDATION_ERROR"),
             ("books", "GET", "/v1/books/1", 503, "SERVICE_UNAVAILABLE"),
+            # With a key, whose lookup is the first query to fail.
             ("orders", "GET", "/v1/orders/1", 503, "SERVICE_UNAVAILABLE"),
         ],
     )
@@ -145,7 +147,9 @@ class TestFrameworkProblems:
         status: int,
         code: str,
     ) -> None:
-        body = _problem(await clients[service].request(method, path), status)
+        headers = bearer(new_token()) if service == "orders" else {}
+        response = await clients[service].request(method, path, headers=headers)
+        body = _problem(response, status)
         assert body["error"] == code
 
     @pytest.mark.parametrize("service", SERVICES)

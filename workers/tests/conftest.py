@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders import relay as orders_relay
+from servicekit.api_keys import Role, bearer, new_token, register_key
 from servicekit.relay import JobPolicy, OutboxRelay
 from workers import clients
 from workers.config import QUEUES, get_settings
@@ -59,6 +60,20 @@ def orders_service(
     }
     with ServiceProcess("orders.app:create_app", free_port(), env) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def admin_key(books_database_url: str, orders_database_url: str) -> str:
+    """An admin API key, accepted by both services (the tests write as the admin)."""
+    token = new_token()
+    register_key(
+        [books_database_url, orders_database_url], token=token, role=Role.ADMIN, name="workers"
+    )
+    return token
+
+
+def keyed_client(base_url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, timeout=10.0, headers=bearer(token))
 
 
 @pytest.fixture(autouse=True)
@@ -187,8 +202,8 @@ def release_scheduled(connection: redis.Redis, name: str = "orders") -> list[str
 class Books:
     """The books service seen by a test: public catalog plus internal stock calls."""
 
-    def __init__(self, service: ServiceProcess) -> None:
-        self.http = httpx.Client(base_url=service.url, timeout=10.0)
+    def __init__(self, service: ServiceProcess, token: str) -> None:
+        self.http = keyed_client(service.url, token)
 
     def create_book(self, *, stock: int | None, **overrides: Any) -> dict[str, Any]:
         body = {
@@ -217,8 +232,8 @@ class Books:
 class Orders:
     """The public orders API, as a customer uses it."""
 
-    def __init__(self, service: ServiceProcess) -> None:
-        self.http = httpx.Client(base_url=service.url, timeout=10.0)
+    def __init__(self, service: ServiceProcess, token: str) -> None:
+        self.http = keyed_client(service.url, token)
 
     def place(
         self, *lines: tuple[int, int], request_id: str | None = None, **extra: Any
@@ -241,15 +256,15 @@ class Orders:
 
 
 @pytest.fixture
-def orders(orders_service: ServiceProcess) -> Iterator[Orders]:
-    client = Orders(orders_service)
+def orders(orders_service: ServiceProcess, admin_key: str) -> Iterator[Orders]:
+    client = Orders(orders_service, admin_key)
     yield client
     client.http.close()
 
 
 @pytest.fixture
-def books(books_service: ServiceProcess) -> Iterator[Books]:
-    client = Books(books_service)
+def books(books_service: ServiceProcess, admin_key: str) -> Iterator[Books]:
+    client = Books(books_service, admin_key)
     yield client
     client.http.close()
 

@@ -24,6 +24,7 @@ from tests.conftest import (
     WorkerProcess,
     enqueue,
     fetch,
+    keyed_client,
     queue,
     reconfigure,
     relay_orders,
@@ -38,8 +39,8 @@ from workers.notifications import send_notice
 class Library:
     """The lending API of orders, as a librarian's desk uses it."""
 
-    def __init__(self, service: ServiceProcess) -> None:
-        self.http = httpx.Client(base_url=service.url, timeout=10.0)
+    def __init__(self, service: ServiceProcess, token: str) -> None:
+        self.http = keyed_client(service.url, token)
         self.members = 0
 
     def member(self, **overrides: Any) -> dict[str, Any]:
@@ -77,8 +78,8 @@ class Library:
 
 
 @pytest.fixture
-def library(orders_service: ServiceProcess) -> Iterator[Library]:
-    client = Library(orders_service)
+def library(orders_service: ServiceProcess, admin_key: str) -> Iterator[Library]:
+    client = Library(orders_service, admin_key)
     yield client
     client.http.close()
 

@@ -12,7 +12,16 @@ import pytest
 import redis
 
 from devstack.services import ServiceProcess
-from tests.conftest import KEY_HEADER, Books, Orders, movements, queue, relay_orders, work
+from tests.conftest import (
+    KEY_HEADER,
+    Books,
+    Orders,
+    keyed_client,
+    movements,
+    queue,
+    relay_orders,
+    work,
+)
 from workers import metrics, reconcile
 
 MAX_REDRIVES = 5  # orders' default
@@ -139,8 +148,9 @@ def test_a_borrow_given_up_after_its_copy_was_checked_out_puts_the_copy_back(
     orders_service: ServiceProcess,
     books_service: ServiceProcess,
     book: dict[str, Any],
+    admin_key: str,
 ) -> None:
-    with httpx.Client(base_url=orders_service.url) as lending:
+    with keyed_client(orders_service.url, admin_key) as lending:
         member = lending.post("/v1/members", json={"name": "Ada", "email": "ada@example.org"})
         borrow = lending.post(
             "/v1/borrows", json={"member_id": member.json()["id"], "book_id": book["id"]}
@@ -160,7 +170,7 @@ def test_a_borrow_given_up_after_its_copy_was_checked_out_puts_the_copy_back(
         settle(connection, redis_url, orders_database_url)
 
         assert books_http.get(f"/v1/books/{book['id']}").json()["copies_available"] == 1
-    with httpx.Client(base_url=orders_service.url) as lending:
+    with keyed_client(orders_service.url, admin_key) as lending:
         assert lending.get(f"/v1/borrows/{borrow['id']}").json()["status"] == "rejected"
 
 

@@ -19,7 +19,8 @@ import redis
 from devstack.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from devstack.servers import free_port
 from devstack.services import ManagedProcess, ServiceProcess
-from tests.conftest import SERVICE_KEY, books_env, enqueue, fetch, wait_until
+from servicekit.api_keys import bearer
+from tests.conftest import SERVICE_KEY, books_env, enqueue, fetch, keyed_client, wait_until
 
 SETTLED_S = 60.0
 
@@ -99,11 +100,14 @@ def saga_processes(
 
 @pytest.fixture
 def http(
-    traced_books: ServiceProcess, traced_orders: ServiceProcess, connection: redis.Redis
+    traced_books: ServiceProcess,
+    traced_orders: ServiceProcess,
+    connection: redis.Redis,
+    admin_key: str,
 ) -> Iterator[httpx.Client]:
-    """A client of the traced services; Redis is emptied first, as outbox ids restart at 1
-    in every test and the relay skips a job id that exists."""
-    with httpx.Client(timeout=10.0) as client:
+    """A client of the traced services, with the admin key; Redis is emptied first, as
+    outbox ids restart at 1 in every test and the relay skips a job id that exists."""
+    with keyed_client("", admin_key) as client:
         yield client
 
 
@@ -276,6 +280,7 @@ class TestShutdown:
         receiver: OtlpReceiver,
         books_database_url: str,
         orders_database_url: str,
+        admin_key: str,
         factory: str,
         path: str,
     ) -> None:
@@ -295,7 +300,7 @@ class TestShutdown:
             ]
 
         with ServiceProcess(factory, free_port(), env) as service:
-            assert httpx.get(f"{service.url}{path}").status_code == 404
+            assert httpx.get(f"{service.url}{path}", headers=bearer(admin_key)).status_code == 404
             assert request_spans() == []
         receiver.wait_for(lambda _: bool(request_spans()), timeout_s=SETTLED_S, what=path)
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from books.catalog.router import router as catalog_router
@@ -20,11 +20,14 @@ from books.http import BodyLimit
 from books.inventory.router import ledger_router
 from books.inventory.router import router as inventory_router
 from books.lending.router import router as lending_router
+from books.security import admit
 from books.system import router as system_router
+from servicekit.access import Gate
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+from servicekit.rate_limits import RateLimiter
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
@@ -58,8 +61,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION + errors_description("books", "servicekit"),
         lifespan=lifespan,
+        dependencies=[Depends(admit)],
     )
     app.state.settings = settings
+    app.state.gate = Gate(
+        engine,
+        RateLimiter(
+            settings.rate_limit_redis_url or settings.redis_url,
+            settings.rate_limits(),
+            service="books",
+        )
+        if settings.rate_limits_enabled
+        else None,
+    )
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
 

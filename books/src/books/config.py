@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.database import libpq_url, sqlalchemy_url
+from servicekit.rate_limits import RateLimitSettings
 
 # The predecessor's names of our variables (see servicekit.aliases); ours come first.
 ALIASES = {"BOOKS_DB_DSN": "BOOKS_DATABASE_URL", "PORT": "BOOKS_PORT"}
@@ -93,6 +94,17 @@ class Settings(BaseSettings):
     # Delivered outbox rows are deleted once they are this old.
     relay_retention_days: float = Field(default=7.0, gt=0)
 
+    # Requests per window on the public API, counted in Redis (`limits` notation), per IP
+    # without a key and per key with one. Generous: the tests, the bench and `make run`
+    # never reach them; a deployment sets its own.
+    rate_limits_enabled: bool = True
+    # Where the counts live; unset, the Redis of the queues (`redis_url`).
+    rate_limit_redis_url: str | None = None
+    rate_limit_anonymous: str = "5000/second"
+    rate_limit_client: str = "5000/second"
+    rate_limit_desk: str = "5000/second"
+    rate_limit_admin: str = "20000/second"
+
     cover_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     cover_folder: str = "bookstore/covers"
     # The Cloudinary variables keep the names the Cloudinary SDK and the seed use.
@@ -139,6 +151,14 @@ class Settings(BaseSettings):
         if url is not None:
             CloudinaryAccount.from_url(url.get_secret_value())
         return url
+
+    def rate_limits(self) -> RateLimitSettings:
+        return RateLimitSettings(
+            anonymous=self.rate_limit_anonymous,
+            client=self.rate_limit_client,
+            desk=self.rate_limit_desk,
+            admin=self.rate_limit_admin,
+        )
 
     @field_validator("database_url")
     @classmethod

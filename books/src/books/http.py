@@ -85,14 +85,15 @@ class Problem(BaseModel):
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for the given error statuses (plus 500)."""
+    """OpenAPI `responses` entries for the given error statuses, plus the two every
+    public route may answer: 429 past the caller's rate limit, and 500."""
     return {
         code: {
             "description": HTTPStatus(code).phrase,
             "model": Problem,
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for code in (*statuses, 500)
+        for code in sorted({*statuses, 429, 500})
     }
 
 

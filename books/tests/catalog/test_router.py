@@ -383,7 +383,7 @@ class TestDeleteBook:
         delete = (await client.get("/openapi.json")).json()["paths"]["/v1/books/{book_id}"][
             "delete"
         ]
-        assert set(delete["responses"]) == {"200", "404", "422", "500"}
+        assert set(delete["responses"]) == {"200", "401", "403", "404", "422", "429", "500"}
         schema = delete["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/BookDeleted"}
 

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from books.app import create_app
 from books.config import Settings
+from tests.conftest import client_for
 from tests.fake_cloudinary import FakeCloudinary
 
 COVER_MAX_BYTES = 100_000
@@ -134,26 +135,21 @@ async def covers_app(
 
 
 @pytest.fixture
-async def client(covers_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The books API with covers enabled (make_book uses it too)."""
-    async with client_for(covers_app) as client:
+async def client(covers_app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The books API with covers enabled, as its admin calls it (make_book uses it too)."""
+    async with client_for(covers_app, admin_key) as client:
         yield client
 
 
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://books.test")
-
-
 @pytest.fixture
-async def app_with(books_database_url: str) -> AsyncIterator[Any]:
+async def app_with(books_database_url: str, admin_key: str) -> AsyncIterator[Any]:
     """Factory: another books app on the same database with other cover settings."""
     apps: list[FastAPI] = []
 
     def make(**overrides: Any) -> httpx.AsyncClient:
         app = create_app(covers_settings(books_database_url, **overrides))
         apps.append(app)
-        return client_for(app)
+        return client_for(app, admin_key)
 
     yield make
     for app in apps:

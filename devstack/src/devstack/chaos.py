@@ -42,6 +42,7 @@ from devstack.mail import MailSink
 from devstack.run import REPO_ROOT, StackConfig, migrate
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, free_port
 from devstack.services import ManagedProcess, ServiceProcess, ServiceStartError
+from servicekit.api_keys import Role, bearer, new_token, register_key
 from workers.config import QUEUES
 
 BOOKS_WITH_STOCK = 40
@@ -131,6 +132,7 @@ class Load:
     """Customers and members: orders at a steady rate, a borrow or a return among them."""
 
     orders_url: str
+    admin_key: str
     book_ids: list[int]
     lendable_ids: list[int]
     member_ids: list[int]
@@ -141,7 +143,9 @@ class Load:
     refused: Counter[int] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.orders_url, timeout=10)
+        self.http = httpx.Client(
+            base_url=self.orders_url, timeout=10, headers=bearer(self.admin_key)
+        )
 
     def send(
         self, method: str, path: str, body: Any = None, *, deadline_s: float = 60
@@ -200,6 +204,8 @@ class Load:
 class Stack:
     folder: Path
     service_key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The load writes as the admin (orders, borrows and returns, the catalog).
+    admin_key: str = field(default_factory=new_token)
 
     def __post_init__(self) -> None:
         self.postgres = EmbeddedPostgres(self.folder / "postgres", free_port())
@@ -232,6 +238,12 @@ class Stack:
             "LOG_LEVEL": "INFO",
         }
         migrate(StackConfig.from_env(), env)
+        register_key(
+            [self.url("books_db"), self.url("orders_db")],
+            token=self.admin_key,
+            role=Role.ADMIN,
+            name="chaos",
+        )
         self.books.env = env
         self.books.start()
         self.orders.env = env | {"ORDERS_BOOKS_URL": self.books.url}
@@ -292,7 +304,8 @@ def make_catalog(
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
-    with httpx.Client(base_url=stack.books.url, timeout=10) as books:
+    admin = bearer(stack.admin_key)
+    with httpx.Client(base_url=stack.books.url, timeout=10, headers=admin) as books:
         stocked = {
             created(
                 books.post(
@@ -323,7 +336,7 @@ def make_catalog(
             )
             for n in range(BOOKS_TO_LEND)
         ]
-    with httpx.Client(base_url=stack.orders.url, timeout=10) as orders:
+    with httpx.Client(base_url=stack.orders.url, timeout=10, headers=admin) as orders:
         members = [
             created(
                 orders.post(
@@ -429,7 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         book_ids, lendable, members, stocked = make_catalog(stack, chance)
-        load = Load(stack.orders.url, book_ids, lendable, members, random.Random(seed + 1))  # noqa: S311
+        load = Load(
+            stack.orders.url,
+            stack.admin_key,
+            book_ids,
+            lendable,
+            members,
+            random.Random(seed + 1),  # noqa: S311
+        )
         kills: Counter[str] = Counter()
         stop = threading.Event()
         kill_chance = random.Random(seed + 2)  # noqa: S311

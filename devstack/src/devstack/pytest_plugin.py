@@ -97,6 +97,15 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _rate_limits_in_test_redis(redis_url: str) -> None:
+    """The services a test starts (in-process or as processes, which inherit the
+    environment) count their rate limits in the tests' own Redis database, not in
+    whatever Redis the default URL names (their queues stay where each test puts them)."""
+    for service in ("BOOKS", "ORDERS"):
+        os.environ[f"{service}_RATE_LIMIT_REDIS_URL"] = redis_url
+
+
 def with_database(server_url: str, database: str) -> str:
     """The same server URL pointing at another database."""
     base, _, query = server_url.partition("?")

@@ -23,7 +23,7 @@ import secrets
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from psycopg import sql
 from devstack import monitoring
 from devstack.mail import MailSink
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, PortInUseError, port_is_free
+from servicekit.api_keys import Role, new_token, register_key
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -235,13 +236,40 @@ def migrate(config: StackConfig, env: dict[str, str]) -> None:
             raise StackError(f"migrating {service.name} failed:\n{result.stderr.strip()}")
 
 
-def kept_secret(config: StackConfig, name: str) -> str:
+def kept_secret(
+    config: StackConfig, name: str, generate: Callable[[], str] = lambda: secrets.token_urlsafe(32)
+) -> str:
     """A secret generated on the first run and kept (owner-only) with the stack's data."""
     path = config.data_dir / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
+        path.write_text(generate())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def dev_key_file(role: Role) -> str:
+    """The file under the data folder that keeps the development key of `role`."""
+    return f"api_key_{role}"
+
+
+def dev_keys(config: StackConfig, db_env: dict[str, str]) -> dict[str, str]:
+    """A development API key per role: made on the first run, kept with the stack's data,
+    registered in both services' databases on every run (a no-op once there, and a fresh
+    database gets them again), and handed to the web app (its shop's client key, its
+    desk's desk key). `BOOKSTORE_<ROLE>_KEY` names them in the banner and for curl."""
+    urls = [
+        (service.configured_database or (service.database_env, db_env[service.database_env]))[1]
+        for service in config.services
+    ]
+    keys: dict[str, str] = {}
+    for role in Role:
+        token = kept_secret(config, dev_key_file(role), new_token)
+        register_key(urls, token=token, role=role, name=f"make-run-{role}")
+        keys[f"BOOKSTORE_{role.upper()}_KEY"] = token
+    return keys | {
+        "WEB_CLIENT_KEY": os.environ.get("WEB_CLIENT_KEY") or keys["BOOKSTORE_CLIENT_KEY"],
+        "WEB_STAFF_KEY": os.environ.get("WEB_STAFF_KEY") or keys["BOOKSTORE_DESK_KEY"],
+    }
 
 
 def service_key(config: StackConfig) -> dict[str, str]:
@@ -297,6 +325,10 @@ def _print_banner(config: StackConfig, env: dict[str, str], *, with_prometheus: 
     else:
         lines.append(f"  {'mail':<12} {env['SMTP_URL']}")
     lines.append(f"  {'data':<12} {config.data_dir}")
+    # Development keys, printed so curl can use them (see README, Security).
+    for role in Role:
+        variable = f"BOOKSTORE_{role.upper()}_KEY"
+        lines.append(f"  {'api key' if role is Role.ADMIN else '':<12} {variable}={env[variable]}")
     lines.append("Press Ctrl-C to stop.\n")
     print("\n".join(lines), flush=True)
 
@@ -421,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "migrate":
                 return 0
             with redis(config) as redis_env, mail(config) as mail_env:
-                return serve(config, {**db_env, **redis_env, **mail_env, **service_key(config)})
+                keys = dev_keys(config, db_env)
+                return serve(
+                    config, {**db_env, **redis_env, **mail_env, **service_key(config), **keys}
+                )
     except (StackError, PortInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

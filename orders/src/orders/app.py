@@ -36,11 +36,14 @@ from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
 from orders.reconcile import ReconcileController
 from orders.saga import RedrivePolicy
+from orders.security import SECURITY_COMPONENTS, admit
 from orders.system import health, livez, ready
+from servicekit.access import Gate
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
+from servicekit.rate_limits import RateLimiter
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         dependencies={"session": Provide(provide_session)},
+        guards=[admit],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *(tracing_middleware() if tracing else [])],
         lifespan=[lifespan],
@@ -130,12 +134,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/docs",
             use_handler_docstrings=True,
             render_plugins=[SwaggerRenderPlugin()],
+            components=SECURITY_COMPONENTS,
         ),
     )
     document_structs(app.openapi_schema)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.gate = Gate(
+        engine,
+        RateLimiter(
+            settings.rate_limit_redis_url or settings.redis_url,
+            settings.rate_limits(),
+            service="orders",
+        )
+        if settings.rate_limits_enabled
+        else None,
+    )
     app.state.books_http = books_http
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store

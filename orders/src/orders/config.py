@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from servicekit.aliases import go_bool, go_duration_seconds
 from servicekit.database import libpq_url
+from servicekit.rate_limits import RateLimitSettings
 
 ENV_PREFIX = "ORDERS_"
 SHARED_ENV = ("SERVICE_KEY", "REDIS_URL")
@@ -96,11 +97,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Delivered outbox rows are deleted once they are this old.
     relay_retention_days: Positive = 7.0
 
+    # Requests per window on the public API, counted in Redis (`limits` notation), per IP
+    # without a key and per key with one. Generous: the tests, the bench and `make run`
+    # never reach them; a deployment sets its own.
+    rate_limits_enabled: bool = True
+    # Where the counts live; unset, the Redis of the queues (`redis_url`).
+    rate_limit_redis_url: str | None = None
+    rate_limit_anonymous: str = "5000/second"
+    rate_limit_client: str = "5000/second"
+    rate_limit_desk: str = "5000/second"
+    rate_limit_admin: str = "20000/second"
+
     def __post_init__(self) -> None:
         for name in ("late_fee_per_day", "late_fee_cap"):
             amount: Decimal = getattr(self, name)
             if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
                 raise ValueError(f"{name} must be an amount like 0.25, not {amount}")
+
+    def rate_limits(self) -> RateLimitSettings:
+        return RateLimitSettings(
+            anonymous=self.rate_limit_anonymous,
+            client=self.rate_limit_client,
+            desk=self.rate_limit_desk,
+            admin=self.rate_limit_admin,
+        )
 
     @property
     def psycopg_database_url(self) -> str:

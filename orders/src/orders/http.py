@@ -55,8 +55,9 @@ class DocumentedOperation(Operation):
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the given error statuses, all problem+json, plus the two every
-    route may answer: 500, and 503 while the database is unavailable."""
+    """OpenAPI entries for the given error statuses, all problem+json, plus those every
+    public route may answer: 401/403 (every one needs an API key), 429 past the caller's
+    rate limit, 500, and 503 while the database is unavailable."""
     return {
         code: ResponseSpec(
             data_container=Problem,
@@ -64,7 +65,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
             description=HTTPStatus(code).phrase,
             generate_examples=False,
         )
-        for code in sorted({*statuses, 500, 503})
+        for code in sorted({*statuses, 401, 403, 429, 500, 503})
     }
 
 

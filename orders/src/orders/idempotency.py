@@ -1,5 +1,8 @@
 """Idempotency keys: the first request with a key does the work, retries get its response.
 
+A key belongs to the API key that sent it: two clients choosing the same Idempotency-Key
+each get their own order (the table's primary key is (api_key_id, key)).
+
 A key is claimed with one atomic `INSERT … ON CONFLICT` (never check-then-insert). The
 claim commits on its own, so a concurrent retry sees it at once and is told the first
 request is still running (409) instead of queueing behind an uncommitted row. The
@@ -20,13 +23,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     LargeBinary,
     SmallInteger,
     Text,
+    and_,
     delete,
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
@@ -44,6 +50,7 @@ PURGE_BATCH = 1000
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_keys"
 
+    api_key_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(Text)
     lock_token: Mapped[uuid.UUID] = mapped_column(UUID)
@@ -66,8 +73,18 @@ class StoredResponse:
 
 @dataclass(frozen=True)
 class Claimed:
+    api_key_id: int
     key: str
     token: uuid.UUID
+
+    def owns(self) -> ColumnElement[bool]:
+        """The claimed row, while this claim still holds it."""
+        return and_(
+            IdempotencyRecord.api_key_id == self.api_key_id,
+            IdempotencyRecord.key == self.key,
+            IdempotencyRecord.lock_token == self.token,
+            IdempotencyRecord.completed_at.is_(None),
+        )
 
 
 @dataclass(frozen=True)
@@ -102,9 +119,10 @@ def fingerprint(*parts: bytes) -> str:
 _CLAIM = text(
     """
     INSERT INTO idempotency_keys AS k
-        (key, fingerprint, lock_token, locked_at, created_at, expires_at)
-    VALUES (:key, :fingerprint, :token, now(), now(), now() + make_interval(secs => :ttl))
-    ON CONFLICT (key) DO UPDATE SET
+        (api_key_id, key, fingerprint, lock_token, locked_at, created_at, expires_at)
+    VALUES (:api_key_id, :key, :fingerprint, :token, now(), now(),
+            now() + make_interval(secs => :ttl))
+    ON CONFLICT (api_key_id, key) DO UPDATE SET
         fingerprint = excluded.fingerprint,
         lock_token = excluded.lock_token,
         locked_at = excluded.locked_at,
@@ -134,9 +152,10 @@ class IdempotencyStore:
         self.ttl_s = ttl_s
         self.lock_timeout_s = lock_timeout_s
 
-    async def claim(self, *, key: str, fingerprint: str) -> ClaimOutcome:
+    async def claim(self, *, api_key_id: int, key: str, fingerprint: str) -> ClaimOutcome:
         token = uuid.uuid4()
         params = {
+            "api_key_id": api_key_id,
             "key": key,
             "fingerprint": fingerprint,
             "token": token,
@@ -147,10 +166,8 @@ class IdempotencyStore:
         for _ in range(3):
             async with self.sessionmaker.begin() as session:
                 if (await session.execute(_CLAIM, params)).scalar_one_or_none() is not None:
-                    return Claimed(key=key, token=token)
-                record = await session.scalar(
-                    select(IdempotencyRecord).where(IdempotencyRecord.key == key)
-                )
+                    return Claimed(api_key_id=api_key_id, key=key, token=token)
+                record = await session.get(IdempotencyRecord, (api_key_id, key))
             if record is None:
                 continue
             if record.fingerprint != fingerprint:
@@ -172,16 +189,14 @@ class IdempotencyStore:
             # SKIP LOCKED: if this request's own transaction still holds the row, waiting
             # for it would wait forever; the claim then simply goes stale instead.
             ours = (
-                select(IdempotencyRecord.key)
-                .where(
-                    IdempotencyRecord.key == claim.key,
-                    IdempotencyRecord.lock_token == claim.token,
-                    IdempotencyRecord.completed_at.is_(None),
-                )
+                select(IdempotencyRecord.api_key_id, IdempotencyRecord.key)
+                .where(claim.owns())
                 .with_for_update(skip_locked=True)
             )
             await session.execute(
-                delete(IdempotencyRecord).where(IdempotencyRecord.key.in_(ours.scalar_subquery()))
+                delete(IdempotencyRecord).where(
+                    tuple_(IdempotencyRecord.api_key_id, IdempotencyRecord.key).in_(ours)
+                )
             )
 
     async def purge_expired(self, *, batch: int = PURGE_BATCH) -> int:
@@ -196,7 +211,7 @@ class IdempotencyStore:
 
     async def _purge_batch(self, batch: int) -> int:
         expired = (
-            select(IdempotencyRecord.key)
+            select(IdempotencyRecord.api_key_id, IdempotencyRecord.key)
             .where(IdempotencyRecord.expires_at <= func.now())
             .order_by(IdempotencyRecord.expires_at)
             .limit(batch)
@@ -205,7 +220,7 @@ class IdempotencyStore:
         async with self.sessionmaker.begin() as session:
             result = await session.execute(
                 delete(IdempotencyRecord)
-                .where(IdempotencyRecord.key.in_(expired.scalar_subquery()))
+                .where(tuple_(IdempotencyRecord.api_key_id, IdempotencyRecord.key).in_(expired))
                 .returning(IdempotencyRecord.key)
             )
             return len(result.all())
@@ -224,11 +239,7 @@ async def complete(
     }
     result = await session.execute(
         update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.key == claim.key,
-            IdempotencyRecord.lock_token == claim.token,
-            IdempotencyRecord.completed_at.is_(None),
-        )
+        .where(claim.owns())
         .values(**values)
         .returning(IdempotencyRecord.key),
         execution_options={"synchronize_session": False},
@@ -246,6 +257,7 @@ async def respond_once(
     store: IdempotencyStore | None,
     session: AsyncSession,
     *,
+    api_key_id: int,
     key: str | None,
     fingerprint: str,
     respond: Callable[[Claimed | None], Awaitable[StoredResponse]],
@@ -261,7 +273,7 @@ async def respond_once(
     """
     if key is None or store is None:
         return Answer(await respond(None), replayed=False)
-    outcome = await store.claim(key=key, fingerprint=fingerprint)
+    outcome = await store.claim(api_key_id=api_key_id, key=key, fingerprint=fingerprint)
     if isinstance(outcome, Replay):
         count("replayed")
         return Answer(outcome.response, replayed=True)

@@ -12,6 +12,7 @@ from tests.conftest import (
     asgi_client,
     assert_nothing_written,
     assert_problem,
+    key_id,
     order_body,
     orders_settings,
     row_counts,
@@ -27,6 +28,37 @@ ONE_OF_EACH = dict.fromkeys(TABLES, 0) | {
 
 def key_headers(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
+
+
+class TestKeysBelongToTheirClient:
+    async def test_two_clients_with_the_same_key_get_two_orders(self, client, shop, make_book, db):
+        """Two shops that happen to choose the same Idempotency-Key each get their own
+        order; a replay by either gets its own back."""
+        book = await make_book()
+        body = order_body((book["id"], 1))
+        ours = await client.post("/v1/orders", json=body, headers=key_headers("k-shared"))
+        theirs = await shop.post("/v1/orders", json=body, headers=key_headers("k-shared"))
+        assert ours.status_code == theirs.status_code == 201
+        assert ours.json()["id"] != theirs.json()["id"]
+        assert "idempotent-replayed" not in theirs.headers
+        ours_again = await client.post("/v1/orders", json=body, headers=key_headers("k-shared"))
+        theirs_again = await shop.post("/v1/orders", json=body, headers=key_headers("k-shared"))
+        assert (ours_again.content, theirs_again.content) == (ours.content, theirs.content)
+        assert ours_again.headers["idempotent-replayed"] == "true"
+        assert row_counts(db)["orders"] == 2
+
+    async def test_a_borrow_key_is_scoped_too(self, client, shop, make_book, db):
+        book = await make_book(copies_total=2)
+        member = (await client.post("/v1/members", json={"name": "M", "email": "m@x.org"})).json()
+        body = {"member_id": member["id"], "book_id": book["id"]}
+        ours = await client.post("/v1/borrows", json=body, headers=key_headers("b-shared"))
+        other = {"member_id": member["id"], "book_id": book["id"]}
+        theirs = await shop.post("/v1/borrows", json=other, headers=key_headers("b-shared"))
+        assert ours.status_code == 201
+        # Not the first client's borrow replayed: the shop's own request, refused on its
+        # merits (the member already has this book out).
+        assert theirs.status_code == 409, theirs.text
+        assert "idempotent-replayed" not in theirs.headers
 
 
 class TestIdempotentCreate:
@@ -80,13 +112,16 @@ class TestIdempotentCreate:
         assert response.headers["retry-after"] == "1"
         assert row_counts(db) == ONE_OF_EACH
 
-    async def test_stale_claim_of_a_dead_request_is_taken_over(self, client, make_book, db):
+    async def test_stale_claim_of_a_dead_request_is_taken_over(
+        self, client, make_book, db, admin_key
+    ):
         book = await make_book()
         body = order_body((book["id"], 1))
         db.execute(
-            "INSERT INTO idempotency_keys (key, fingerprint, lock_token, locked_at, expires_at)"
-            " VALUES ('k-stale', 'x', %s, now() - interval '1 hour', now() + interval '1 day')",
-            (uuid.uuid4(),),
+            "INSERT INTO idempotency_keys"
+            " (api_key_id, key, fingerprint, lock_token, locked_at, expires_at)"
+            " VALUES (%s, 'k-stale', 'x', %s, now() - interval '1 hour', now() + interval '1 day')",
+            (key_id(db, admin_key), uuid.uuid4()),
         )
         response = await client.post("/v1/orders", json=body, headers=key_headers("k-stale"))
         assert response.status_code == 201, response.text
@@ -183,11 +218,13 @@ class TestPurgeExpiredKeys:
         assert db.execute("SELECT key FROM idempotency_keys").fetchall() == [("k-keep",)]
         assert row_counts(db)["orders"] == 2
 
-    async def test_a_backlog_goes_in_bounded_batches(self, orders_app, db):
+    async def test_a_backlog_goes_in_bounded_batches(self, orders_app, db, admin_key):
         db.execute(
-            "INSERT INTO idempotency_keys (key, fingerprint, lock_token, locked_at, expires_at)"
-            " SELECT 'old-' || n, 'f', gen_random_uuid(), now(), now() - interval '1 hour'"
-            " FROM generate_series(1, 25) n"
+            "INSERT INTO idempotency_keys"
+            " (api_key_id, key, fingerprint, lock_token, locked_at, expires_at)"
+            " SELECT %s, 'old-' || n, 'f', gen_random_uuid(), now(), now() - interval '1 hour'"
+            " FROM generate_series(1, 25) n",
+            [key_id(db, admin_key)],
         )
         store = orders_app.state.idempotency_store
         assert await store._purge_batch(10) == 10
@@ -197,13 +234,13 @@ class TestPurgeExpiredKeys:
 
 class TestIdempotencyDisabled:
     async def test_key_is_ignored_when_switched_off(
-        self, orders_database_url, books_service, make_book, db
+        self, orders_database_url, books_service, make_book, db, admin_key
     ):
         app = create_app(
             orders_settings(orders_database_url, books_service.url, idempotency_enabled=False)
         )
         book = await make_book()
-        async with asgi_client(app) as client:
+        async with asgi_client(app, admin_key) as client:
             for _ in range(2):
                 response = await client.post(
                     "/v1/orders", json=order_body((book["id"], 1)), headers=key_headers("k-off")

@@ -296,7 +296,17 @@ class TestCancel:
     async def test_is_documented(self, client):
         schema = (await client.get("/docs/openapi.json")).json()
         operation = schema["paths"]["/v1/orders/{order_id}/cancel"]["post"]
-        assert set(operation["responses"]) == {"200", "404", "409", "422", "500", "503"}
+        assert set(operation["responses"]) == {
+            "200",
+            "401",
+            "403",
+            "404",
+            "409",
+            "422",
+            "429",
+            "500",
+            "503",
+        }
         assert operation["summary"] == (
             "Cancel a pending or confirmed order; its reserved stock is given back."
         )

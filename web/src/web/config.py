@@ -21,8 +21,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(default=None, min_length=32)
     # Staff accounts (`python -m web staff add NAME`): user names and argon2 hashes.
     staff_file: Path = Path(".data/web/staff.json")
-    # Sent as `Authorization: Bearer …` when set: the shop's client key on storefront calls,
-    # the staff key on the desk's. Held here, never sent to the browser.
+    # Sent as `Authorization: Bearer …`: the shop's client key (role client) on the
+    # storefront's orders calls, the staff key (role desk) on the desk's. Orders and the
+    # library need them; catalog reads are public. Held here, never sent to the browser.
     client_key: SecretStr | None = None
     staff_key: SecretStr | None = None
     # Each API call, retries included, is cut off after this; a page then answers 503.

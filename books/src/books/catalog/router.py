@@ -27,6 +27,8 @@ from books.covers.forms import (
 )
 from books.covers.service import CoverServiceDep
 from books.http import BookId, DocumentedRoute, problem_responses, require_json
+from books.security import requires
+from servicekit.api_keys import CATALOG_WRITE
 from servicekit.pagination import link_header
 
 router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRoute)
@@ -36,8 +38,9 @@ router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRou
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookRead,
-    responses=problem_responses(400, 413, 415, 422, 501, 502),
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 501, 502),
     openapi_extra=multipart_request_body(BookCreateForm, json_model=BookCreate),
+    dependencies=[requires(CATALOG_WRITE)],
 )
 async def create_book(
     request: Request, service: CatalogServiceDep, covers: CoverServiceDep, response: Response
@@ -91,14 +94,14 @@ async def get_book(book_id: BookId, service: CatalogServiceDep) -> BookRead:
 @router.patch(
     "/{book_id}",
     response_model=BookRead,
-    responses=problem_responses(400, 404, 415, 422),
-    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 401, 403, 404, 415, 422),
+    dependencies=[requires(CATALOG_WRITE), Depends(require_json)],
 )
 @router.put(
     "/{book_id}",
     response_model=BookRead,
-    responses=problem_responses(400, 404, 415, 422),
-    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 401, 403, 404, 415, 422),
+    dependencies=[requires(CATALOG_WRITE), Depends(require_json)],
     summary="Change some fields of a book",
     description="Same as PATCH: only the fields sent change (kept for the seed contract).",
 )
@@ -107,7 +110,12 @@ async def update_book(book_id: BookId, changes: BookUpdate, service: CatalogServ
     return BookRead.model_validate(await service.update_book(book_id=book_id, changes=changes))
 
 
-@router.delete("/{book_id}", response_model=BookDeleted, responses=problem_responses(404, 422))
+@router.delete(
+    "/{book_id}",
+    response_model=BookDeleted,
+    responses=problem_responses(401, 403, 404, 422),
+    dependencies=[requires(CATALOG_WRITE)],
+)
 async def delete_book(book_id: BookId, service: CatalogServiceDep) -> BookDeleted:
     """Soft-delete a book: it disappears from reads; orders keep their snapshots."""
     await service.delete_book(book_id=book_id)

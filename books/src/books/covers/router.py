@@ -8,14 +8,21 @@ from books.catalog.schemas import BookRead
 from books.covers.forms import CoverForm, multipart_request_body, read_cover_form
 from books.covers.service import CoverServiceDep
 from books.http import BookId, DocumentedRoute, problem_responses
+from books.security import requires
+from servicekit.api_keys import CATALOG_WRITE
 
-router = APIRouter(prefix="/v1/books/{book_id}/cover", tags=["covers"], route_class=DocumentedRoute)
+router = APIRouter(
+    prefix="/v1/books/{book_id}/cover",
+    tags=["covers"],
+    route_class=DocumentedRoute,
+    dependencies=[requires(CATALOG_WRITE)],
+)
 
 
 @router.put(
     "",
     response_model=BookRead,
-    responses=problem_responses(400, 404, 413, 415, 422, 501, 502),
+    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 501, 502),
     openapi_extra=multipart_request_body(CoverForm),
 )
 async def put_cover(book_id: BookId, request: Request, covers: CoverServiceDep) -> BookRead:
@@ -27,7 +34,7 @@ async def put_cover(book_id: BookId, request: Request, covers: CoverServiceDep) 
 @router.delete(
     "",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(404, 422, 501),
+    responses=problem_responses(401, 403, 404, 422, 501),
 )
 async def delete_cover(book_id: BookId, covers: CoverServiceDep) -> Response:
     """Remove the cover image of a book."""

@@ -18,7 +18,8 @@ from books.inventory.schemas import (
     StockMovementPage,
 )
 from books.inventory.service import InventoryServiceDep
-from books.security import require_service_key
+from books.security import require_service_key, requires
+from servicekit.api_keys import CATALOG_WRITE
 from servicekit.pagination import link_header
 
 MAX_OFFSET = 2**31 - 1
@@ -53,8 +54,9 @@ ledger_router = APIRouter(prefix="/v1/books/{book_id}", tags=["stock"], route_cl
 @ledger_router.post(
     "/stock-adjustments",
     response_model=StockAdjusted,
-    responses=problem_responses(400, 404, 409, 415, 422),
-    dependencies=[Depends(require_json)],
+    responses=problem_responses(400, 401, 403, 404, 409, 415, 422),
+    # A change of stock is a catalog write: the admin's.
+    dependencies=[requires(CATALOG_WRITE), Depends(require_json)],
 )
 async def adjust_stock(
     book_id: BookId, adjustment: StockAdjustment, service: InventoryServiceDep

@@ -16,7 +16,14 @@ from books.seed import SeedError, demo_rows, describe, progress_printer, seed_bo
 from devstack.bench.load import expect, scenario, user_clients
 from devstack.bench.raw import Baseline, Query, api_and_raw, api_pool_size, raw_scenario
 from devstack.bench.report import Report, ratio_note
-from devstack.bench.stack import ID_SAMPLE_SIZE, Options, fetch_all, fetch_value, service_is_up
+from devstack.bench.stack import (
+    ID_SAMPLE_SIZE,
+    Options,
+    fetch_all,
+    fetch_value,
+    key_headers,
+    service_is_up,
+)
 
 # The same columns the books API reads for `GET /v1/books/{id}`.
 BOOK_BY_ID_SQL = (
@@ -104,6 +111,8 @@ async def run_books(options: Options) -> Report:
     )
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
 
+    # Reads go without a key, as a visitor's do (no key lookup); the admin key writes.
+    keyed = key_headers(options)
     async with user_clients(options.books_url, load.concurrency) as clients:
 
         async def health(user: int) -> None:
@@ -120,7 +129,9 @@ async def run_books(options: Options) -> Report:
             expect(await clients[user].get("/v1/books", params=params), 200)
 
         async def create(user: int) -> None:
-            expect(await clients[user].post("/v1/books", json=book_payload(rng)), 201)
+            expect(
+                await clients[user].post("/v1/books", json=book_payload(rng), headers=keyed), 201
+            )
 
         report.summaries.append(await scenario("GET /health (lightest request)", health, load))
         api, raw = await api_and_raw(

@@ -18,7 +18,13 @@ from devstack.bench.load import Load
 from devstack.bench.ordering import run_orders
 from devstack.bench.report import Report, render
 from devstack.bench.saga import run_saga
-from devstack.bench.stack import Options, SkipSection, is_loopback_database, is_loopback_url
+from devstack.bench.stack import (
+    Options,
+    SkipSection,
+    admin_key_of_stack,
+    is_loopback_database,
+    is_loopback_url,
+)
 from devstack.bench.tracing import run_tracing
 from devstack.bench.web import run_web
 from devstack.run import StackConfig, stack_redis_url
@@ -125,6 +131,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         ),
         redis_url=args.redis_url,
         service_key=os.environ.get("SERVICE_KEY", "").strip() or None,
+        api_key=admin_key_of_stack(),
         worker_jobs=args.worker_jobs,
         saga_rate=args.saga_rate,
         saga_duration_s=args.saga_duration,

@@ -25,6 +25,7 @@ from devstack.bench.report import Report, ratio_note
 from devstack.bench.stack import (
     Options,
     fetch_value,
+    key_headers,
     require_orders_database,
     require_service,
 )
@@ -72,7 +73,7 @@ async def run_lending(options: Options) -> Report:
         ),
     ]
 
-    async with user_clients(options.orders_url, load.concurrency) as clients:
+    async with user_clients(options.orders_url, load.concurrency, key_headers(options)) as clients:
 
         def get(path: str, params: dict[str, int | str]) -> Call:
             async def call(user: int) -> None:

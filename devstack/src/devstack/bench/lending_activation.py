@@ -21,7 +21,7 @@ from devstack.bench.load import REQUEST_TIMEOUT_S, Summary, expect, open_loop, s
 from devstack.bench.ordering import Settled, settle, settled_note
 from devstack.bench.raw import Baseline, raw_pool
 from devstack.bench.report import Report, first_line
-from devstack.bench.stack import Options
+from devstack.bench.stack import Options, key_headers
 
 
 def waited_ms(requested_at: datetime, borrowed_at: datetime) -> float:
@@ -37,7 +37,9 @@ async def run_activation(
     posted_ms: list[float] = []
     errors: list[str] = []
 
-    async with httpx.AsyncClient(base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(
+        base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
+    ) as client:
 
         async def place() -> None:
             member_id, book_id = slots.take()

@@ -165,8 +165,10 @@ async def scenario(name: str, call: Call, load: Load) -> Summary:
 
 
 @asynccontextmanager
-async def user_clients(base_url: str, users: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """One client of one keep-alive connection per virtual user."""
+async def user_clients(
+    base_url: str, users: int, headers: dict[str, str] | None = None
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One client of one keep-alive connection per virtual user (each sending `headers`)."""
     async with AsyncExitStack() as stack:
         yield [
             await stack.enter_async_context(
@@ -174,6 +176,7 @@ async def user_clients(base_url: str, users: int) -> AsyncIterator[list[httpx.As
                     base_url=base_url,
                     limits=httpx.Limits(max_connections=1),
                     timeout=REQUEST_TIMEOUT_S,
+                    headers=headers,
                 )
             )
             for _ in range(users)

@@ -29,6 +29,7 @@ from devstack.bench.stack import (
     SkipSection,
     fetch_all,
     fetch_value,
+    key_headers,
     require_orders_database,
     require_service,
 )
@@ -148,7 +149,7 @@ async def run_orders(options: Options) -> Report:
     )
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
 
-    async with user_clients(options.orders_url, load.concurrency) as clients:
+    async with user_clients(options.orders_url, load.concurrency, key_headers(options)) as clients:
         ids: list[int] = []
 
         async def place(user: int) -> None:

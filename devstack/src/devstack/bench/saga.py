@@ -21,7 +21,7 @@ from devstack.bench.ordering import (
     untracked_books,
 )
 from devstack.bench.report import Report
-from devstack.bench.stack import Options, require_orders_database, require_service
+from devstack.bench.stack import Options, key_headers, require_orders_database, require_service
 
 
 async def run_saga(options: Options) -> Report:
@@ -41,7 +41,9 @@ async def run_saga(options: Options) -> Report:
     latencies_ms: list[float] = []
     errors: list[str] = []
 
-    async with httpx.AsyncClient(base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(
+        base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
+    ) as client:
 
         async def place() -> None:
             started = time.perf_counter()

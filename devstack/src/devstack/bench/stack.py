@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from books.seed import describe
 from devstack.bench.load import Load
 from devstack.bench.report import first_line
-from devstack.run import StackConfig
+from devstack.run import StackConfig, dev_key_file
+from servicekit.api_keys import Role, bearer
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ID_SAMPLE_SIZE = 10_000
@@ -33,6 +35,8 @@ class Options:
     orders_database_url: str = "postgresql://postgres@127.0.0.1:5433/orders_db"
     redis_url: str = "redis://127.0.0.1:6380/0"
     service_key: str | None = None
+    # An admin API key: the writes (books, orders, borrows) and the orders reads need one.
+    api_key: str | None = None
     worker_jobs: int = 1000
     saga_rate: float = 20.0
     saga_duration_s: float = 10.0
@@ -113,6 +117,22 @@ async def service_key(options: Options) -> str:
     if response.status_code != 200:
         raise SkipSection(f"books answered HTTP {response.status_code} to the service key")
     return key
+
+
+def admin_key_of_stack() -> str | None:
+    """BOOKSTORE_ADMIN_KEY, else the development admin key `make run` made."""
+    path = StackConfig.from_env().data_dir / dev_key_file(Role.ADMIN)
+    key = os.environ.get("BOOKSTORE_ADMIN_KEY", "").strip()
+    return key or (path.read_text().strip() if path.exists() else None)
+
+
+def key_headers(options: Options) -> dict[str, str]:
+    """The `Authorization` header of the admin key, or why the section cannot run."""
+    if not options.api_key:
+        raise SkipSection(
+            "no BOOKSTORE_ADMIN_KEY and no development key (start the stack with `make run`)"
+        )
+    return bearer(options.api_key)
 
 
 async def fetch_all(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -43,6 +43,8 @@ from orders.lending.schemas import (
     TopMember,
 )
 from orders.ordering.schemas import MAX_ID
+from orders.security import BEARER, caller, requires
+from servicekit.api_keys import BORROWING, LIBRARY_STAFF
 
 MemberIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Member id.")]
 BorrowIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Borrow id.")]
@@ -111,6 +113,8 @@ class MemberController(Controller):
     path = "/v1/members"
     tags = ["members"]
     dependencies = LENDING_DEPENDENCIES
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
 
     @post(
         "",
@@ -237,6 +241,8 @@ class BorrowController(Controller):
     path = "/v1/borrows"
     tags = ["borrows"]
     dependencies = LENDING_DEPENDENCIES
+    guards = [requires(BORROWING)]
+    security = BEARER
 
     @post(
         "",
@@ -249,6 +255,7 @@ class BorrowController(Controller):
     )
     async def request_borrow(
         self,
+        request: Request,  # type: ignore[type-arg]
         data: JSONBody[BorrowCreate],
         loans: NamedDependency[LoanService],
         idempotency_key: IdempotencyKey = None,
@@ -262,7 +269,9 @@ class BorrowController(Controller):
         loan limit, the book already out to this member, or a book without lendable
         copies (409).
         """
-        answer = await loans.request(data=data, idempotency_key=idempotency_key)
+        answer = await loans.request(
+            data=data, idempotency_key=idempotency_key, client=caller(request)
+        )
         # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
         return cast("Response[BorrowRead]", answer_response(answer))
 
@@ -311,6 +320,8 @@ class BorrowController(Controller):
     @post(
         "/{borrow_id:str}/return",
         status_code=200,
+        # The copy comes back to the desk: staff record it, not a shop.
+        guards=[requires(LIBRARY_STAFF)],
         operation_class=DocumentedOperation,
         responses=problem_responses(404, 409, 422),
         response_description="The returned loan, with its late fee.",
@@ -350,6 +361,8 @@ class HoldController(Controller):
     path = "/v1/holds"
     tags = ["holds"]
     dependencies = LENDING_DEPENDENCIES
+    guards = [requires(BORROWING)]
+    security = BEARER
 
     @post(
         "",
@@ -425,6 +438,8 @@ class HoldController(Controller):
 
     @post(
         "/{hold_id:str}/checkout",
+        # The copy is handed over at the desk: staff record it, not a shop.
+        guards=[requires(LIBRARY_STAFF)],
         operation_class=DocumentedOperation,
         responses=problem_responses(403, 404, 409, 422),
         response_description="The loan, active at once (201; 200 when checked out before).",
@@ -454,6 +469,8 @@ class LibraryController(Controller):
     path = "/v1/library"
     tags = ["library"]
     dependencies = LENDING_DEPENDENCIES
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
 
     @get("/summary", operation_class=DocumentedOperation, responses=problem_responses())
     async def library_summary(self, library: NamedDependency[LibraryService]) -> LibrarySummary:

@@ -41,6 +41,7 @@ from orders.metrics import (
     LIBRARY_RETURNS,
 )
 from orders.saga import RedrivePolicy, Settled, given_up_reason
+from servicekit.api_keys import ApiKey
 from servicekit.database import after_commit
 from servicekit.problems import ProblemError
 
@@ -104,11 +105,14 @@ class LoanService:
         self.policy = policy
         self.idempotency_store = idempotency_store
 
-    async def request(self, *, data: BorrowCreate, idempotency_key: str | None) -> Answer:
+    async def request(
+        self, *, data: BorrowCreate, idempotency_key: str | None, client: ApiKey
+    ) -> Answer:
         """Ask for a copy once per key; a retry with the same key gets the first answer."""
         return await respond_once(
             self.idempotency_store,
             self.session,
+            api_key_id=client.id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint(
                 b"POST", BORROWS_PATH.encode(), msgspec.json.encode(data)

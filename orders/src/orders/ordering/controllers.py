@@ -28,6 +28,8 @@ from orders.ordering.schemas import (
     OrderRead,
 )
 from orders.ordering.service import OrderService
+from orders.security import BEARER, caller, requires
+from servicekit.api_keys import SHOPPING
 
 # Declared as a string in route paths so a non-integer id is a 422 with a field error (as
 # in books), not a 404 from the router; this annotation does the conversion and bounds.
@@ -43,6 +45,9 @@ def provide_order_service(session: NamedDependency[AsyncSession], state: State) 
 class OrderController(Controller):
     path = "/v1/orders"
     tags = ["orders"]
+    # A shop's orders are its customers' data: reading them needs its key too.
+    guards = [requires(SHOPPING)]
+    security = BEARER
     dependencies = {"service": Provide(provide_order_service, sync_to_thread=False)}
 
     @post(
@@ -59,12 +64,15 @@ class OrderController(Controller):
     )
     async def create_order(
         self,
+        request: Request,  # type: ignore[type-arg]
         data: JSONBody[OrderCreate],
         service: NamedDependency[OrderService],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[OrderRead]:
         """Place an order for one or more books."""
-        answer = await service.place_order(data=data, idempotency_key=idempotency_key)
+        answer = await service.place_order(
+            data=data, idempotency_key=idempotency_key, client=caller(request)
+        )
         # The stored bytes are the encoded OrderRead: a replay sends them unchanged.
         return cast("Response[OrderRead]", answer_response(answer))
 

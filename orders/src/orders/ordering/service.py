@@ -42,6 +42,7 @@ from orders.ordering.schemas import (
     money,
 )
 from orders.saga import RedrivePolicy, Settled, given_up_reason
+from servicekit.api_keys import ApiKey
 from servicekit.database import after_commit
 from servicekit.outbox import add_event
 
@@ -103,7 +104,9 @@ class OrderService:
         self.books = books
         self.idempotency_store = idempotency_store
 
-    async def place_order(self, *, data: OrderCreate, idempotency_key: str | None) -> Answer:
+    async def place_order(
+        self, *, data: OrderCreate, idempotency_key: str | None, client: ApiKey
+    ) -> Answer:
         """Place an order once: a retry with the same key gets the first answer back."""
         if repeats := data.repeated_lines():
             raise RepeatedBooks(
@@ -112,6 +115,7 @@ class OrderService:
         return await respond_once(
             self.idempotency_store,
             self.session,
+            api_key_id=client.id,
             key=idempotency_key,
             fingerprint=idempotency.fingerprint(
                 b"POST", ORDERS_PATH.encode(), msgspec.json.encode(data)

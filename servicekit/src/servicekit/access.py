@@ -1,0 +1,42 @@
+"""The door of the public API, the same in every service: who is calling (their API key,
+if they sent one) and whether they are within their rate limit. Each service calls
+`Gate.admit` once per request to a public path, before its handler, and keeps the key on
+the request for the endpoint's role check (`api_keys.authorize`).
+
+Reads without a key cost no database query; a request with a key costs one indexed
+query; every public request costs one Redis round trip. The internal API (service key)
+and the system endpoints (health, metrics) are not public paths: neither limited nor
+keyed here.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicekit.api_keys import ApiKey, ApiKeyInvalid, find_key
+from servicekit.rate_limits import RateLimiter
+
+PUBLIC_PATH_PREFIX = "/v1/"
+
+
+class Gate:
+    def __init__(self, engine: AsyncEngine, limiter: RateLimiter | None) -> None:
+        self.engine = engine
+        self.limiter = limiter
+
+    async def admit(self, *, authorization: str | None, client_host: str) -> ApiKey | None:
+        """The caller's key (None without one), once counted against its limit.
+
+        A request with a bad key is counted as anonymous (by its IP) before it is refused,
+        so guessing keys spends the guesser's own budget.
+        """
+        key = await find_key(self.engine, authorization) if authorization is not None else None
+        if self.limiter is not None:
+            await self.limiter.hit(key=key, client_host=client_host)
+        if authorization is not None and key is None:
+            raise ApiKeyInvalid()
+        return key
+
+
+def is_public_path(path: str) -> bool:
+    return path.startswith(PUBLIC_PATH_PREFIX)
