@@ -76,7 +76,7 @@ class TestCli:
         self, two_databases: list[str], capsys: pytest.CaptureFixture[str]
     ) -> None:
         token = create(two_databases, capsys)
-        secret = token.rsplit("_", 1)[1]
+        secret = token.split("_", 2)[2]
         for url in two_databases:
             [row] = [r for r in rows(url) if r[1] == token_prefix(token)]
             # Nowhere in the row: not the token, not its secret part; only the digest.
