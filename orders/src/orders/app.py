@@ -21,7 +21,7 @@ from opentelemetry import trace
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import ALIASES, Settings, get_settings
 from orders.db import create_engine, provide_session
-from orders.http import document_structs
+from orders.http import document_structs, refuse_unknown_query
 from orders.idempotency import IdempotencyStore, purge_forever
 from orders.lending.controllers import (
     BorrowController,
@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         dependencies={"session": Provide(provide_session)},
-        guards=[admit],
+        guards=[admit, refuse_unknown_query],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *(tracing_middleware() if tracing else [])],
         lifespan=[lifespan],

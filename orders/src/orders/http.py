@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl
@@ -12,7 +13,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.exceptions import ValidationException
-from litestar.handlers import BaseRouteHandler
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPI, Operation, Schema
 from litestar.params import HeaderParameter
@@ -109,7 +110,7 @@ def _valid_with_whole_numbers(body: bytes, struct: type[msgspec.Struct]) -> bool
     request pays nothing; `"180"` and `180.5` stay refused."""
     try:
         msgspec.convert(_whole_numbers(msgspec.json.decode(body)), type=struct, strict=True)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError):
         return False
     return True
 
@@ -178,3 +179,25 @@ def _subclasses(cls: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
         if subclass.__module__.startswith("orders."):
             yield subclass
         yield from _subclasses(subclass)
+
+
+def refuse_unknown_query(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    """Guard: a query parameter the operation does not take is a 422 naming it, as the
+    document (each operation lists its parameters) and books say; Litestar ignores it."""
+    unknown = sorted(set(connection.query_params) - _query_names(route_handler))
+    if unknown:
+        raise ValidationException(
+            extra=[
+                {"key": name, "source": "query", "message": "not a parameter of this operation"}
+                for name in unknown
+            ]
+        )
+
+
+@cache
+def _query_names(route_handler: BaseRouteHandler) -> frozenset[str]:
+    """The query parameters of an operation, its dependencies' included."""
+    model = cast("HTTPRouteHandler", route_handler).create_kwargs_model(path_parameters={})
+    return frozenset(parameter.field_alias for parameter in model.expected_query_params)
