@@ -22,12 +22,11 @@ from books.inventory.router import router as inventory_router
 from books.lending.router import router as lending_router
 from books.security import admit
 from books.system import router as system_router
-from servicekit.access import Gate
+from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
-from servicekit.rate_limits import RateLimiter
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
@@ -64,16 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(admit)],
     )
     app.state.settings = settings
-    app.state.gate = Gate(
-        engine,
-        RateLimiter(
-            settings.rate_limit_redis_url or settings.redis_url,
-            settings.rate_limits(),
-            service="books",
-        )
-        if settings.rate_limits_enabled
-        else None,
-    )
+    app.state.gate = create_gate(engine, settings, service="books")
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
 

@@ -10,7 +10,6 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.database import libpq_url, sqlalchemy_url
-from servicekit.rate_limits import RateLimitSettings
 
 # The predecessor's names of our variables (see servicekit.aliases); ours come first.
 ALIASES = {"BOOKS_DB_DSN": "BOOKS_DATABASE_URL", "PORT": "BOOKS_PORT"}
@@ -151,14 +150,6 @@ class Settings(BaseSettings):
         if url is not None:
             CloudinaryAccount.from_url(url.get_secret_value())
         return url
-
-    def rate_limits(self) -> RateLimitSettings:
-        return RateLimitSettings(
-            anonymous=self.rate_limit_anonymous,
-            client=self.rate_limit_client,
-            desk=self.rate_limit_desk,
-            admin=self.rate_limit_admin,
-        )
 
     @field_validator("database_url")
     @classmethod

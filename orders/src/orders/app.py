@@ -38,12 +38,11 @@ from orders.reconcile import ReconcileController
 from orders.saga import RedrivePolicy
 from orders.security import SECURITY_COMPONENTS, admit
 from orders.system import health, livez, ready
-from servicekit.access import Gate
+from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
-from servicekit.rate_limits import RateLimiter
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
 logger = logging.getLogger(__name__)
@@ -141,16 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
-    app.state.gate = Gate(
-        engine,
-        RateLimiter(
-            settings.rate_limit_redis_url or settings.redis_url,
-            settings.rate_limits(),
-            service="orders",
-        )
-        if settings.rate_limits_enabled
-        else None,
-    )
+    app.state.gate = create_gate(engine, settings, service="orders")
     app.state.books_http = books_http
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store

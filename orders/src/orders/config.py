@@ -18,7 +18,6 @@ from msgspec import Meta
 
 from servicekit.aliases import go_bool, go_duration_seconds
 from servicekit.database import libpq_url
-from servicekit.rate_limits import RateLimitSettings
 
 ENV_PREFIX = "ORDERS_"
 SHARED_ENV = ("SERVICE_KEY", "REDIS_URL")
@@ -113,14 +112,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             amount: Decimal = getattr(self, name)
             if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
                 raise ValueError(f"{name} must be an amount like 0.25, not {amount}")
-
-    def rate_limits(self) -> RateLimitSettings:
-        return RateLimitSettings(
-            anonymous=self.rate_limit_anonymous,
-            client=self.rate_limit_client,
-            desk=self.rate_limit_desk,
-            admin=self.rate_limit_admin,
-        )
 
     @property
     def psycopg_database_url(self) -> str:

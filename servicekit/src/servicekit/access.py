@@ -11,10 +11,12 @@ keyed here.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.api_keys import ApiKey, ApiKeyInvalid, find_key
-from servicekit.rate_limits import RateLimiter
+from servicekit.rate_limits import RateLimiter, RateLimitSettings
 
 PUBLIC_PATH_PREFIX = "/v1/"
 
@@ -36,6 +38,40 @@ class Gate:
         if authorization is not None and key is None:
             raise ApiKeyInvalid()
         return key
+
+
+class GateSettings(Protocol):
+    """The settings every service has for its gate (read-only, as frozen settings are)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def rate_limit_redis_url(self) -> str | None: ...
+    @property
+    def rate_limits_enabled(self) -> bool: ...
+    @property
+    def rate_limit_anonymous(self) -> str: ...
+    @property
+    def rate_limit_client(self) -> str: ...
+    @property
+    def rate_limit_desk(self) -> str: ...
+    @property
+    def rate_limit_admin(self) -> str: ...
+
+
+def create_gate(engine: AsyncEngine, settings: GateSettings, *, service: str) -> Gate:
+    """A service's gate: keys looked up in `engine`'s database, limits counted in Redis
+    (the queues' own unless `rate_limit_redis_url` says otherwise) unless turned off."""
+    if not settings.rate_limits_enabled:
+        return Gate(engine, None)
+    limits = RateLimitSettings(
+        anonymous=settings.rate_limit_anonymous,
+        client=settings.rate_limit_client,
+        desk=settings.rate_limit_desk,
+        admin=settings.rate_limit_admin,
+    )
+    redis_url = settings.rate_limit_redis_url or settings.redis_url
+    return Gate(engine, RateLimiter(redis_url, limits, service=service))
 
 
 def is_public_path(path: str) -> bool:
