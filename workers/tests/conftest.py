@@ -22,6 +22,7 @@ from rq import Queue, Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from devstack import integrity
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders import relay as orders_relay
@@ -84,6 +85,18 @@ def _empty_databases(books_database_url: str, orders_database_url: str) -> None:
     with psycopg.connect(orders_database_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {ORDERS_TABLES} RESTART IDENTITY CASCADE")
         conn.execute("UPDATE order_counts SET orders = 0")  # TRUNCATE fires no trigger
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans(
+    request: pytest.FixtureRequest, books_database_url: str, orders_database_url: str
+) -> Iterator[None]:
+    """After every test, books and orders agree on every settled order and loan
+    (`make check-integrity`), unless the test says why it leaves them apart."""
+    yield
+    if request.node.get_closest_marker("orphans") is None:
+        report = integrity.check(books_database_url, orders_database_url)
+        assert report.clean, "\n".join(report.lines())
 
 
 @pytest.fixture

@@ -27,6 +27,9 @@ from workers import failed
 
 CANCEL = "workers.stock.cancel_order"
 
+# Releases are run alone against books, for order ids orders never had.
+pytestmark = pytest.mark.orphans("releases for order ids orders never had")
+
 
 @pytest.fixture
 def reserved_book(books: Books) -> int:

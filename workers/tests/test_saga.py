@@ -98,6 +98,7 @@ class TestPlaceOrder:
         assert books.stock(book["id"]) == 3
         assert movements(books_database_url, f"order:{order['id']}") == [("reserve", book["id"], 2)]
 
+    @pytest.mark.orphans("another order's stock is taken at books directly, as order:999")
     def test_missing_stock_rejects_the_order_with_the_shortage_as_reason(
         self,
         saga_env: dict[str, str],
@@ -176,6 +177,7 @@ class TestPlaceOrder:
             "release",
         ]
 
+    @pytest.mark.orphans("another order's stock is taken at books directly, as order:999")
     def test_a_rejected_order_cancelled_meanwhile_stays_cancelled(
         self,
         saga_env: dict[str, str],

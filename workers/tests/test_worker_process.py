@@ -103,6 +103,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 class TestGracefulShutdown:
     @pytest.mark.timeout(120)
+    @pytest.mark.orphans("the job is run alone against books, for an order id orders never had")
     def test_sigterm_lets_the_running_job_finish_then_exits(
         self,
         start_worker: Callable[..., WorkerProcess],
@@ -144,6 +145,8 @@ class TestGracefulShutdown:
         assert not any("cleaning" in line for line in rq_lines)
 
 
+# The jobs run alone against books, for order ids orders never had.
+@pytest.mark.orphans("stock jobs for order ids orders never had")
 class TestAbandonedJob:
     @pytest.mark.timeout(300)
     def test_a_job_whose_worker_was_killed_runs_again_and_changes_stock_once(
