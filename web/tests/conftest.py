@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 
+from devstack import integrity
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.run import dev_key_file
 from devstack.servers import free_port
@@ -107,6 +108,22 @@ class Visitor:
             "/desk/sign-in", "/desk/sign-in", {"name": STAFF_NAME, "password": STAFF_PASSWORD}
         )
         assert response.status_code == 303, response.text
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that used the stack, books and orders come to agree on every
+    settled order and loan (`make check-integrity`) once the jobs it started have run."""
+    yield
+    if "site" not in request.fixturenames:
+        return
+    env = request.getfixturevalue("site").env
+    deadline = time.monotonic() + 30
+    while not (
+        report := integrity.check(env["BOOKS_DATABASE_URL"], env["ORDERS_DATABASE_URL"])
+    ).clean:
+        assert time.monotonic() < deadline, "\n".join(report.lines())
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
