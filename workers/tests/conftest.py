@@ -23,6 +23,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from devstack import integrity
+from devstack.pytest_plugin import watch_process
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from orders import relay as orders_relay
@@ -297,6 +298,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        watch_process("workers.worker", env, log_path)
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "workers.worker"],

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,20 +35,30 @@ hypothesis_settings.register_profile("bookstore", derandomize=True, deadline=Non
 hypothesis_settings.load_profile("bookstore")
 
 
+# The session's watch, for processes a suite starts its own way (`watch_process`).
+WATCHES: list[SecretWatch] = []
+
+
+def watch_process(where: str, env: Mapping[str, str], log_path: Path) -> None:
+    """Have the session's secret watch read what a process started by a test prints."""
+    for watch in WATCHES:
+        watch.follow(where, env, log_path)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_secret_in_logs() -> Iterator[None]:
     """Every log line of the session, the test process's and its services', is searched
     for the keys and passwords the session handed out (`devstack.secret_watch`)."""
     watch = SecretWatch()
     watch.learn(os.environ)
-    started: list[ManagedProcess] = []
     start = ManagedProcess.start
 
     def start_watched(process: ManagedProcess) -> None:
-        watch.learn(process.env)
-        started.append(process)
         start(process)
+        assert process.log_path is not None
+        watch.follow(" ".join(process.command[-3:]), process.env, process.log_path)
 
+    WATCHES.append(watch)
     logging.getLogger().addHandler(watch)
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -56,9 +66,8 @@ def _no_secret_in_logs() -> Iterator[None]:
             yield
     finally:
         logging.getLogger().removeHandler(watch)
+        WATCHES.remove(watch)
     watch.learn(os.environ)
-    for process in started:
-        watch.keep(" ".join(process.command[-3:]), process.output())
     leaks = watch.leaks()
     assert not leaks, f"{len(leaks)} log lines hold a key or password:\n" + "\n".join(leaks[:20])
 

@@ -2,10 +2,10 @@
 
 The secrets are what the run hands its services: the values of environment variables named
 like keys, passwords, secrets or tokens, and the passwords inside URLs (the environment of
-the test process, and of every process started through `ManagedProcess`). The log lines
-are every record the test process emits (the apps under test run in it) and everything
-those processes printed. The pytest plugin fails the session's last test if any secret
-shows up, naming where.
+the test process, and of every process started through `ManagedProcess` or handed to
+`devstack.pytest_plugin.watch_process`). The log lines are every record the test process
+emits (the apps under test run in it) and everything those processes printed. The pytest
+plugin fails the session's last test if any secret shows up, naming where.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 SECRET_NAME = re.compile(r"KEY|PASSWORD|SECRET|TOKEN", re.IGNORECASE)
@@ -45,6 +46,7 @@ class SecretWatch(logging.Handler):
         super().__init__()
         self.secrets: set[str] = set()
         self.lines: list[tuple[str, str]] = []
+        self.followed: list[tuple[str, Path]] = []
 
     def learn(self, env: Mapping[str, str]) -> None:
         self.secrets |= secrets_in(env)
@@ -66,8 +68,17 @@ class SecretWatch(logging.Handler):
     def keep(self, where: str, output: str) -> None:
         self.lines.extend((where, line) for line in output.splitlines())
 
+    def follow(self, where: str, env: Mapping[str, str], log_path: Path) -> None:
+        """A process started with `env`, printing to `log_path`: read when the watch ends."""
+        self.learn(env)
+        self.followed.append((where, log_path))
+
     def leaks(self) -> list[str]:
         """`where: the line` for each line holding a secret (the secret itself masked)."""
+        for where, path in self.followed:
+            if path.exists():
+                self.keep(where, path.read_text(errors="replace"))
+        self.followed.clear()
         return [
             f"{where}: {_masked(line, self.secrets)}"
             for where, line in self.lines
