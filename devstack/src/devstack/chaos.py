@@ -46,7 +46,10 @@ from servicekit.api_keys import Role, bearer, new_token, register_key
 from workers.config import QUEUES
 
 BOOKS_WITH_STOCK = 40
-STOCK_EACH = 60  # low enough that some orders are rejected for stock near the end
+# An order takes 3 copies on average (1-3 lines of 1-2): each book is stocked with 80 % of
+# what the run's orders would take of it, so some are refused for stock near the end.
+UNITS_PER_ORDER = 3
+STOCKED_SHARE = 0.8
 BOOKS_TO_LEND = 10
 COPIES_EACH = 3
 MEMBERS = 40
@@ -298,8 +301,10 @@ class Stack:
 
 
 def make_catalog(
-    stack: Stack, chance: random.Random
+    stack: Stack, chance: random.Random, orders: int
 ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
+    stock = int(orders * UNITS_PER_ORDER / BOOKS_WITH_STOCK * STOCKED_SHARE)
+
     def created(response: httpx.Response) -> int:
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
@@ -315,10 +320,10 @@ def make_catalog(
                         "author": "Run",
                         "description": "A book of the chaos run.",
                         "price": f"{chance.randint(5, 40)}.99",
-                        "stock": STOCK_EACH,
+                        "stock": stock,
                     },
                 )
-            ): STOCK_EACH
+            ): stock
             for n in range(BOOKS_WITH_STOCK)
         }
         lendable = [
@@ -441,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(folder)
     try:
         stack.start()
-        book_ids, lendable, members, stocked = make_catalog(stack, chance)
+        book_ids, lendable, members, stocked = make_catalog(stack, chance, args.orders)
         load = Load(
             stack.orders.url,
             stack.admin_key,
