@@ -301,9 +301,9 @@ class Stack:
 
 
 def make_catalog(
-    stack: Stack, chance: random.Random, orders: int
+    stack: Stack, chance: random.Random, order_count: int
 ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
-    stock = int(orders * UNITS_PER_ORDER / BOOKS_WITH_STOCK * STOCKED_SHARE)
+    stock = int(order_count * UNITS_PER_ORDER / BOOKS_WITH_STOCK * STOCKED_SHARE)
 
     def created(response: httpx.Response) -> int:
         assert response.status_code == 201, response.text
