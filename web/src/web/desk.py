@@ -158,8 +158,14 @@ async def member_page(request: Request, member_id: int) -> HTMLResponse:
 
 @router.get("/members/{member_id}/loans", response_class=HTMLResponse, dependencies=staff_only)
 async def member_loans(request: Request, member_id: int) -> HTMLResponse:
-    """The loans and holds block, which the page polls (htmx) while a loan is pending."""
-    return render(request, "desk/_loans.html", await member_context(request, member_id))
+    """The loans block, which the page polls (htmx) while a loan is pending. Once none is,
+    the whole page is reloaded (`HX-Refresh`): a loan that became a hold shows in the holds
+    block, and the loans count in the heading moves."""
+    context = await member_context(request, member_id)
+    response = render(request, "desk/_loans.html", context)
+    if not context["pending"]:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @router.post("/members/{member_id}/lend", response_model=None, dependencies=staff_only)
