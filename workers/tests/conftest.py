@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -335,15 +336,16 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(
-    worker_env: dict[str, str], tmp_path: Path
+    saga_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory: start a worker process with the test settings plus `overrides`."""
+    """Factory: start a worker process with the test settings (books and orders) plus
+    `overrides`."""
     started: list[WorkerProcess] = []
 
     def start(**overrides: str) -> WorkerProcess:
         metrics_dir = tmp_path / f"metrics-{len(started)}"
         metrics_dir.mkdir()
-        env = worker_env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)} | overrides
+        env = saga_env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)} | overrides
         worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
@@ -380,3 +382,39 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A cancelled order of 2 copies of a book with 5 in stock, reserved before it was
+    cancelled; the job that releases them has not run."""
+
+    book_id: int
+    order_id: int
+
+    @property
+    def payload(self) -> dict[str, int]:
+        return {"order_id": self.order_id}
+
+    @property
+    def reference(self) -> str:
+        return f"order:{self.order_id}"
+
+
+@pytest.fixture
+def cancelled(saga_env: dict[str, str], books: Books, orders: Orders) -> Cancelled:
+    book = books.create_book(stock=5)
+    order = orders.place((book["id"], 2))
+    assert books.reserve(f"order:{order['id']}", (book["id"], 2))["status"] == "reserved"
+    orders.cancel(order["id"])
+    return Cancelled(book_id=int(book["id"]), order_id=int(order["id"]))
+
+
+def releasing(orders_database_url: str, order_id: int) -> bool:
+    """Orders still waits for a worker to report the order's stock given back."""
+    with psycopg.connect(orders_database_url) as conn:
+        row = conn.execute(
+            "SELECT releasing_since IS NOT NULL FROM orders WHERE id = %s", [order_id]
+        ).fetchone()
+    assert row is not None
+    return bool(row[0])

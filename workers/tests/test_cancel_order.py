@@ -1,4 +1,5 @@
-"""`workers.stock.cancel_order` against the real books service: release, retries, failures."""
+"""`workers.stock.cancel_order` against the real books and orders services: release, the
+report to orders, retries, failures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from devstack.servers import free_port
 from devstack.services import ServiceProcess
 from tests.conftest import (
     Books,
+    Cancelled,
+    Orders,
     books_env,
     enqueue,
     fetch,
@@ -21,79 +24,91 @@ from tests.conftest import (
     queue,
     reconfigure,
     release_scheduled,
+    releasing,
     work,
 )
 from workers import failed
 
 CANCEL = "workers.stock.cancel_order"
 
-# Releases are run alone against books, for order ids orders never had.
-pytestmark = pytest.mark.orphans("releases for order ids orders never had")
-
-
-@pytest.fixture
-def reserved_book(books: Books) -> int:
-    """A book with 5 in stock, 2 of them reserved by order 1."""
-    book = books.create_book(stock=5)
-    assert books.reserve("order:1", (book["id"], 2))["status"] == "reserved"
-    return int(book["id"])
-
 
 class TestCancelOrder:
     def test_releases_what_the_order_reserved(
         self,
-        worker_env: dict[str, str],
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         books_database_url: str,
+        orders_database_url: str,
     ) -> None:
-        job = enqueue(connection, CANCEL, {"order_id": 1})
+        assert releasing(orders_database_url, cancelled.order_id)
+        job = enqueue(connection, CANCEL, cancelled.payload)
 
         assert work(connection, "orders")
 
         job = fetch(connection, job.id)
         assert job.get_status() == JobStatus.FINISHED
         assert job.return_value() == "released"
-        assert books.stock(reserved_book) == 5
-        assert movements(books_database_url, "order:1") == [
-            ("reserve", reserved_book, 2),
-            ("release", reserved_book, 2),
+        assert books.stock(cancelled.book_id) == 5
+        assert movements(books_database_url, cancelled.reference) == [
+            ("reserve", cancelled.book_id, 2),
+            ("release", cancelled.book_id, 2),
         ]
+        assert not releasing(orders_database_url, cancelled.order_id)
 
     def test_the_same_cancellation_twice_releases_once(
         self,
-        worker_env: dict[str, str],
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         books_database_url: str,
     ) -> None:
-        first = enqueue(connection, CANCEL, {"order_id": 1}, job_id="orders-outbox-7")
+        first = enqueue(connection, CANCEL, cancelled.payload, job_id="orders-outbox-7")
         work(connection, "orders")
         # The relay never enqueues an existing job id; a second delivery of the same event
         # (another outbox row, a requeue) is a new job with the same payload.
-        second = enqueue(connection, CANCEL, {"order_id": 1}, job_id="orders-outbox-8")
+        second = enqueue(connection, CANCEL, cancelled.payload, job_id="orders-outbox-8")
         work(connection, "orders")
 
         assert fetch(connection, first.id).return_value() == "released"
         assert fetch(connection, second.id).return_value() == "released"
-        assert books.stock(reserved_book) == 5
-        assert [kind for kind, _, _ in movements(books_database_url, "order:1")] == [
+        assert books.stock(cancelled.book_id) == 5
+        assert [kind for kind, _, _ in movements(books_database_url, cancelled.reference)] == [
             "reserve",
             "release",
         ]
 
     def test_an_order_that_reserved_nothing_has_nothing_to_release(
-        self, worker_env: dict[str, str], connection: redis.Redis, books: Books
+        self,
+        saga_env: dict[str, str],
+        connection: redis.Redis,
+        books: Books,
+        orders: Orders,
+        orders_database_url: str,
     ) -> None:
         book = books.create_book(stock=5)
-        job = enqueue(connection, CANCEL, {"order_id": 42})
+        order = orders.place((book["id"], 2))
+        orders.cancel(order["id"])
+        job = enqueue(connection, CANCEL, {"order_id": order["id"]})
 
         work(connection, "orders")
 
         assert fetch(connection, job.id).return_value() == "not_reserved"
         assert books.stock(book["id"]) == 5
+        assert not releasing(orders_database_url, order["id"])
+
+    def test_an_order_orders_does_not_know_fails_without_retries(
+        self, saga_env: dict[str, str], connection: redis.Redis
+    ) -> None:
+        job = enqueue(connection, CANCEL, {"order_id": 987_654})
+
+        work(connection, "orders")
+
+        job = fetch(connection, job.id)
+        assert job.get_status() == JobStatus.FAILED
+        result = job.latest_result()
+        assert result is not None
+        assert "refused the request with 404" in (result.exc_string or "")
 
 
 class TestPermanentFailures:
@@ -109,16 +124,16 @@ class TestPermanentFailures:
         assert job.id in queue(connection).failed_job_registry
         assert queue(connection).scheduled_job_registry.count == 0
 
+    @pytest.mark.orphans("a refused release leaves the cancelled order's stock reserved")
     def test_a_refused_service_key_fails_at_once_without_retries(
         self,
-        worker_env: dict[str, str],
         monkeypatch: pytest.MonkeyPatch,
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
     ) -> None:
         reconfigure(monkeypatch, {"SERVICE_KEY": "not-the-key"})
-        job = enqueue(connection, CANCEL, {"order_id": 1})
+        job = enqueue(connection, CANCEL, cancelled.payload)
 
         work(connection, "orders")
 
@@ -128,12 +143,12 @@ class TestPermanentFailures:
         assert result is not None
         assert "refused the request with 401" in (result.exc_string or "")
         assert queue(connection).scheduled_job_registry.count == 0
-        assert books.stock(reserved_book) == 3
+        assert books.stock(cancelled.book_id) == 3
 
 
 @pytest.fixture
 def flaky_books(
-    books_database_url: str, monkeypatch: pytest.MonkeyPatch, worker_env: dict[str, str]
+    books_database_url: str, monkeypatch: pytest.MonkeyPatch, saga_env: dict[str, str]
 ) -> Iterator[ServiceProcess]:
     """A second books process on the same database, for the workers only: tests stop and
     restart it while the suite's books process keeps serving everything else."""
@@ -150,17 +165,17 @@ class TestBooksDown:
         flaky_books: ServiceProcess,
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
     ) -> None:
         flaky_books.stop()
-        job = enqueue(connection, CANCEL, {"order_id": 1})
+        job = enqueue(connection, CANCEL, cancelled.payload)
 
         work(connection, "orders")
 
         job = fetch(connection, job.id)
         assert job.get_status() == JobStatus.SCHEDULED
         assert job.retries_left == 4
-        assert books.stock(reserved_book) == 3
+        assert books.stock(cancelled.book_id) == 3
 
         flaky_books.start()
         assert release_scheduled(connection) == [job.id]
@@ -168,18 +183,18 @@ class TestBooksDown:
 
         job = fetch(connection, job.id)
         assert job.get_status() == JobStatus.FINISHED
-        assert books.stock(reserved_book) == 5
+        assert books.stock(cancelled.book_id) == 5
 
     def test_after_the_last_retry_the_job_waits_in_the_failed_registry_for_a_requeue(
         self,
         flaky_books: ServiceProcess,
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         flaky_books.stop()
-        job = enqueue(connection, CANCEL, {"order_id": 1})
+        job = enqueue(connection, CANCEL, cancelled.payload)
         runs = 0
         while job.id not in queue(connection).failed_job_registry:
             work(connection, "orders")
@@ -200,21 +215,20 @@ class TestBooksDown:
 
         assert fetch(connection, job.id).get_status() == JobStatus.FINISHED
         assert job.id not in queue(connection).failed_job_registry
-        assert books.stock(reserved_book) == 5
+        assert books.stock(cancelled.book_id) == 5
 
 
 class TestRequestId:
     def test_the_request_id_from_the_job_is_in_the_logs_and_sent_to_books(
         self,
-        worker_env: dict[str, str],
         connection: redis.Redis,
         books_service: ServiceProcess,
-        reserved_book: int,
+        cancelled: Cancelled,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         caplog.handler.addFilter(CorrelationIdFilter())
         caplog.set_level(logging.INFO)
-        enqueue(connection, CANCEL, {"order_id": 1}, request_id="req-cancel-7f3a")
+        enqueue(connection, CANCEL, cancelled.payload, request_id="req-cancel-7f3a")
 
         work(connection, "orders")
 
@@ -228,14 +242,13 @@ class TestRequestId:
 
     def test_a_job_without_a_request_id_gets_a_fresh_one(
         self,
-        worker_env: dict[str, str],
         connection: redis.Redis,
-        reserved_book: int,
+        cancelled: Cancelled,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         caplog.handler.addFilter(CorrelationIdFilter())
         caplog.set_level(logging.INFO)
-        enqueue(connection, CANCEL, {"order_id": 1}, request_id=None)
+        enqueue(connection, CANCEL, cancelled.payload, request_id=None)
 
         work(connection, "orders")
 

@@ -111,6 +111,49 @@ def test_an_order_reserved_by_a_job_that_died_before_confirming_is_confirmed_by_
     assert movements(books_database_url, f"order:{order['id']}") == [("reserve", book["id"], 2)]
 
 
+def test_a_cancelled_orders_lost_release_is_announced_again_and_its_stock_given_back(
+    saga_env: dict[str, str],
+    connection: redis.Redis,
+    redis_url: str,
+    orders_database_url: str,
+    books_database_url: str,
+    books: Books,
+    orders: Orders,
+    book: dict[str, Any],
+) -> None:
+    """The cancel_order job failed for good (or was lost): orders has not heard that the
+    stock is back, so the reconciler announces the release again."""
+    order = orders.place((book["id"], 2))
+    settle(connection, redis_url, orders_database_url)
+    assert orders.get(order["id"])["status"] == "confirmed"
+    orders.cancel(order["id"])
+    assert relay_orders(orders_database_url, redis_url) == 1
+    lose_every_job(connection)
+    with psycopg.connect(orders_database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE orders SET releasing_since = now() - interval '1 minute' WHERE id = %s",
+            [order["id"]],
+        )
+    assert books.stock(book["id"]) == 3
+    before = settled_count("release", "redriven")
+
+    assert "releases redriven 1" in reconcile.reconcile({})
+    settle(connection, redis_url, orders_database_url)
+
+    assert settled_count("release", "redriven") == before + 1
+    assert books.stock(book["id"]) == 5
+    assert movements(books_database_url, f"order:{order['id']}") == [
+        ("reserve", book["id"], 2),
+        ("release", book["id"], 2),
+    ]
+    with psycopg.connect(orders_database_url) as conn:
+        row = conn.execute(
+            "SELECT releasing_since FROM orders WHERE id = %s", [order["id"]]
+        ).fetchone()
+    assert row == (None,)  # the job reported it: nothing is left for the next run
+    assert "releases redriven 0" in reconcile.reconcile({})
+
+
 def test_an_order_given_up_is_rejected_and_the_stock_it_held_released(
     saga_env: dict[str, str],
     connection: redis.Redis,

@@ -345,8 +345,8 @@ class TestShutdown:
         with worker:
             job = enqueue(
                 connection,
-                "workers.stock.cancel_order",
-                {"order_id": 1},
+                "workers.bench.noop",
+                {},
                 queue_name="traces-shutdown",
                 job_id="trace-shutdown-1",
             )
@@ -359,7 +359,7 @@ class TestShutdown:
         (span,) = job_spans()
         assert (span.service, span.name, span.kind) == (
             "workers",
-            "workers.stock.cancel_order",
+            "workers.bench.noop",
             "consumer",
         )
 

@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from devstack.servers import free_port
 from tests.conftest import (
     Books,
+    Cancelled,
     WorkerProcess,
     enqueue,
     fetch,
@@ -49,13 +50,6 @@ def held_reservation(books_database_url: str, reference: str) -> Iterator[None]:
             "SELECT 1 FROM stock_reservations WHERE reference = %s FOR UPDATE", [reference]
         )
         yield
-
-
-@pytest.fixture
-def reserved_book(books: Books) -> int:
-    book = books.create_book(stock=5)
-    assert books.reserve("order:1", (book["id"], 2))["status"] == "reserved"
-    return int(book["id"])
 
 
 def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
@@ -103,18 +97,17 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 class TestGracefulShutdown:
     @pytest.mark.timeout(120)
-    @pytest.mark.orphans("the job is run alone against books, for an order id orders never had")
     def test_sigterm_lets_the_running_job_finish_then_exits(
         self,
         start_worker: Callable[..., WorkerProcess],
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         books_database_url: str,
     ) -> None:
         worker = start_worker(WORKERS_PROCESSES="1", WORKERS_HTTP_TIMEOUT_S="60")
-        with held_reservation(books_database_url, "order:1"):
-            job = enqueue(connection, CANCEL, {"order_id": 1}, request_id="req-sigterm-1")
+        with held_reservation(books_database_url, cancelled.reference):
+            job = enqueue(connection, CANCEL, cancelled.payload, request_id="req-sigterm-1")
             wait_until(
                 lambda: job_status(connection, job.id) == JobStatus.STARTED,
                 timeout_s=30,
@@ -135,7 +128,7 @@ class TestGracefulShutdown:
 
         assert worker.wait(timeout_s=60) == 0
         assert job_status(connection, job.id) == JobStatus.FINISHED
-        assert books.stock(reserved_book) == 5
+        assert books.stock(cancelled.book_id) == 5
         job_lines = [r for r in worker.log_records() if r.get("logger") == "workers.stock"]
         assert job_lines
         assert {r["request_id"] for r in job_lines} == {"req-sigterm-1"}
@@ -145,8 +138,6 @@ class TestGracefulShutdown:
         assert not any("cleaning" in line for line in rq_lines)
 
 
-# The jobs run alone against books, for order ids orders never had.
-@pytest.mark.orphans("stock jobs for order ids orders never had")
 class TestAbandonedJob:
     @pytest.mark.timeout(300)
     def test_a_job_whose_worker_was_killed_runs_again_and_changes_stock_once(
@@ -154,12 +145,12 @@ class TestAbandonedJob:
         start_worker: Callable[..., WorkerProcess],
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         books_database_url: str,
     ) -> None:
         killed = start_worker(WORKERS_PROCESSES="1", WORKERS_HTTP_TIMEOUT_S="60")
-        with held_reservation(books_database_url, "order:1"):
-            job = enqueue(connection, CANCEL, {"order_id": 1})
+        with held_reservation(books_database_url, cancelled.reference):
+            job = enqueue(connection, CANCEL, cancelled.payload)
             wait_until(
                 lambda: job_status(connection, job.id) == JobStatus.STARTED,
                 timeout_s=30,
@@ -176,8 +167,8 @@ class TestAbandonedJob:
             what="the abandoned job to run again",
         )
 
-        assert books.stock(reserved_book) == 5
-        assert [kind for kind, _, _ in movements(books_database_url, "order:1")] == [
+        assert books.stock(cancelled.book_id) == 5
+        assert [kind for kind, _, _ in movements(books_database_url, cancelled.reference)] == [
             "reserve",
             "release",
         ]
@@ -192,13 +183,13 @@ class TestAbandonedJob:
         start_worker: Callable[..., WorkerProcess],
         connection: redis.Redis,
         books: Books,
-        reserved_book: int,
+        cancelled: Cancelled,
         books_database_url: str,
     ) -> None:
         metrics_port = free_port()
         start_worker(WORKERS_METRICS_PORT=str(metrics_port), WORKERS_HTTP_TIMEOUT_S="60")
-        with held_reservation(books_database_url, "order:1"):
-            job = enqueue(connection, CANCEL, {"order_id": 1})
+        with held_reservation(books_database_url, cancelled.reference):
+            job = enqueue(connection, CANCEL, cancelled.payload)
             wait_until(
                 lambda: job_status(connection, job.id) == JobStatus.STARTED,
                 timeout_s=30,
@@ -218,7 +209,7 @@ class TestAbandonedJob:
             timeout_s=PICKUP_BOUND_S,
             what="the abandoned job to run again",
         )
-        assert [kind for kind, _, _ in movements(books_database_url, "order:1")] == [
+        assert [kind for kind, _, _ in movements(books_database_url, cancelled.reference)] == [
             "reserve",
             "release",
         ]

@@ -77,10 +77,29 @@ class TestReleaseStock:
         assert stock_of(db, book["id"]) == 5
 
     async def test_unknown_reference_releases_nothing(self, release, db) -> None:  # type: ignore[no-untyped-def]
-        response = await release("order:404")
-        assert response.status_code == 200
-        assert response.json() == {"reference": "order:404", "status": "not_reserved", "lines": []}
-        assert reservations(db) == {}
+        for _ in range(2):
+            response = await release("order:404")
+            assert response.status_code == 200
+            assert response.json() == {
+                "reference": "order:404",
+                "status": "not_reserved",
+                "lines": [],
+            }
+        assert reservations(db) == {"order:404": "released"}
+        assert movements(db) == []
+
+    async def test_a_reservation_after_its_release_takes_nothing(  # type: ignore[no-untyped-def]
+        self, make_book, reserve, release, db
+    ) -> None:
+        """An order cancelled before its stock job ran: the job, retried after the release,
+        must not reserve stock that nothing would give back."""
+        book = await make_book(stock=5)
+        await release("order:1")
+        response = await reserve("order:1", (book["id"], 2))
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "released"
+        assert stock_of(db, book["id"]) == 5
+        assert movements(db) == []
 
     async def test_rejected_reference_releases_nothing(
         self, make_book, reserve, release, db

@@ -25,6 +25,9 @@ from orders.security import require_service_key
 class Reconciled(msgspec.Struct, kw_only=True):
     orders: Settled
     borrows: Settled
+    releases: Annotated[
+        Settled, Meta(description="Stock releases of cancelled or given-up orders.")
+    ]
     more: Annotated[bool, Meta(description="A batch was full: call again.")]
 
 
@@ -44,13 +47,18 @@ class ReconcileController(Controller):
         loans: NamedDependency[LoanService],
         state: State,
     ) -> Reconciled:
-        """One batch of stalled orders and one of stalled borrows, re-driven or given up."""
+        """One batch each of stalled orders, borrows and stock releases, re-driven (or
+        given up, for orders and borrows)."""
         policy = state.redrive_policy
         orders = await service.settle_stalled(policy=policy)
         borrows = await loans.settle_stalled(policy=policy)
-        full = policy.batch_size
+        releases = await service.settle_stalled_releases(policy=policy)
         return Reconciled(
             orders=orders,
             borrows=borrows,
-            more=full in (orders.redriven + orders.given_up, borrows.redriven + borrows.given_up),
+            releases=releases,
+            more=any(
+                settled.redriven + settled.given_up == policy.batch_size
+                for settled in (orders, borrows, releases)
+            ),
         )

@@ -40,14 +40,15 @@ class RedrivePolicy:
     def due(
         self,
         *,
-        started_at: InstrumentedAttribute[datetime],
+        started_at: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
         redrives: InstrumentedAttribute[int],
         redriven_at: InstrumentedAttribute[datetime | None],
     ) -> list[ColumnElement[bool]]:
-        """SQL conditions: the row waited `stall_after` times 2^redrives since it started or
-        was last re-driven. The first, implied by the second, lets an index on `started_at`
-        bound the scan."""
-        seconds = literal(self.stall_after.total_seconds()) * func.power(2, redrives)
+        """SQL conditions: the row waited `stall_after` times 2^redrives (2^max_redrives at
+        most) since it started or was last re-driven. The first, implied by the second,
+        lets an index on `started_at` bound the scan."""
+        doublings = func.least(redrives, self.max_redrives)
+        seconds = literal(self.stall_after.total_seconds()) * func.power(2, doublings)
         # make_interval(years, months, weeks, days, hours, mins, secs)
         wait = func.make_interval(0, 0, 0, 0, 0, 0, seconds)
         return [

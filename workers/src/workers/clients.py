@@ -126,6 +126,7 @@ class Settled(BaseModel):
 class Reconciled(BaseModel):
     orders: Settled
     borrows: Settled
+    releases: Settled
     more: bool
 
 
@@ -247,6 +248,10 @@ class OrdersClient:
             conflict_ok=True,
         )
         return None if response.status_code == 409 else self.client.parse(Order, response)
+
+    def stock_released(self, *, order_id: int) -> None:
+        """Tell orders the order's stock is back at books (so the reconciler stops asking)."""
+        self.client.post(f"/internal/v1/orders/{order_id}/stock-released")
 
     def reconcile(self) -> Reconciled:
         """One batch of the stalled orders and borrows re-driven or given up."""

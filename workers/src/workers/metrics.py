@@ -56,12 +56,13 @@ JOB_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-SAGAS = ("order", "borrow")
+SAGAS = ("order", "borrow", "release")
 SETTLE_ACTIONS = ("redriven", "given_up")
 SAGA_ROWS_SETTLED = Counter(
     "workers_saga_rows_settled_total",
-    "Pending orders and borrows whose job was overdue: announced again (redriven), or "
-    "rejected after the last attempt (given_up), by the reconciler.",
+    "Pending orders and borrows whose job was overdue, and stock releases of cancelled "
+    "orders no job reported done (saga=release): announced again (redriven), or rejected "
+    "after the last attempt (given_up; never for releases), by the reconciler.",
     ["saga", "action"],
 )
 

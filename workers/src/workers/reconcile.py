@@ -1,5 +1,6 @@
 """The reconciler: every few seconds, orders settles the pending orders and borrows whose
-job is overdue (announced again, or given up after the last attempt; see orders.saga).
+job is overdue (announced again, or given up after the last attempt; see orders.saga), and
+announces again the stock releases of cancelled orders that no job reported done.
 
 The jobs themselves are made safe against loss by the pool and its sweep; this covers what
 no job can: one that failed for good, or an order whose job was never enqueued.
@@ -25,7 +26,11 @@ def reconcile(payload: dict[str, Any]) -> str:
     totals = {(saga, action): 0 for saga in metrics.SAGAS for action in metrics.SETTLE_ACTIONS}
     for _ in range(MAX_ROUNDS):
         reconciled = clients.orders().reconcile()
-        for saga, settled in (("order", reconciled.orders), ("borrow", reconciled.borrows)):
+        for saga, settled in (
+            ("order", reconciled.orders),
+            ("borrow", reconciled.borrows),
+            ("release", reconciled.releases),
+        ):
             for action in metrics.SETTLE_ACTIONS:
                 count = getattr(settled, action)
                 metrics.SAGA_ROWS_SETTLED.labels(saga, action).inc(count)

@@ -62,9 +62,11 @@ def place_order(payload: dict[str, Any]) -> str:
 
 
 def cancel_order(payload: dict[str, Any]) -> str:
-    """Give back whatever the order reserved (nothing, if it never got that far)."""
+    """Give back whatever the order reserved (nothing, if it never got that far), then
+    report it done; until orders hears that, its reconciler announces the release again."""
     order = parse_payload(OrderCancelled, payload)
     release = clients.books().release_stock(reference=stock_reference(order.order_id))
+    clients.orders().stock_released(order_id=order.order_id)
     logger.info("order %s cancelled: stock %s", order.order_id, release.status)
     return release.status.value
 

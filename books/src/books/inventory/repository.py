@@ -53,14 +53,20 @@ class StockRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim(self, *, reference: str, lines: Sequence[StockLine]) -> bool:
+    async def claim(
+        self,
+        *,
+        reference: str,
+        lines: Sequence[StockLine],
+        status: ReservationStatus = ReservationStatus.RESERVED,
+    ) -> bool:
         """Insert the reservation row unless the reference exists (waiting for an in-flight
         claim of it to commit or roll back); True if this call owns the reference."""
         statement = (
             insert(StockReservation)
             .values(
                 reference=reference,
-                status=ReservationStatus.RESERVED,
+                status=status,
                 lines=[line.model_dump() for line in lines],
             )
             .on_conflict_do_nothing(index_elements=[StockReservation.reference])

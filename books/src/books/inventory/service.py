@@ -105,7 +105,7 @@ class InventoryService:
     async def _replay(self, *, reference: str, lines: list[StockLine]) -> ReservationRead:
         reservation = await self._stored(reference=reference)
         outcome = ReservationRead.model_validate(reservation)
-        if outcome.lines != lines:
+        if outcome.lines != lines and not _fenced(reservation):
             raise ReferenceReused(reference)
         STOCK_RESERVATIONS.labels(outcome="replayed").inc()
         return outcome
@@ -118,9 +118,16 @@ class InventoryService:
         return reservation
 
     async def release_stock(self, *, reference: str) -> ReleaseRead:
+        """Give back what the reference holds. A reference that holds nothing yet is fenced
+        (stored as released with no lines): a reservation still on its way for it, such
+        as a retried job of an order cancelled meanwhile, then replays "released" and
+        takes nothing, so no stock can be reserved after its release."""
+        if await self.stock.claim(reference=reference, lines=[], status=ReservationStatus.RELEASED):
+            STOCK_RELEASES.labels(outcome="not_reserved").inc()
+            return ReleaseRead(reference=reference, status=ReleaseStatus.NOT_RESERVED, lines=[])
         # The row lock makes concurrent releases of one reference run one after another.
-        reservation = await self.stock.get(reference=reference, lock=True)
-        if reservation is None or reservation.status == ReservationStatus.REJECTED:
+        reservation = await self._stored(reference=reference, lock=True)
+        if reservation.status == ReservationStatus.REJECTED or _fenced(reservation):
             STOCK_RELEASES.labels(outcome="not_reserved").inc()
             return ReleaseRead(reference=reference, status=ReleaseStatus.NOT_RESERVED, lines=[])
         lines = [StockLine.model_validate(line) for line in reservation.lines]
@@ -188,3 +195,8 @@ async def get_inventory_service(session: SessionDep) -> InventoryService:
 
 
 InventoryServiceDep = Annotated[InventoryService, Depends(get_inventory_service)]
+
+
+def _fenced(reservation: StockReservation) -> bool:
+    """Released before anything was reserved under its reference (see release_stock)."""
+    return reservation.status == ReservationStatus.RELEASED and not reservation.lines

@@ -102,7 +102,7 @@ def require_redis(url: str) -> None:
 
 async def service_key(options: Options) -> str:
     """SERVICE_KEY, else the key `make run` generated for the stack, checked at books with
-    a release of a reference that never existed (harmless)."""
+    a release of `bench:key-check`, a reference no order has (books fences it: one row)."""
     path = StackConfig.from_env().data_dir / "service_key"
     key = options.service_key or (path.read_text().strip() if path.exists() else "")
     if not key:

@@ -29,6 +29,13 @@ class InternalOrderController(Controller):
         """Confirm a pending order whose stock is reserved; repeating it is harmless."""
         return OrderRead.of(await service.confirm_order(order_id=order_id))
 
+    @post("/{order_id:str}/stock-released", status_code=204)
+    async def stock_released(
+        self, service: NamedDependency[OrderService], order_id: OrderIdPath
+    ) -> None:
+        """The order's stock is back at books (its release job reports it); idempotent."""
+        await service.stock_released(order_id=order_id)
+
     @post("/{order_id:str}/reject", status_code=200, guards=[json_body(OrderReject)])
     async def reject_order(
         self,

@@ -46,6 +46,8 @@ class Order(Base):
     # How often, and when last, the reconciler announced the pending order again.
     redrives: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     redriven_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    # Set while the stock of a cancelled or given-up order is on its way back (migration 0010).
+    releasing_since: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", order_by="OrderItem.id", lazy="raise"
     )

@@ -70,6 +70,44 @@ class OrderRepository:
         )
         return list((await self.session.scalars(statement)).all())
 
+    async def stalled_releases(self, *, policy: RedrivePolicy) -> list[Order]:
+        """Orders whose stock release no worker has reported done, due a re-drive; locked
+        and skipped like `stalled`."""
+        statement = (
+            select(Order)
+            .where(
+                Order.releasing_since.is_not(None),
+                *policy.due(
+                    started_at=Order.releasing_since,
+                    redrives=Order.redrives,
+                    redriven_at=Order.redriven_at,
+                ),
+            )
+            .order_by(Order.releasing_since, Order.id)
+            .limit(policy.batch_size)
+            .with_for_update(skip_locked=True, of=Order)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def expect_release(self, *, order_id: int) -> None:
+        """The order's stock release is announced: wait for a worker to report it done,
+        counting re-drives afresh."""
+        await self.session.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(releasing_since=func.now(), redrives=0, redriven_at=None)
+        )
+
+    async def released(self, *, order_id: int) -> bool:
+        """A worker reports the order's stock given back; False if no such order."""
+        found = await self.session.scalar(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(releasing_since=None)
+            .returning(Order.id)
+        )
+        return found is not None
+
     async def count_redrive(self, *, order_ids: Collection[int]) -> None:
         await self.session.execute(
             update(Order)

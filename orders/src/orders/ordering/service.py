@@ -187,8 +187,14 @@ class OrderService:
     async def cancel_order(self, *, order_id: int) -> Order:
         """pending or confirmed -> cancelled, announced by `order.cancelled` (stock goes back)."""
         order, _ = await self._move(order_id=order_id, to=OrderStatus.CANCELLED, repeat_ok=False)
-        await add_event(self.session, topic=ORDER_CANCELLED, payload={"order_id": order.id})
+        await self._release_stock(order, topic=ORDER_CANCELLED)
         return order
+
+    async def _release_stock(self, order: Order, *, topic: str) -> None:
+        """Announce that the order's stock goes back, and wait for a worker to report it
+        done (`stock_released`); until then the reconciler announces it again."""
+        await add_event(self.session, topic=topic, payload={"order_id": order.id})
+        await self.orders.expect_release(order_id=order.id)
 
     async def settle_stalled(self, *, policy: RedrivePolicy) -> Settled:
         """Announce pending orders again whose job is overdue, or give them up (see
@@ -204,8 +210,25 @@ class OrderService:
             await self.reject_order(
                 order_id=order.id, reason=reason, cause=RejectionCause.UNSETTLED
             )
-            await add_event(self.session, topic=ORDER_GIVEN_UP, payload={"order_id": order.id})
+            await self._release_stock(order, topic=ORDER_GIVEN_UP)
         return Settled(redriven=len(redriven), given_up=len(given_up))
+
+    async def settle_stalled_releases(self, *, policy: RedrivePolicy) -> Settled:
+        """Announce again the stock release of cancelled and given-up orders that no
+        worker has reported done (see orders.saga); one batch. A release is never given
+        up: stock held by an order that no longer wants it must come back, so it is
+        re-driven, at most `2^max_redrives` times `stall_after` apart, until it does."""
+        stalled = await self.orders.stalled_releases(policy=policy)
+        for order in stalled:
+            topic = ORDER_CANCELLED if order.status is OrderStatus.CANCELLED else ORDER_GIVEN_UP
+            await add_event(self.session, topic=topic, payload={"order_id": order.id})
+        await self.orders.count_redrive(order_ids=[order.id for order in stalled])
+        return Settled(redriven=len(stalled), given_up=0)
+
+    async def stock_released(self, *, order_id: int) -> None:
+        """A worker reports the order's stock given back (a repeat changes nothing)."""
+        if not await self.orders.released(order_id=order_id):
+            raise OrderNotFound(order_id)
 
     async def _move(
         self,
