@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from books.app import create_app
 from books.config import Settings
+from books.db import close_databases
 from servicekit.api_keys import Role, bearer, new_token, register_key
 
 SERVICE_KEY = "test-service-key-3f9c1e"
@@ -65,7 +66,7 @@ def books_settings(books_database_url: str) -> Settings:
 async def books_app(books_settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(books_settings)
     yield app
-    await app.state.engine.dispose()
+    await close_databases(app)
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from books.app import create_app
 from books.config import Settings
+from books.db import close_databases
 from devstack.servers import free_port
 from servicekit.api_keys import Role, bearer, new_token, revoke_key, token_prefix
 from tests.conftest import (
@@ -104,7 +105,7 @@ class TestWritesNeedAnAdminKey:
             body = {"reference": "r-1", "lines": [{"book_id": 1, "quantity": 1}]}
             response = await client.post("/internal/v1/stock/reservations", json=body)
             assert_problem(response, 401)
-        await app.state.engine.dispose()
+        await close_databases(app)
 
     async def test_openapi_names_the_scheme_on_writes_only(
         self, anonymous: httpx.AsyncClient
@@ -148,7 +149,7 @@ async def strict_app(books_database_url: str, redis_db: redis.Redis) -> AsyncIte
         )
     )
     yield app
-    await app.state.engine.dispose()
+    await close_databases(app)
 
 
 class TestRateLimits:
@@ -191,7 +192,7 @@ class TestRateLimits:
         async with client_for(strict_app) as one, client_for(other) as two:
             statuses = [(await client.get("/v1/books")).status_code for client in (one, two) * 2]
         assert statuses == [200, 200, 200, 429]
-        await other.state.engine.dispose()
+        await close_databases(other)
 
     async def test_internal_and_system_endpoints_are_not_limited(self, strict_app: FastAPI) -> None:
         async with client_for(strict_app) as caller:
@@ -218,7 +219,7 @@ class TestRateLimits:
         before = REGISTRY.get_sample_value("rate_limit_unavailable_total") or 0
         async with client_for(app) as visitor:
             statuses = [(await visitor.get(f"/v1/books/{book['id']}")).status_code for _ in "abc"]
-        await app.state.engine.dispose()
+        await close_databases(app)
         assert statuses == [200, 200, 200]
         assert REGISTRY.get_sample_value("rate_limit_unavailable_total") == before + 3
         assert capsys.readouterr().out.count("rate limits not enforced") == 1

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from books.app import create_app
 from books.config import Settings
+from books.db import close_databases
 from devstack.servers import free_port
 from tests.conftest import assert_problem
 
@@ -58,7 +59,7 @@ class TestProblemDetails:
         assert error["request_id"] == "trace-500"
         assert error["message"] == "unhandled error on GET /boom"
         assert "RuntimeError: secret internals" in error["exc_info"]
-        await app.state.engine.dispose()
+        await close_databases(app)
 
 
 class TestRequestId:
@@ -102,7 +103,7 @@ class TestProbes:
         async with await _client_for(app) as client:
             body = (await client.get("/health")).json()
         assert body["cloudinary_configured"] is body["cloudinary_ready"] is True
-        await app.state.engine.dispose()
+        await close_databases(app)
 
     async def test_ready_when_database_answers(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/ready")
@@ -122,7 +123,7 @@ class TestProbes:
         assert health.json()["status"] == "unhealthy"
         assert health.json()["service"] == "books"
         assert alive.status_code == 200
-        await app.state.engine.dispose()
+        await close_databases(app)
 
     async def test_api_answers_503_problem_when_database_is_down(self) -> None:
         settings = Settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none")
@@ -132,7 +133,7 @@ class TestProbes:
         problem = assert_problem(response, 503)
         assert "database" in problem["detail"].lower()
         assert "Retry-After" in response.headers
-        await app.state.engine.dispose()
+        await close_databases(app)
 
 
 class TestMetrics:

@@ -1,18 +1,21 @@
-"""The engine and `after_commit` against real PostgreSQL: timeouts, hidden parameters, and
-callbacks that run once the transaction commits."""
+"""The engine, the read pool and `after_commit` against real PostgreSQL: timeouts, hidden
+parameters, reads that outlive a restart, and callbacks that run once the transaction
+commits."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from devstack.pytest_plugin import create_database, drop_database
-from servicekit.database import after_commit, create_engine, create_sessionmaker
+from servicekit.database import ReadPool, after_commit, create_engine, create_sessionmaker
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +121,66 @@ class TestEngine:
                     )
         assert "{'id': 424242}" not in str(raised.value)
         assert "SQL parameters hidden" in str(raised.value)
+
+
+def read_pool_of(url: str, *, statement_s: float = 10) -> ReadPool:
+    return ReadPool(
+        url,
+        size=2,
+        timeout_s=5,
+        statement_timeout_s=statement_s,
+        idle_in_transaction_timeout_s=30,
+        name="test-reads",
+    )
+
+
+async def backend_pid(conn: psycopg.AsyncConnection[Any]) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class TestReadPool:
+    async def test_reads_in_autocommit_without_a_transaction(self, database_url: str) -> None:
+        pool = read_pool_of(database_url)
+
+        async def status(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            cursor = await conn.execute("SELECT now() = statement_timestamp()")
+            return await cursor.fetchone()
+
+        try:
+            # Inside a transaction now() is its start; in autocommit, this statement's.
+            assert await pool.run(status) == (True,)
+        finally:
+            await pool.close()
+
+    async def test_a_read_survives_a_database_restart(self, database_url: str) -> None:
+        """Its connection killed under it (as a restart does), a read runs again on a new
+        one instead of failing: what the engine's pre-ping spares its sessions."""
+        pool = read_pool_of(database_url)
+        try:
+            first = await pool.run(backend_pid)
+            async with await psycopg.AsyncConnection.connect(
+                database_url, autocommit=True
+            ) as admin:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            second = await pool.run(backend_pid)
+            assert second != first
+        finally:
+            await pool.close()
+
+    async def test_a_failing_statement_is_not_run_again(self, database_url: str) -> None:
+        pool = read_pool_of(database_url, statement_s=0.2)
+        runs = 0
+
+        async def slow(conn: psycopg.AsyncConnection[Any]) -> None:
+            nonlocal runs
+            runs += 1
+            await conn.execute("SELECT pg_sleep(1)")
+
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                await pool.run(slow)
+            assert runs == 1
+        finally:
+            await pool.close()

@@ -27,6 +27,7 @@ import orders
 import orders.app
 import orders.config
 import servicekit
+from books.db import close_databases
 from devstack.servers import free_port
 from servicekit.api_keys import bearer, new_token
 from servicekit.problems import FRAMEWORK_CODES, ProblemError, problem_codes, problem_errors
@@ -87,7 +88,7 @@ async def clients() -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     yield made
     for client in made.values():
         await client.aclose()
-    await books_app.state.engine.dispose()
+    await close_databases(books_app)
     await orders_app.state.books_http.aclose()
     await orders_app.state.engine.dispose()
 

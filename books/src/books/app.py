@@ -14,7 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from books.catalog.router import router as catalog_router
 from books.config import ALIASES, Settings, get_settings
 from books.covers.router import router as covers_router
-from books.db import create_engine
+from books.db import close_databases, create_engine, create_read_pool
 from books.errors import install_error_handlers
 from books.http import BodyLimit
 from books.inventory.router import ledger_router
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await engine.dispose()
+        await close_databases(app)
         await flush_async()
 
     app = FastAPI(
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.gate = create_gate(engine, settings, service="books")
     app.state.engine = engine
+    app.state.reads = create_read_pool(settings)
     app.state.sessionmaker = create_sessionmaker(engine)
 
     install_error_handlers(app)

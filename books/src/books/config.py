@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    # Connections of the read pool (books by id and list pages), beside the pool above.
+    db_read_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_s: float = Field(default=10.0, gt=0)
     db_idle_in_transaction_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"

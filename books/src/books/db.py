@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
@@ -30,6 +30,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
         statement_timeout_s=settings.db_statement_timeout_s,
         idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
     )
+
+
+def create_read_pool(settings: Settings) -> database.ReadPool:
+    return database.ReadPool(
+        settings.database_url,
+        size=settings.db_read_pool_size,
+        timeout_s=settings.db_pool_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
+        name="books-reads",
+    )
+
+
+async def close_databases(app: FastAPI) -> None:
+    """Close the app's connections: the engine's pool and the read pool."""
+    await app.state.engine.dispose()
+    await app.state.reads.close()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import Path, Request
+from fastapi import Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
@@ -47,6 +47,12 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    """`body` serialized once, by pydantic-core. A route that returns its model instead has
+    FastAPI validate it against the response model again, then encode it."""
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
 
 
 class DocumentedRoute(APIRoute):

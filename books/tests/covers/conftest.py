@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from books.app import create_app
 from books.config import Settings
+from books.db import close_databases
 from tests.conftest import client_for
 from tests.fake_cloudinary import FakeCloudinary
 
@@ -131,7 +132,7 @@ async def covers_app(
         covers_settings(books_database_url, CLOUDINARY_URL=fake_cloudinary_server.cloudinary_url())
     )
     yield app
-    await app.state.engine.dispose()
+    await close_databases(app)
 
 
 @pytest.fixture
@@ -153,4 +154,4 @@ async def app_with(books_database_url: str, admin_key: str) -> AsyncIterator[Any
 
     yield make
     for app in apps:
-        await app.state.engine.dispose()
+        await close_databases(app)

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from books.app import create_app
+from books.db import close_databases
 from tests.conftest import KEY_HEADER, internal_settings
 
 RESERVATIONS = "/internal/v1/stock/reservations"
@@ -22,7 +23,7 @@ async def books_app(books_database_url: str) -> AsyncIterator[FastAPI]:
     """Replaces the suite's app (and so what `client` and `make_book` use) in this folder."""
     app = create_app(internal_settings(books_database_url))
     yield app
-    await app.state.engine.dispose()
+    await close_databases(app)
 
 
 def lines(*items: tuple[int, int]) -> list[dict[str, int]]:

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from books.app import create_app
+from books.db import close_databases
 from tests.conftest import SERVICE_KEY, assert_problem, internal_settings
 from tests.inventory.conftest import (
     RELEASES,
@@ -66,7 +67,7 @@ class TestServiceKey:
             response = await client.post(path, json=body, headers={"X-Service-Key": ""})
         problem = assert_problem(response, 503)
         assert "SERVICE_KEY" in problem["detail"]
-        await app.state.engine.dispose()
+        await close_databases(app)
 
 
 class TestPublicDocuments:

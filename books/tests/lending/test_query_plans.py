@@ -6,10 +6,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
 
-from books.catalog.models import Book
-from books.catalog.repository import _filters, page_statement
+from books.catalog.reads import count_statement, page_statement
 from books.catalog.schemas import BookListQuery
 from tests.catalog.test_query_plans import plan
 
@@ -33,7 +31,5 @@ def test_available_pages_read_the_available_index(catalog: psycopg.Connection[An
 
 
 def test_available_total_reads_the_available_index(catalog: psycopg.Connection[Any]) -> None:
-    statement = (
-        select(func.count()).select_from(Book).where(*_filters(BookListQuery(available=True)))
-    )
+    statement = count_statement(BookListQuery(available=True))
     assert "books_available_newest_idx" in plan(catalog, statement)

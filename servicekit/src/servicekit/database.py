@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -44,10 +47,7 @@ def create_engine(
     transaction longer than `idle_in_transaction_timeout_s`: a slow query or a stuck
     request cannot hold a pooled connection (and its locks) for ever. Errors never carry
     the statement's parameters (they are customers' data)."""
-    options = (
-        f"-c statement_timeout={round(statement_timeout_s * 1000)} "
-        f"-c idle_in_transaction_session_timeout={round(idle_in_transaction_timeout_s * 1000)}"
-    )
+    options = _session_options(statement_timeout_s, idle_in_transaction_timeout_s)
     # Pre-ping costs a round trip per checkout and spares clients a 503 on every pooled
     # connection after a database restart.
     return create_async_engine(
@@ -59,6 +59,79 @@ def create_engine(
         hide_parameters=True,
         connect_args={"options": options},
     )
+
+
+def _session_options(statement_timeout_s: float, idle_in_transaction_timeout_s: float) -> str:
+    return (
+        f"-c statement_timeout={round(statement_timeout_s * 1000)} "
+        f"-c idle_in_transaction_session_timeout={round(idle_in_transaction_timeout_s * 1000)}"
+    )
+
+
+T = TypeVar("T")
+
+
+class ReadPool:
+    """psycopg connections in autocommit for the hot reads, beside the engine's pool.
+
+    A read through the engine pays a round trip for the pool's pre-ping, one each for
+    BEGIN and COMMIT, and SQLAlchemy's and the ORM's Python work around its one statement;
+    here the statement is the only round trip (prepared on each connection after a few
+    uses, psycopg's default), and the rows come back as plain dicts. What pre-ping did
+    is done after the fact: a read that finds its connection broken (the database
+    restarted since it was pooled) has the pool check every idle connection and runs
+    once more. Opened on first use (an app that never reads opens no connection);
+    `close()` when the app stops. The sessions get the engine's statement timeouts.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int,
+        timeout_s: float,
+        statement_timeout_s: float,
+        idle_in_transaction_timeout_s: float,
+        name: str,
+    ) -> None:
+        options = _session_options(statement_timeout_s, idle_in_transaction_timeout_s)
+        self._pool: AsyncConnectionPool = AsyncConnectionPool(
+            libpq_url(url),
+            min_size=1,
+            max_size=size,
+            timeout=timeout_s,
+            kwargs={"autocommit": True, "options": options},
+            name=name,
+            open=False,
+        )
+        self._opened = False
+        self._opening = asyncio.Lock()
+
+    async def run(self, read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`read` on a pooled connection; again on another one if that one was broken."""
+        if not self._opened:
+            await self._open()
+        async with self._pool.connection() as conn:
+            try:
+                return await read(conn)
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+        # The pool discarded it; the database restarted, so the other idle ones are stale too.
+        await self._pool.check()
+        async with self._pool.connection() as conn:
+            return await read(conn)
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if not self._opened:
+                await self._pool.open(wait=False)
+                self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
 
 
 async def database_answers(engine: AsyncEngine, *, timeout_s: float) -> bool:

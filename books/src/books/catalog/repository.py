@@ -1,72 +1,13 @@
-"""All SQL about books."""
+"""All SQL about books but the hot reads (`books.catalog.reads`)."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    case,
-    func,
-    literal_column,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
-from books.catalog.schemas import BookListQuery
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-
-
-def page_statement(query: BookListQuery) -> Select[Book]:
-    """One page of books, newest first.
-
-    The page's ids are found first and only then its rows: skipping `offset` rows walks
-    the list index alone (an index-only scan while the table is vacuumed) instead of
-    reading every skipped book from the table; see `make bench`'s deep-page rows.
-    """
-    newest_first = (Book.created_at.desc(), Book.id.desc())
-    page = (
-        select(Book.id)
-        .where(*_filters(query))
-        .order_by(*newest_first)
-        .limit(query.limit)
-        .offset(query.offset)
-        .subquery()
-    )
-    return select(Book).join(page, Book.id == page.c.id).order_by(*newest_first)
-
-
-def _filters(query: BookListQuery) -> list[ColumnElement[bool]]:
-    # The bare column, as the partial indexes' `WHERE active` is written: `active IS true`
-    # would not match them and turn page reads into table scans.
-    conditions: list[ColumnElement[bool]] = [Book.active.expression]
-    if query.author is not None:
-        conditions.append(func.lower(Book.author) == query.author.lower())
-    if query.q is not None:
-        pattern = f"%{_escape_like(query.q)}%"
-        conditions.append(or_(Book.title.ilike(pattern), Book.author.ilike(pattern)))
-    if query.min_price is not None:
-        conditions.append(Book.price >= query.min_price)
-    if query.max_price is not None:
-        conditions.append(Book.price <= query.max_price)
-    if (ids := query.id_list) is not None:
-        conditions.append(Book.id.in_(ids))
-    # A literal 0, not a bound parameter, so that the planner can match the predicate of
-    # books_available_newest_idx (`copies_available > 0`) whatever plan it caches.
-    zero: ColumnElement[int] = literal_column("0")
-    if query.available is True:
-        conditions.append(Book.copies_available > zero)
-    elif query.available is False:
-        conditions.append(Book.copies_available == zero)
-    return conditions
 
 
 def _resize_copies(total: int | None) -> tuple[dict[str, Any], ColumnElement[bool]]:
@@ -103,25 +44,6 @@ class BookRepository:
         await self.session.flush()
         await self.session.refresh(book)
         return book
-
-    async def get_active(self, *, book_id: int) -> Book | None:
-        result = await self.session.execute(select(Book).where(Book.id == book_id, Book.active))
-        return result.scalar_one_or_none()
-
-    async def list_active(self, *, query: BookListQuery) -> list[Book]:
-        return list((await self.session.scalars(page_statement(query))).all())
-
-    async def count_active(self, *, query: BookListQuery) -> int:
-        """Unfiltered totals come from the trigger-maintained counter, not a scan."""
-        if not query.is_filtered:
-            counter = await self.session.scalar(
-                text("SELECT active_books FROM catalog_counters WHERE id = 1")
-            )
-            return int(counter or 0)
-        total = await self.session.scalar(
-            select(func.count()).select_from(Book).where(*_filters(query))
-        )
-        return int(total or 0)
 
     async def update_active(self, *, book_id: int, values: dict[str, Any]) -> Book | None:
         """Write only the given columns, so concurrent edits of other fields survive."""

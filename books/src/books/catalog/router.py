@@ -14,7 +14,7 @@ from books.catalog.schemas import (
     BookRead,
     BookUpdate,
 )
-from books.catalog.service import CatalogServiceDep
+from books.catalog.service import CatalogReaderDep, CatalogServiceDep
 from books.covers import forms
 from books.covers.forms import (
     BookCreateForm,
@@ -26,7 +26,7 @@ from books.covers.forms import (
     validate_body,
 )
 from books.covers.service import CoverServiceDep
-from books.http import BookId, DocumentedRoute, problem_responses, require_json
+from books.http import BookId, DocumentedRoute, json_response, problem_responses, require_json
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
 from servicekit.pagination import link_header
@@ -62,33 +62,25 @@ async def create_book(
 
 @router.get("", response_model=BookPage, responses=problem_responses(422))
 async def list_books(
-    query: Annotated[BookListQuery, Query()],
-    service: CatalogServiceDep,
-    request: Request,
-    response: Response,
-) -> BookPage:
+    query: Annotated[BookListQuery, Query()], reader: CatalogReaderDep, request: Request
+) -> Response:
     """List active books, newest first, with optional filters."""
-    books, total = await service.list_books(query=query)
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["Link"] = link_header(
+    books, total = await reader.list_books(query=query)
+    links = link_header(
         request.url.path,
         request.query_params.multi_items(),
         total=total,
         limit=query.limit,
         offset=query.offset,
     )
-    return BookPage(
-        data=[BookRead.model_validate(book) for book in books],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
+    page = BookPage(data=books, total=total, limit=query.limit, offset=query.offset)
+    return json_response(page, headers={"X-Total-Count": str(total), "Link": links})
 
 
 @router.get("/{book_id}", response_model=BookRead, responses=problem_responses(404, 422))
-async def get_book(book_id: BookId, service: CatalogServiceDep) -> BookRead:
+async def get_book(book_id: BookId, reader: CatalogReaderDep) -> Response:
     """Fetch one active book."""
-    return BookRead.model_validate(await service.get_book(book_id=book_id))
+    return json_response(await reader.get_book(book_id=book_id))
 
 
 @router.patch(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
+from books.catalog.reads import BookReads
 from books.catalog.repository import BookRepository
-from books.catalog.schemas import BookCreate, BookListQuery, BookUpdate
+from books.catalog.schemas import BookCreate, BookListQuery, BookRead, BookUpdate
 from books.db import SessionDep
 from books.errors import BookNotFound, CopiesOnLoan
 from books.metrics import BOOKS_CREATED, BOOKS_DELETED
@@ -28,17 +29,6 @@ class CatalogService:
         book = await self.books.add(values)
         after_commit(self.session, BOOKS_CREATED.inc)
         return book
-
-    async def get_book(self, *, book_id: int) -> Book:
-        book = await self.books.get_active(book_id=book_id)
-        if book is None:
-            raise BookNotFound(book_id)
-        return book
-
-    async def list_books(self, *, query: BookListQuery) -> tuple[list[Book], int]:
-        books = await self.books.list_active(query=query)
-        total = await self.books.count_active(query=query)
-        return books, total
 
     async def update_book(self, *, book_id: int, changes: BookUpdate) -> Book:
         if changes.resizes_copies:
@@ -76,8 +66,30 @@ class CatalogService:
         after_commit(self.session, BOOKS_DELETED.inc)
 
 
+class CatalogReader:
+    """What visitors read, on the read pool: no session, no transaction, no ORM objects."""
+
+    def __init__(self, books: BookReads) -> None:
+        self.books = books
+
+    async def get_book(self, *, book_id: int) -> BookRead:
+        row = await self.books.active_book(book_id=book_id)
+        if row is None:
+            raise BookNotFound(book_id)
+        return BookRead.model_validate(row)
+
+    async def list_books(self, *, query: BookListQuery) -> tuple[list[BookRead], int]:
+        rows, total = await self.books.page(query=query)
+        return [BookRead.model_validate(row) for row in rows], total
+
+
 async def get_catalog_service(session: SessionDep) -> CatalogService:
     return CatalogService(session)
 
 
+async def get_catalog_reader(request: Request) -> CatalogReader:
+    return CatalogReader(BookReads(request.app.state.reads))
+
+
 CatalogServiceDep = Annotated[CatalogService, Depends(get_catalog_service)]
+CatalogReaderDep = Annotated[CatalogReader, Depends(get_catalog_reader)]
