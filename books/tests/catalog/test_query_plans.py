@@ -10,6 +10,7 @@ from psycopg import sql
 
 from books.catalog.reads import Statement, count_statement, page_statement
 from books.catalog.schemas import BookListQuery
+from servicekit.pagination import encode_cursor
 
 
 @pytest.fixture
@@ -49,3 +50,17 @@ def test_a_deep_page_skips_rows_in_the_index_alone(catalog: psycopg.Connection[A
     assert "Index Only Scan using books_active_newest_idx" in text
     # Only the page itself is read from the table, by primary key.
     assert "books_pkey" in text
+
+
+def test_a_cursor_page_starts_at_its_position_in_the_index(
+    catalog: psycopg.Connection[Any],
+) -> None:
+    """No rows skipped: the page is an index range from the cursor on, at any depth."""
+    row = catalog.execute(
+        "SELECT created_at, id FROM books ORDER BY created_at DESC, id DESC OFFSET 4000 LIMIT 1"
+    ).fetchone()
+    assert row is not None
+    query = BookListQuery(after=encode_cursor(row[0], row[1]), limit=20)
+    text = plan(catalog, page_statement(query))
+    assert "Index Scan using books_active_newest_idx" in text
+    assert "Index Cond: (ROW(created_at, id) < ROW(" in text

@@ -61,18 +61,35 @@ def filters(query: BookListQuery) -> Statement:
 
 
 def page_statement(query: BookListQuery) -> Statement:
-    """One page of books, newest first.
+    """One page of books, newest first: by offset, or by cursor when `after` is sent.
 
     The page's ids are found first and only then its rows: skipping `offset` rows walks
     the list index alone (an index-only scan while the table is vacuumed) instead of
     reading every skipped book from the table; see `make bench`'s deep-page rows.
     """
+    if query.after is not None:
+        return _keyset_page_statement(query)
     where, params = filters(query)
     statement = sql.SQL(
         "SELECT {columns} FROM books JOIN (SELECT id FROM books WHERE {where} {order}"
         " LIMIT %s OFFSET %s) AS page USING (id) {order}"
     ).format(columns=COLUMNS, where=where, order=NEWEST_FIRST)
     return statement, [*params, query.limit, query.offset]
+
+
+def _keyset_page_statement(query: BookListQuery) -> Statement:
+    """The page after the cursor's book, and one book more (whether a next page exists).
+    The row comparison is a range on the list index: the page starts where the previous
+    one ended, without walking the books before it, so it costs the same at any depth;
+    and a book added meanwhile (newer, so before the cursor) does not shift it."""
+    where, params = filters(query)
+    if (position := query.position) is not None:
+        where = sql.SQL("{} AND (created_at, id) < (%s, %s)").format(where)
+        params += list(position)
+    statement = sql.SQL("SELECT {columns} FROM books WHERE {where} {order} LIMIT %s").format(
+        columns=COLUMNS, where=where, order=NEWEST_FIRST
+    )
+    return statement, [*params, query.limit + 1]
 
 
 def count_statement(query: BookListQuery) -> Statement:

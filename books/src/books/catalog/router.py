@@ -29,7 +29,7 @@ from books.covers.service import CoverServiceDep
 from books.http import BookId, DocumentedRoute, json_response, problem_responses, require_json
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
-from servicekit.pagination import link_header
+from servicekit.pagination import cursor_link_header, link_header
 
 router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRoute)
 
@@ -65,16 +65,17 @@ async def list_books(
     query: Annotated[BookListQuery, Query()], reader: CatalogReaderDep, request: Request
 ) -> Response:
     """List active books, newest first, with optional filters."""
-    books, total = await reader.list_books(query=query)
-    links = link_header(
-        request.url.path,
-        request.query_params.multi_items(),
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
+    page = await reader.list_books(query=query)
+    params = request.query_params.multi_items()
+    links = (
+        link_header(
+            request.url.path, params, total=page.total, limit=query.limit, offset=query.offset
+        )
+        if query.after is None
+        else cursor_link_header(request.url.path, params, limit=query.limit, after=page.after)
     )
-    page = BookPage(data=books, total=total, limit=query.limit, offset=query.offset)
-    return json_response(page, headers={"X-Total-Count": str(total), "Link": links})
+    body = BookPage(data=page.books, total=page.total, limit=query.limit, offset=query.offset)
+    return json_response(body, headers={"X-Total-Count": str(page.total), "Link": links})
 
 
 @router.get("/{book_id}", response_model=BookRead, responses=problem_responses(404, 422))

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from servicekit.pagination import decode_cursor
+
 MAX_PRICE = Decimal("99999999.99")
 MAX_BATCH_IDS = 100
 MAX_STOCK = 2**31 - 1
@@ -272,7 +274,7 @@ class BookPage(BaseModel):
     data: list[BookRead]
     total: int = Field(description="Number of books matching the query (not just this page).")
     limit: int
-    offset: int
+    offset: int = Field(description="Books skipped; 0 on a page reached by cursor (`after`).")
 
 
 class BookListQuery(BaseModel):
@@ -309,6 +311,18 @@ class BookListQuery(BaseModel):
             "false: lendable books whose copies are all out on loan."
         ),
     )
+    after: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Keyset pagination, for clients that walk far: the books after this cursor. "
+            "Send it empty (`after=`) for the first page, then follow the `next` link, "
+            "whose cursor is the last book of the page; a page costs the same at any depth "
+            "and a walk neither repeats nor skips a book when books are added meanwhile. "
+            "Not with `offset`."
+        ),
+        examples=[""],
+    )
 
     @field_validator("ids")
     @classmethod
@@ -319,6 +333,19 @@ class BookListQuery(BaseModel):
             raise ValueError(f"a book id is at most {MAX_BOOK_ID}")
         return ids
 
+    @field_validator("after")
+    @classmethod
+    def _a_cursor_we_gave(cls, after: str | None) -> str | None:
+        if after:
+            decode_cursor(after)
+        return after
+
+    @model_validator(mode="after")
+    def _offset_or_cursor(self) -> Self:
+        if self.after is not None and "offset" in self.model_fields_set:
+            raise ValueError("send either offset or after, not both")
+        return self
+
     @model_validator(mode="after")
     def _price_range(self) -> Self:
         if (
@@ -328,6 +355,11 @@ class BookListQuery(BaseModel):
         ):
             raise ValueError("min_price must not exceed max_price")
         return self
+
+    @property
+    def position(self) -> tuple[datetime, int] | None:
+        """(created_at, id) of the last book before this page, when `after` names one."""
+        return decode_cursor(self.after) if self.after else None
 
     @property
     def id_list(self) -> list[int] | None:

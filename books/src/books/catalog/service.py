@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +16,7 @@ from books.db import SessionDep
 from books.errors import BookNotFound, CopiesOnLoan
 from books.metrics import BOOKS_CREATED, BOOKS_DELETED
 from servicekit.database import after_commit
+from servicekit.pagination import encode_cursor
 
 
 class CatalogService:
@@ -66,6 +68,14 @@ class CatalogService:
         after_commit(self.session, BOOKS_DELETED.inc)
 
 
+@dataclass(frozen=True)
+class BooksPage:
+    books: list[BookRead]
+    total: int
+    # The cursor of the next page, when this page was asked by cursor and is not the last.
+    after: str | None
+
+
 class CatalogReader:
     """What visitors read, on the read pool: no session, no transaction, no ORM objects."""
 
@@ -78,9 +88,13 @@ class CatalogReader:
             raise BookNotFound(book_id)
         return BookRead.model_validate(row)
 
-    async def list_books(self, *, query: BookListQuery) -> tuple[list[BookRead], int]:
+    async def list_books(self, *, query: BookListQuery) -> BooksPage:
         rows, total = await self.books.page(query=query)
-        return [BookRead.model_validate(row) for row in rows], total
+        books = [BookRead.model_validate(row) for row in rows[: query.limit]]
+        # A page by cursor reads one book more than it shows: whether there is a next page.
+        more = query.after is not None and len(rows) > query.limit
+        after = encode_cursor(books[-1].created_at, books[-1].id) if more else None
+        return BooksPage(books=books, total=total, after=after)
 
 
 async def get_catalog_service(session: SessionDep) -> CatalogService:
