@@ -52,8 +52,8 @@ migrate: deps ## Apply database migrations (to the URLs in the environment or th
 seed: deps ## Load demo books with COPY (SEED_BOOKS=1000), or SCENARIO=minimal|high_scale lending data (TRUNCATE=1 to replace it)
 	@$(RUN) python -m devstack.seed $(if $(SCENARIO),--scenario $(SCENARIO) $(if $(TRUNCATE),--truncate),--books $${SEED_BOOKS:-1000})
 
-bench: deps ## Benchmark the running stack against raw-driver baselines
-	@$(RUN) python -m devstack.bench
+bench: deps ## Benchmark the running stack against raw-driver baselines (SCALE=1m: seed 1M books, rows at depth 500,000)
+	@$(RUN) python -m devstack.bench $(if $(SCALE),--scale $(SCALE))
 
 check-integrity: deps ## Check that books and orders agree on every settled order and loan (exit 1 if not)
 	@$(RUN) python -m devstack.integrity

@@ -13,9 +13,9 @@ import psycopg
 
 from books.config import get_settings
 from books.seed import SeedError, demo_rows, describe, progress_printer, seed_books
-from devstack.bench.load import expect, scenario, user_clients
-from devstack.bench.raw import Baseline, Query, api_and_raw, api_pool_size, raw_scenario
-from devstack.bench.report import Report, ratio_note
+from devstack.bench.load import Summary, expect, scenario, user_clients
+from devstack.bench.raw import Baseline, Query, api_pool_size, raw_scenario
+from devstack.bench.report import Report, ratio_note, versus_p95, versus_rps
 from devstack.bench.stack import (
     ID_SAMPLE_SIZE,
     Options,
@@ -24,30 +24,32 @@ from devstack.bench.stack import (
     key_headers,
     service_is_up,
 )
+from devstack.bench.wrk import WrkMissing, wrk_binary, wrk_scenario
+from servicekit.pagination import encode_cursor
 
 # The same columns the books API reads for `GET /v1/books/{id}`.
 BOOK_BY_ID_SQL = (
-    "SELECT id, title, author, description, price, active, image, stock, created_at,"
-    " updated_at FROM books WHERE id = %s AND active"
+    "SELECT id, title, author, description, price, active, image, stock, copies_total,"
+    " copies_available, created_at, updated_at FROM books WHERE id = %s AND active"
 )
-DEEP_OFFSET = 50_000
+COUNTER_SQL = "SELECT active_books FROM catalog_counters WHERE id = 1"
 # A deep page as a plain OFFSET query, and as the books repository runs it: the page's ids
 # first (an index-only scan over the skipped rows), then their rows.
 DEEP_PAGE_PLAIN_SQL = (
-    "SELECT id, title, author, description, price, active, image, stock, created_at,"
-    " updated_at FROM books WHERE active ORDER BY created_at DESC, id DESC"
-    " LIMIT 20 OFFSET %s"
+    "SELECT id, title, author, description, price, active, image, stock, copies_total,"
+    " copies_available, created_at, updated_at FROM books WHERE active"
+    " ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET %s"
 )
 DEEP_PAGE_IDS_FIRST_SQL = (
-    "SELECT id, title, author, description, price, active, image, stock, created_at,"
-    " updated_at FROM books JOIN (SELECT id FROM books WHERE active"
+    "SELECT id, title, author, description, price, active, image, stock, copies_total,"
+    " copies_available, created_at, updated_at FROM books JOIN (SELECT id FROM books WHERE active"
     " ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET %s) AS page USING (id)"
     " ORDER BY created_at DESC, id DESC"
 )
 
 
 async def count_books(url: str) -> int:
-    counter = await fetch_value(url, "SELECT active_books FROM catalog_counters WHERE id = 1")
+    counter = await fetch_value(url, COUNTER_SQL)
     return int(counter or 0)
 
 
@@ -97,6 +99,11 @@ async def run_books(options: Options) -> Report:
     if not await service_is_up(options.books_url):
         report.skipped = f"no books service at {options.books_url} (start it with `make run`)"
         return report
+    try:
+        wrk_binary()
+    except WrkMissing as missing:
+        report.skipped = str(missing)
+        return report
     books = await ensure_books(options, report)
     if books is None:
         return report
@@ -104,72 +111,87 @@ async def run_books(options: Options) -> Report:
     if not ids:
         report.skipped = "the catalog has no active books"
         return report
+    keyed = key_headers(options)
     pool_size = api_pool_size(get_settings())
+    deep = options.deep_offset
     report.heading = (
         f"books: {books:,} active books; API {options.books_url}, "
-        f"database {describe(options.books_database_url)}; {load.describe()}"
+        f"database {describe(options.books_database_url)}; {load.describe()}; "
+        "HTTP load from wrk"
     )
-    rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
+    baseline = Baseline(options.books_database_url, pool_size)
+    url = options.books_url
+    rows = report.summaries
+
+    async def raw(name: str, query: Query) -> Summary:
+        return await raw_scenario(name, query, baseline.url, load, baseline.pool_size)
 
     # Reads go without a key, as a visitor's do (no key lookup); the admin key writes.
-    keyed = key_headers(options)
+    rows.append(await wrk_scenario("GET /health (lightest request)", url, ["/health"], load))
+    by_id = await wrk_scenario("GET /v1/books/{id}", url, [f"/v1/books/{i}" for i in ids], load)
+    rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
+    raw_by_id = await raw("raw psycopg SELECT by id", raw_book_by_id(ids, rng))
+    rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id]
+
+    first = await wrk_scenario("GET /v1/books?limit=20", url, ["/v1/books?limit=20"], load)
+    raw_first = await raw("raw psycopg page 1 and its total", raw_first_page)
+    rows += [versus_rps(first, raw_first, "raw"), raw_first]
+    offset_path = f"/v1/books?limit=20&offset={deep}"
+    deep_page = await wrk_scenario(f"GET {offset_path}", url, [offset_path], load)
+    rows.append(versus_p95(deep_page, first, "page 1"))
+    for name, sql in [
+        (f"raw psycopg page at offset {deep:,}: plain OFFSET", DEEP_PAGE_PLAIN_SQL),
+        (f"raw psycopg page at offset {deep:,}: ids first", DEEP_PAGE_IDS_FIRST_SQL),
+    ]:
+        rows.append(await raw(name, raw_deep_page(sql, deep)))
+    cursor_first = await wrk_scenario(
+        "GET /v1/books?limit=20&after= (cursor, page 1)", url, ["/v1/books?limit=20&after="], load
+    )
+    rows.append(cursor_first)
+    if (cursor := await cursor_at(options.books_database_url, deep)) is not None:
+        cursor_path = f"/v1/books?limit=20&after={cursor}"
+        cursor_deep = await wrk_scenario(
+            f"GET /v1/books?limit=20&after=<cursor at {deep:,}>", url, [cursor_path], load
+        )
+        rows.append(versus_p95(cursor_deep, cursor_first, "cursor page 1"))
+
     async with user_clients(options.books_url, load.concurrency) as clients:
-
-        async def health(user: int) -> None:
-            expect(await clients[user].get("/health"), 200)
-
-        async def get_by_id(user: int) -> None:
-            expect(await clients[user].get(f"/v1/books/{rng.choice(ids)}"), 200)
-
-        async def first_page(user: int) -> None:
-            expect(await clients[user].get("/v1/books", params={"limit": 20}), 200)
-
-        async def deep_page(user: int) -> None:
-            params = {"limit": 20, "offset": DEEP_OFFSET}
-            expect(await clients[user].get("/v1/books", params=params), 200)
 
         async def create(user: int) -> None:
             expect(
                 await clients[user].post("/v1/books", json=book_payload(rng), headers=keyed), 201
             )
 
-        report.summaries.append(await scenario("GET /health (lightest request)", health, load))
-        api, raw = await api_and_raw(
-            report.summaries,
-            load,
-            ("GET /v1/books/{id}", get_by_id),
-            ("raw psycopg SELECT by id", raw_book_by_id(ids, rng)),
-            Baseline(options.books_database_url, pool_size),
-        )
-        report.summaries.append(await scenario("GET /v1/books?limit=20", first_page, load))
-        report.summaries.append(
-            await scenario(f"GET /v1/books?limit=20&offset={DEEP_OFFSET}", deep_page, load)
-        )
-        for name, sql in [
-            (f"raw psycopg page at offset {DEEP_OFFSET:,}: plain OFFSET", DEEP_PAGE_PLAIN_SQL),
-            (f"raw psycopg page at offset {DEEP_OFFSET:,}: ids first", DEEP_PAGE_IDS_FIRST_SQL),
-        ]:
-            report.summaries.append(
-                await raw_scenario(
-                    name, raw_deep_page(sql), options.books_database_url, load, pool_size
-                )
-            )
-        report.summaries.append(await scenario("POST /v1/books", create, load))
+        rows.append(await scenario("POST /v1/books (asyncio client)", create, load))
 
     report.notes.append(
-        "GET /health bounds what this client can measure: an API row close to it is limited"
-        " by the load generator, not the API"
+        f"raw baselines: the API's statements through a psycopg AsyncConnectionPool of "
+        f"{pool_size} connections (the API's pool size) driven by {load.concurrency} asyncio "
+        "users; the API rows are wrk at as many connections"
     )
-    report.notes.append(
-        f"raw baseline: the API's SELECT by id through a psycopg AsyncConnectionPool of "
-        f"{pool_size} connections (the API's pool size), same users and ids"
-    )
-    report.notes.append(ratio_note(api, raw))
+    report.notes.append(ratio_note(by_id, raw_by_id))
     report.notes.append(
         "deep page: the API runs the 'ids first' form (the page's ids from the list index,"
-        " then their rows); 'plain OFFSET' is the same page read row by row, for comparison"
+        " then their rows); 'plain OFFSET' is the same page read row by row, for comparison;"
+        " a cursor page is an index range from its position"
     )
     return report
+
+
+async def cursor_at(url: str, offset: int) -> str | None:
+    """The cursor of the book at `offset` in list order (the page after it is that deep)."""
+    rows = await fetch_all(
+        url,
+        "SELECT created_at, id FROM books WHERE active ORDER BY created_at DESC, id DESC"
+        " OFFSET %s LIMIT 1",
+        (max(0, offset - 1),),
+    )
+    return encode_cursor(rows[0][0], rows[0][1]) if rows else None
+
+
+async def raw_first_page(conn: psycopg.AsyncConnection[Any]) -> None:
+    await (await conn.execute(DEEP_PAGE_IDS_FIRST_SQL, (0,))).fetchall()
+    await (await conn.execute(COUNTER_SQL)).fetchone()
 
 
 def raw_book_by_id(ids: Sequence[int], rng: random.Random) -> Query:
@@ -181,9 +203,9 @@ def raw_book_by_id(ids: Sequence[int], rng: random.Random) -> Query:
     return select_by_id
 
 
-def raw_deep_page(sql: str) -> Query:
+def raw_deep_page(sql: str, offset: int) -> Query:
     async def select_page(conn: psycopg.AsyncConnection[Any]) -> None:
-        cursor = await conn.execute(sql, (DEEP_OFFSET,))
+        cursor = await conn.execute(sql, (offset,))
         await cursor.fetchall()
 
     return select_page

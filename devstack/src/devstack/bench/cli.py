@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import uvloop
 
@@ -29,6 +30,20 @@ from devstack.bench.tracing import run_tracing
 from devstack.bench.web import run_web
 from devstack.run import StackConfig, stack_redis_url
 from orders.config import Settings as OrdersSettings
+
+
+@dataclass(frozen=True)
+class Scale:
+    books: int
+    deep_offset: int
+    # Seed up to `books` without being asked: a million books is the point of the scale.
+    seeds: bool
+
+
+SCALES = {
+    "100k": Scale(books=100_000, deep_offset=50_000, seeds=False),
+    "1m": Scale(books=1_000_000, deep_offset=500_000, seeds=True),
+}
 
 Section = Callable[[Options], Awaitable[Report]]
 SECTIONS: dict[str, Section] = {
@@ -79,8 +94,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
         "--books-url", default=os.environ.get("BENCH_BOOKS_URL", "http://127.0.0.1:8001")
     )
     parser.add_argument("--books-database-url", default=None, help="default: BOOKS_DATABASE_URL")
-    parser.add_argument("--min-books", type=int, default=100_000)
+    parser.add_argument("--min-books", type=int, default=None, help="default: the scale's")
     parser.add_argument("--seed", action="store_true", help="seed up to --min-books if short")
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default="100k",
+        help="catalog size and depth of the deep-page rows: 100k (offset 50,000) or 1m "
+        "(seeds up to 1,000,000 books first; offset 500,000), as `make bench SCALE=1m`",
+    )
     parser.add_argument("--random-seed", type=int, default=None)
     parser.add_argument(
         "--orders-url", default=os.environ.get("BENCH_ORDERS_URL", "http://127.0.0.1:8082")
@@ -118,12 +140,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, list[str]]:
     chosen = os.environ.get("SCENARIOS", "").replace(",", " ").split()
     if unknown := sorted(set(chosen) - set(SECTIONS)):
         parser.error(f"SCENARIOS names no section {', '.join(unknown)} (of {', '.join(SECTIONS)})")
+    scale = SCALES[args.scale]
     options = Options(
         load=Load(args.concurrency, args.duration, args.requests, args.warmup),
         books_url=args.books_url.rstrip("/"),
         books_database_url=args.books_database_url or database_url(),
-        min_books=args.min_books,
-        seed=args.seed,
+        min_books=args.min_books if args.min_books is not None else scale.books,
+        seed=args.seed or scale.seeds,
+        deep_offset=scale.deep_offset,
         random_seed=args.random_seed,
         orders_url=args.orders_url.rstrip("/"),
         orders_database_url=(

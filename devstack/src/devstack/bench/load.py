@@ -66,6 +66,8 @@ class Summary:
     p95_ms: float | None
     p99_ms: float | None
     first_error: str | None = None
+    # How the row compares with its baseline row, e.g. "0.42x RPS of raw".
+    versus: str | None = None
 
     @property
     def rps(self) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from devstack.bench.load import Summary
 
@@ -24,7 +24,9 @@ def render(reports: Sequence[Report]) -> str:
         if report.skipped is not None:
             lines.append(f"{report.section}: skipped - {report.skipped}")
             continue
-        header = ("scenario", "requests", "errors", report.rate, "p50 ms", "p95 ms", "p99 ms")
+        compared = any(summary.versus for summary in report.summaries)
+        header: tuple[str, ...] = ("scenario", "requests", "errors", report.rate)
+        header += ("p50 ms", "p95 ms", "p99 ms") + (("vs baseline",) if compared else ())
         rows = [header] + [
             (
                 summary.name,
@@ -32,6 +34,7 @@ def render(reports: Sequence[Report]) -> str:
                 f"{summary.errors:,}",
                 f"{summary.rps:,.1f}",
                 *(_ms(value) for value in (summary.p50_ms, summary.p95_ms, summary.p99_ms)),
+                *((summary.versus or "",) if compared else ()),
             )
             for summary in report.summaries
         ]
@@ -57,6 +60,20 @@ def render(reports: Sequence[Report]) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def versus_rps(row: Summary, baseline: Summary, label: str) -> Summary:
+    """`row` with its RPS as a multiple of `baseline`'s (the raw driver's, say)."""
+    if not (row.rps and baseline.rps):
+        return row
+    return replace(row, versus=f"{row.rps / baseline.rps:.2f}x RPS of {label}")
+
+
+def versus_p95(row: Summary, baseline: Summary, label: str) -> Summary:
+    """`row` with its p95 as a multiple of `baseline`'s (page 1's, for a deep page)."""
+    if row.p95_ms is None or not baseline.p95_ms:
+        return row
+    return replace(row, versus=f"{row.p95_ms / baseline.p95_ms:.2f}x p95 of {label}")
 
 
 def ratio_note(api: Summary, raw: Summary, what: str = "GET by id") -> str:

@@ -31,6 +31,8 @@ class Options:
     min_books: int
     seed: bool
     random_seed: int | None
+    # The offset of the deep-page rows (and the depth of the cursor row).
+    deep_offset: int = 50_000
     orders_url: str = "http://127.0.0.1:8082"
     orders_database_url: str = "postgresql://postgres@127.0.0.1:5433/orders_db"
     redis_url: str = "redis://127.0.0.1:6380/0"
