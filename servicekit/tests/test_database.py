@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -140,7 +141,40 @@ async def backend_pid(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0])
 
 
+async def pooled_backend(pool: ReadPool) -> int:
+    """The backend of the pool's connection, once reads use one (two in a row on the same
+    backend): the first reads, before the pool has connected, connect alone."""
+    previous = await pool.run(backend_pid)
+    for _ in range(100):
+        current = await pool.run(backend_pid)
+        if current == previous:
+            return current
+        previous = current
+        await asyncio.sleep(0.05)
+    raise AssertionError("the reads never used a pooled connection")
+
+
 class TestReadPool:
+    async def test_a_missing_database_fails_the_read_at_once(self, database_url: str) -> None:
+        """Not after the pool's wait for a connection (PoolTimeout, 30 s here): callers
+        get their 503 while the database is away."""
+        pool = ReadPool(
+            database_url.rpartition("/")[0] + "/no_such_database",
+            size=2,
+            timeout_s=30,
+            statement_timeout_s=10,
+            idle_in_transaction_timeout_s=30,
+            name="test-missing",
+        )
+        try:
+            for _ in range(3):
+                with pytest.raises(psycopg.OperationalError) as raised:
+                    await pool.run(backend_pid)
+                assert not isinstance(raised.value, PoolTimeout)
+                assert "no_such_database" in str(raised.value)
+        finally:
+            await pool.close()
+
     async def test_reads_in_autocommit_without_a_transaction(self, database_url: str) -> None:
         pool = read_pool_of(database_url)
 
@@ -159,7 +193,7 @@ class TestReadPool:
         one instead of failing: what the engine's pre-ping spares its sessions."""
         pool = read_pool_of(database_url)
         try:
-            first = await pool.run(backend_pid)
+            first = await pooled_backend(pool)
             async with await psycopg.AsyncConnection.connect(
                 database_url, autocommit=True
             ) as admin:

@@ -82,6 +82,11 @@ class ReadPool:
     restarted since it was pooled) has the pool check every idle connection and runs
     once more. Opened on first use (an app that never reads opens no connection);
     `close()` when the app stops. The sessions get the engine's statement timeouts.
+
+    While the pool holds no working connection (before its first, or after the database
+    went away) a read connects for itself: psycopg's pool would make it wait `timeout_s`
+    while it reconnects in the background, but a database that is down must cost the
+    caller a fast 503, as the engine's pool gives, not a stall.
     """
 
     def __init__(
@@ -95,22 +100,29 @@ class ReadPool:
         name: str,
     ) -> None:
         options = _session_options(statement_timeout_s, idle_in_transaction_timeout_s)
+        self._conninfo = libpq_url(url)
+        self._kwargs: dict[str, Any] = {"autocommit": True, "options": options}
         self._pool: AsyncConnectionPool = AsyncConnectionPool(
-            libpq_url(url),
+            self._conninfo,
             min_size=1,
             max_size=size,
             timeout=timeout_s,
-            kwargs={"autocommit": True, "options": options},
+            kwargs=self._kwargs,
+            configure=self._connected,
             name=name,
             open=False,
         )
         self._opened = False
         self._opening = asyncio.Lock()
+        # Whether the pool has a connection that worked: until then reads connect alone.
+        self._pooled = False
 
     async def run(self, read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`read` on a pooled connection; again on another one if that one was broken."""
         if not self._opened:
             await self._open()
+        if not self._pooled:
+            return await self._run_alone(read)
         async with self._pool.connection() as conn:
             try:
                 return await read(conn)
@@ -119,8 +131,21 @@ class ReadPool:
                     raise
         # The pool discarded it; the database restarted, so the other idle ones are stale too.
         await self._pool.check()
+        self._pooled = self._pool.get_stats()["pool_available"] > 0
+        if not self._pooled:
+            return await self._run_alone(read)
         async with self._pool.connection() as conn:
             return await read(conn)
+
+    async def _run_alone(self, read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`read` on a connection of its own, which fails at once while the database is
+        down (the pool reconnects in the background meanwhile)."""
+        async with await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs) as conn:
+            return await read(conn)
+
+    async def _connected(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The pool made a connection: reads use the pool (again)."""
+        self._pooled = True
 
     async def _open(self) -> None:
         async with self._opening:
