@@ -1,5 +1,5 @@
 """The catalog's hot reads, in SQL on the read pool (see `servicekit.database.ReadPool`):
-a book by id, and a page of books with its total in one round trip."""
+a book by id, and a page of books with its total in one statement."""
 
 from __future__ import annotations
 
@@ -114,17 +114,22 @@ class BookReads:
         return await self.pool.run(read)
 
     async def page(self, *, query: BookListQuery) -> tuple[list[Row], int]:
-        """A page and the total of its query, sent together (pipeline mode)."""
+        """A page and the total of its query in one statement: the total is an uncorrelated
+        subquery, computed once and put on every row. Only a page past the end, which has
+        no row to carry it, costs a second statement."""
         page, page_params = page_statement(query)
         count, count_params = count_statement(query)
+        with_total = sql.SQL("SELECT *, ({count}) AS total FROM ({page}) AS page {order}").format(
+            count=count, page=page, order=NEWEST_FIRST
+        )
 
         async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
-            rows = conn.cursor(row_factory=dict_row)
-            total = conn.cursor()
-            async with conn.pipeline():
-                await rows.execute(page, page_params)
-                await total.execute(count, count_params)
-            counted = await total.fetchone()
-            return await rows.fetchall(), int(counted[0] or 0) if counted else 0
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(with_total, [*count_params, *page_params])
+            rows = await cursor.fetchall()
+            if rows:
+                return rows, int(rows[0]["total"] or 0)
+            counted = await (await conn.execute(count, count_params)).fetchone()
+            return rows, int(counted[0] or 0) if counted else 0
 
         return await self.pool.run(read)
