@@ -6,6 +6,7 @@ import asyncio
 import random
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ BOOK_BY_ID_SQL = (
     " copies_available, created_at, updated_at FROM books WHERE id = %s AND active"
 )
 COUNTER_SQL = "SELECT active_books FROM catalog_counters WHERE id = 1"
+MANY_CONNECTIONS = (64, 256)
 # A deep page as a plain OFFSET query, and as the books repository runs it: the page's ids
 # first (an index-only scan over the skipped rows), then their rows.
 DEEP_PAGE_PLAIN_SQL = (
@@ -132,6 +134,11 @@ async def run_books(options: Options) -> Report:
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
     raw_by_id = await raw("raw psycopg SELECT by id", raw_book_by_id(ids, rng))
     rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id]
+    # Many open connections (shop frontends' pools): no errors, and what queueing costs.
+    for connections in MANY_CONNECTIONS:
+        many = replace(load, concurrency=connections)
+        name = f"GET /v1/books/{{id}}, {connections} connections"
+        rows.append(await wrk_scenario(name, url, [f"/v1/books/{i}" for i in ids], many))
 
     first = await wrk_scenario("GET /v1/books?limit=20", url, ["/v1/books?limit=20"], load)
     raw_first = await raw("raw psycopg page 1 and its total", raw_first_page)
