@@ -409,6 +409,20 @@ class TestBenchCommand:
         assert cli.main(bench_args(api, books_url)) == 1
         assert f"books: skipped - no books service at {api}" in capsys.readouterr().out
 
+    def test_without_wrk_the_books_section_says_how_to_install_it(
+        self,
+        books_api: str,
+        books_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("PATH", "/nonexistent")
+        assert cli.main(bench_args(books_api, books_url)) == 1
+        output = capsys.readouterr().out
+        assert (
+            "books: skipped - wrk is not installed (Debian/Ubuntu: `apt-get install wrk`)" in output
+        )
+
     def test_refuses_non_local_targets(self, books_url: str) -> None:
         with pytest.raises(SystemExit):
             cli.parse_args(bench_args("http://example.com", books_url))
