@@ -101,6 +101,16 @@ def count_statement(query: BookListQuery) -> Statement:
     return sql.SQL("SELECT count(*) FROM books WHERE {}").format(where), params
 
 
+def page_with_total_statement(query: BookListQuery) -> Statement:
+    """The page with the total of its query as a `total` column on every row."""
+    page, page_params = page_statement(query)
+    count, count_params = count_statement(query)
+    statement = sql.SQL("SELECT *, ({count}) AS total FROM ({page}) AS page {order}").format(
+        count=count, page=page, order=NEWEST_FIRST
+    )
+    return statement, [*count_params, *page_params]
+
+
 class BookReads:
     def __init__(self, pool: ReadPool) -> None:
         self.pool = pool
@@ -114,18 +124,15 @@ class BookReads:
         return await self.pool.run(read)
 
     async def page(self, *, query: BookListQuery) -> tuple[list[Row], int]:
-        """A page and the total of its query in one statement: the total is an uncorrelated
-        subquery, computed once and put on every row. Only a page past the end, which has
-        no row to carry it, costs a second statement."""
-        page, page_params = page_statement(query)
+        """A page and the total of its query in one statement (the total is an uncorrelated
+        subquery, computed once); only a page past the end, which has no row to carry the
+        total, costs a second statement."""
+        with_total, params = page_with_total_statement(query)
         count, count_params = count_statement(query)
-        with_total = sql.SQL("SELECT *, ({count}) AS total FROM ({page}) AS page {order}").format(
-            count=count, page=page, order=NEWEST_FIRST
-        )
 
         async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(with_total, [*count_params, *page_params])
+            await cursor.execute(with_total, params)
             rows = await cursor.fetchall()
             if rows:
                 return rows, int(rows[0]["total"] or 0)
