@@ -1,16 +1,16 @@
 """`make chaos`: orders and borrows flow while the relays and workers are SIGKILLed.
 
-What an outside reviewer would run against the saga: a stack of its own (its own
-PostgreSQL and Valkey, never the machine's; books and orders; each relay and the worker
-pool as a process of its own), orders placed at a steady rate with borrows and returns
+What an outside reviewer would run against the saga: a stack of its own (its own PostgreSQL
+and Valkey, never the machine's; books and orders; each relay and the worker pool as a
+process of its own), orders placed at a steady rate with borrows, returns and cancellations
 among them, and every 3 to 8 s a SIGKILL of an outbox relay, the worker pool's main process
 or one of its worker processes; whatever was killed is started again a second later, as a
 supervisor would. Valkey is SIGKILLed once (a third of the way) and PostgreSQL restarted
-once (two thirds). Then the stack is given `--settle` seconds, and the run counts what
-must be zero: orders and borrows still pending, jobs lost (queued or started, in no list
-or registry), confirmation mails never sent or sent twice, restarts that failed, stock not
-conserved to the unit, and what the integrity check (`make check-integrity`) finds.
-Exit status 1 if any is not zero.
+once (two thirds). Then the stack is given `--settle` seconds, and the run counts what must
+be zero: orders and borrows still pending, stock releases of cancelled orders no job
+reported done, jobs lost (queued or started, in no list or registry), confirmation mails
+never sent or sent twice, restarts that failed, stock not conserved to the unit, and what
+the integrity check (`make check-integrity`) finds. Exit status 1 if any is not zero.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ class Load:
     member_ids: list[int]
     chance: random.Random
     placed: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
     borrowed: list[int] = field(default_factory=list)
     returned: int = 0
     refused: Counter[int] = field(default_factory=Counter)
@@ -177,6 +178,17 @@ class Load:
         elif response is not None:
             self.refused[response.status_code] += 1
 
+    def cancel_order(self) -> None:
+        """A customer cancels one of the orders placed so far (pending or confirmed): its
+        stock must come back, whatever is killed meanwhile."""
+        candidates = sorted(set(self.placed) - set(self.cancelled))
+        if not candidates:
+            return
+        order_id = self.chance.choice(candidates)
+        response = self.send("POST", f"/v1/orders/{order_id}/cancel")
+        if response is not None and response.status_code == 200:
+            self.cancelled.append(order_id)
+
     def borrow_or_return(self) -> None:
         if self.borrowed and self.chance.random() < 0.4:
             borrow_id = self.borrowed.pop(self.chance.randrange(len(self.borrowed)))
@@ -199,6 +211,8 @@ class Load:
             self.place_order()
             if number % 4 == 0:
                 self.borrow_or_return()
+            if number % 10 == 5:
+                self.cancel_order()
             if number % 100 == 99:
                 say(f"{number + 1}/{count} orders placed")
 
@@ -370,19 +384,25 @@ def chaos(stack: Stack, chance: random.Random, stop: threading.Event, kills: Cou
         process.start()
 
 
-def pending(stack: Stack) -> tuple[int, int]:
+def pending(stack: Stack) -> tuple[int, int, int]:
+    """Orders and borrows pending, and cancelled orders whose stock release no job has
+    reported done."""
     with psycopg.connect(stack.url("orders_db")) as conn:
-        orders = conn.execute("SELECT count(*) FROM orders WHERE status = 'pending'").fetchone()
-        borrows = conn.execute("SELECT count(*) FROM borrows WHERE status = 'pending'").fetchone()
-    return int(orders[0]) if orders else 0, int(borrows[0]) if borrows else 0
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM orders WHERE status = 'pending'),"
+            " (SELECT count(*) FROM borrows WHERE status = 'pending'),"
+            " (SELECT count(*) FROM orders WHERE releasing_since IS NOT NULL)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
-def settle(stack: Stack, settle_s: float) -> tuple[int, int, float]:
+def settle(stack: Stack, settle_s: float) -> tuple[int, int, int, float]:
     began = time.monotonic()
     while True:
         left = pending(stack)
         waited = time.monotonic() - began
-        if left == (0, 0) or waited > settle_s:
+        if left == (0, 0, 0) or waited > settle_s:
             return (*left, waited)
         time.sleep(2)
 
@@ -475,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         killer.join()
         say(f"load done in {load_s:.0f} s; settling (at most {args.settle:.0f} s) ...")
-        orders_left, borrows_left, settled_s = settle(stack, args.settle)
+        orders_left, borrows_left, releases_left, settled_s = settle(stack, args.settle)
         lost = lost_jobs(stack)
         workers = stack.process("workers")
         sent = mails(workers)
@@ -493,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         failed_starts = sum(process.failed_starts for process in stack.supervised)
         pool_starts = sorted(workers.start_seconds)
         figures = {
-            "orders placed (accepted)": len(load.placed),
+            "orders placed (accepted) / cancelled": (len(load.placed), len(load.cancelled)),
             "orders by status": dict(sorted(statuses.items())),
             "orders refused (4xx)": dict(load.refused),
             "borrows accepted / returned": (len(load.borrowed) + load.returned, load.returned),
@@ -509,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         zeros = {
             f"orders pending after {args.settle:.0f} s": orders_left,
             f"borrows pending after {args.settle:.0f} s": borrows_left,
+            f"stock releases unreported after {args.settle:.0f} s": releases_left,
             "jobs lost (queued/started, held by nothing)": len(lost),
             "confirmation mails never sent": len(never_mailed),
             "confirmation mails sent twice": len(mailed_twice),
