@@ -26,6 +26,7 @@ TABLES = {
     "outbox",
     "copy_loans",
     "api_keys",
+    "item_types",
 }
 
 
@@ -61,7 +62,7 @@ class TestMigrations:
             "autovacuum_vacuum_insert_scale_factor=0.02",
         ]
         command.downgrade(config, "0004")
-        assert tables(empty_database) == TABLES - {"copy_loans", "api_keys"}
+        assert tables(empty_database) == TABLES - {"copy_loans", "api_keys", "item_types"}
         assert not {"copies_total", "copies_available"} & book_columns(empty_database)
         command.downgrade(config, "base")
         assert tables(empty_database) == set()

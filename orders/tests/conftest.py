@@ -27,6 +27,15 @@ TABLES = (
     "notices",
 )
 SERVICE_KEY = "test-service-key"
+# The categories migration 0011 creates, as it creates them; tests' own are deleted.
+SEEDED_CATEGORIES = "'adult', 'child', 'staff'"
+SEEDED_CATEGORY_VALUES = """
+    UPDATE member_categories c SET max_loans = v.max_loans, max_balance = v.max_balance,
+        max_overdue_loans = v.max_overdue_loans
+    FROM (VALUES ('adult', 5, 10.00, 2), ('child', 3, 5.00, 1), ('staff', 20, 50.00, 5))
+        AS v (code, max_loans, max_balance, max_overdue_loans)
+    WHERE c.code = v.code
+"""
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
 
 
@@ -98,6 +107,8 @@ def _empty_orders(orders_database_url: str) -> None:
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         # TRUNCATE fires no trigger: the counters the triggers keep start again by hand.
         conn.execute("UPDATE order_counts SET orders = 0")
+        conn.execute(f"DELETE FROM member_categories WHERE code NOT IN ({SEEDED_CATEGORIES})")
+        conn.execute(SEEDED_CATEGORY_VALUES)
 
 
 def asgi_client(app: Litestar, token: str | None = None) -> httpx.AsyncClient:

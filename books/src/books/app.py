@@ -19,6 +19,7 @@ from books.errors import install_error_handlers
 from books.http import BodyLimit
 from books.inventory.router import ledger_router
 from books.inventory.router import router as inventory_router
+from books.item_types.router import router as item_types_router
 from books.lending.router import router as lending_router
 from books.security import admit
 from books.system import router as system_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system_router)
     app.include_router(catalog_router)
     app.include_router(covers_router)
+    app.include_router(item_types_router)
     app.include_router(ledger_router)
     # Only the workers call them; the public OpenAPI document does not mention them.
     app.include_router(inventory_router, include_in_schema=False)

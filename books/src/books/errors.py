@@ -61,6 +61,51 @@ class CopiesOnLoan(ProblemError):
         )
 
 
+class UnknownItemType(ProblemError):
+    status, title, type = 422, "Unknown item type", "/problems/unknown-item-type"
+    code = "UNKNOWN_ITEM_TYPE"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            f"There is no item type {code!r}; GET /v1/item-types lists them.",
+            errors=[{"field": "format", "in": "body", "message": "no such item type"}],
+        )
+
+
+class ItemTypeNotFound(ProblemError):
+    status, title, type = 404, "Item type not found", "/problems/item-type-not-found"
+    code = "ITEM_TYPE_NOT_FOUND"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"There is no item type {code!r}.")
+
+
+class ItemTypeExists(ProblemError):
+    status, title, type = 409, "Item type exists", "/problems/item-type-exists"
+    code = "ITEM_TYPE_EXISTS"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"An item type {code!r} exists already.")
+
+
+class ItemTypeInUse(ProblemError):
+    status, title, type = 409, "Item type in use", "/problems/item-type-in-use"
+    code = "ITEM_TYPE_IN_USE"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            f"Books still have item type {code!r}; change their format before deleting it."
+        )
+
+
+class DefaultItemType(ProblemError):
+    status, title, type = 409, "Default item type", "/problems/default-item-type"
+    code = "DEFAULT_ITEM_TYPE"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"Item type {code!r} is what a book is by default; it cannot be deleted.")
+
+
 class InvalidFilter(ProblemError):
     status, title, type = 422, "Invalid query", VALIDATION_ERROR
     code = "VALIDATION_ERROR"

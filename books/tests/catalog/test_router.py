@@ -34,6 +34,7 @@ class TestCreateBook:
             "stock": None,
             "copies_total": None,
             "copies_available": None,
+            "format": "book",
             "created_at": body["created_at"],
             "updated_at": body["updated_at"],
         }

@@ -31,6 +31,7 @@ from orders.lending.controllers import (
 )
 from orders.lending.internal import InternalLendingController
 from orders.lending.policy import LendingPolicy
+from orders.lending.rule_controllers import MemberCategoryController
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BorrowController,
             HoldController,
             LibraryController,
+            MemberCategoryController,
             InternalOrderController,
             InternalLendingController,
             ReconcileController,

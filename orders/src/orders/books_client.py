@@ -54,6 +54,8 @@ class BookSnapshot(msgspec.Struct):
     # Lendable copies; None (or 0) when the book is not lent out.
     copies_total: int | None = None
     copies_available: int | None = None
+    # The item type lending policies are matched on.
+    format: str = "book"
 
     def __post_init__(self) -> None:
         if not Decimal(0) <= self.price <= MAX_UNIT_PRICE or self.price != self.price.quantize(

@@ -44,6 +44,34 @@ class FieldError(msgspec.Struct):
     message: Annotated[str, Meta(description="What is wrong with it.")]
 
 
+class Rule(msgspec.Struct, kw_only=True):
+    """The circulation rule a refusal applied."""
+
+    name: Annotated[
+        str,
+        Meta(
+            description="Which rule: `max_loans` (the member's total), `max_loans_of_kind` "
+            "(the policy's limit for this item type), `max_overdue_loans`, `not_lendable`, "
+            "`holds_not_allowed`, `max_renewals`, `renew_grace`.",
+            examples=["max_loans_of_kind"],
+        ),
+    ]
+    policy_id: Annotated[
+        int | None,
+        Meta(description="The lending policy that set the limit; null for a member's own."),
+    ] = None
+    limit: Annotated[int | None, Meta(description="The limit in force.")] = None
+    current: Annotated[int | None, Meta(description="Where the member or loan stands now.")] = None
+
+
+class RuleRefusal(ProblemError):
+    """A refusal by a circulation rule: the problem carries `rule`."""
+
+    def __init__(self, detail: str, *, rule: Rule) -> None:
+        super().__init__(detail)
+        self.rule = rule
+
+
 class Problem(msgspec.Struct, kw_only=True):
     """RFC 9457 problem details, as every error response carries them."""
 
@@ -70,6 +98,10 @@ class Problem(msgspec.Struct, kw_only=True):
         Annotated[list[FieldError], Meta(description="One entry per invalid input.")]
         | msgspec.UnsetType
     ) = msgspec.UNSET
+    rule: (
+        Annotated[Rule, Meta(description="On a refusal by a circulation rule: which one.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 def problem_response(
@@ -82,6 +114,7 @@ def problem_response(
     type_: str = "about:blank",
     headers: dict[str, str] | None = None,
     errors: Iterable[dict[str, str]] | None = None,
+    rule: Rule | None = None,
 ) -> Response[Problem]:
     problem = Problem(
         type=type_,
@@ -95,6 +128,8 @@ def problem_response(
     )
     if errors is not None:
         problem.errors = [FieldError(e["field"], e["in"], e["message"]) for e in errors]
+    if rule is not None:
+        problem.rule = rule
     return Response(problem, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -142,6 +177,7 @@ def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
         type_=exc.type,
         headers=exc.headers,
         errors=exc.errors,
+        rule=exc.rule if isinstance(exc, RuleRefusal) else None,
     )
 
 

@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.errors import ForeignKeyViolation
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -199,3 +201,9 @@ def _run_after_commit(session: Session) -> None:
 def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_AFTER_COMMIT, None)
+
+
+def violates_foreign_key(exc: IntegrityError, constraint: str) -> bool:
+    """Whether the statement failed on the foreign key `constraint` (a row it names is gone)."""
+    orig = exc.orig
+    return isinstance(orig, ForeignKeyViolation) and orig.diag.constraint_name == constraint

@@ -28,5 +28,17 @@ class Book(Base):
     # Both None: the book is not lendable. Copies on loan: total - available.
     copies_total: Mapped[int | None] = mapped_column(Integer)
     copies_available: Mapped[int | None] = mapped_column(Integer)
+    # The item type (`item_types.code`) orders' lending policies are matched on.
+    format: Mapped[str] = mapped_column(Text, server_default="book")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ItemType(Base):
+    """What kind of thing a book is (`book`, `reference`, `audiobook`, …)."""
+
+    __tablename__ = "item_types"
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -17,7 +17,7 @@ Statement = tuple[sql.Composed | sql.SQL, list[object]]
 
 COLUMNS = sql.SQL(
     "id, title, author, description, price, active, image, stock, copies_total,"
-    " copies_available, created_at, updated_at"
+    " copies_available, format, created_at, updated_at"
 )
 BOOK_BY_ID = sql.SQL("SELECT {} FROM books WHERE id = %s AND active").format(COLUMNS)
 NEWEST_FIRST = sql.SQL("ORDER BY created_at DESC, id DESC")
@@ -51,6 +51,9 @@ def filters(query: BookListQuery) -> Statement:
     if (ids := query.id_list) is not None:
         conditions.append(sql.SQL("id = ANY(%s)"))
         params.append(ids)
+    if query.format is not None:
+        conditions.append(sql.SQL("format = %s"))
+        params.append(query.format)
     # A literal 0, not a parameter, so that the planner can match the predicate of
     # books_available_newest_idx (`copies_available > 0`) whatever plan it caches.
     if query.available is True:

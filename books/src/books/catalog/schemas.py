@@ -129,6 +129,14 @@ CopiesTotal = Annotated[
     ),
     BeforeValidator(whole_number),
 ]
+ItemTypeCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]{0,31}$"),
+    Field(
+        description="The item type (`GET /v1/item-types`) lending policies are matched on.",
+        examples=["book"],
+    ),
+]
 # A book id in an internal request body: strict, so `true` or `"7"` is not a book.
 BookIdValue = Annotated[int, Field(strict=True, ge=1, le=MAX_BOOK_ID)]
 
@@ -167,6 +175,7 @@ class BookCreate(BaseModel):
     image: CoverImage | None = None
     stock: Stock | None = None
     copies_total: CopiesTotal | None = None
+    format: ItemTypeCode = "book"
 
     def column_values(self) -> dict[str, object]:
         """Every copy of a new book is on the shelf."""
@@ -211,6 +220,7 @@ class BookUpdate(BaseModel):
     image: CoverImage | None = None
     stock: Stock | None = None
     copies_total: CopiesTotal | None = None
+    format: ItemTypeCode | None = None
 
     NULLABLE: ClassVar[frozenset[str]] = frozenset({"image", "stock", "copies_total"})
 
@@ -260,6 +270,7 @@ class BookRead(BaseModel):
         ),
         examples=[2],
     )
+    format: str = Field(description="The item type; `book` unless set.", examples=["book"])
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -324,6 +335,8 @@ class BookListQuery(BaseModel):
         examples=[""],
     )
 
+    format: ItemTypeCode | None = Field(default=None, description="Only books of this item type.")
+
     @field_validator("ids")
     @classmethod
     def _bounded_ids(cls, ids: str | None) -> str | None:
@@ -378,5 +391,6 @@ class BookListQuery(BaseModel):
                 self.max_price,
                 self.ids,
                 self.available,
+                self.format,
             )
         )

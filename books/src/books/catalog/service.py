@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
@@ -13,10 +16,25 @@ from books.catalog.reads import BookReads
 from books.catalog.repository import BookRepository
 from books.catalog.schemas import BookCreate, BookListQuery, BookRead, BookUpdate
 from books.db import SessionDep
-from books.errors import BookNotFound, CopiesOnLoan
+from books.errors import BookNotFound, CopiesOnLoan, UnknownItemType
 from books.metrics import BOOKS_CREATED, BOOKS_DELETED
-from servicekit.database import after_commit
+from servicekit.database import after_commit, violates_foreign_key
 from servicekit.pagination import encode_cursor
+
+
+@contextmanager
+def known_format(code: str | None) -> Iterator[None]:
+    """A write naming an item type that does not exist (or was deleted meanwhile) is a
+    422: the foreign key decides, so no check-then-write race."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if violates_foreign_key(exc, FORMAT_FKEY):
+            raise UnknownItemType(str(code)) from exc
+        raise
+
+
+FORMAT_FKEY = "books_format_fkey"
 
 
 class CatalogService:
@@ -28,11 +46,16 @@ class CatalogService:
         values = data.column_values()
         if image is not None:
             values["image"] = image
-        book = await self.books.add(values)
+        with known_format(data.format):
+            book = await self.books.add(values)
         after_commit(self.session, BOOKS_CREATED.inc)
         return book
 
     async def update_book(self, *, book_id: int, changes: BookUpdate) -> Book:
+        with known_format(changes.format):
+            return await self._update_book(book_id=book_id, changes=changes)
+
+    async def _update_book(self, *, book_id: int, changes: BookUpdate) -> Book:
         if changes.resizes_copies:
             return await self._update_resizing(
                 book_id=book_id, values=changes.changes(), copies_total=changes.copies_total

@@ -18,6 +18,7 @@ from books.catalog.schemas import (
     BookCreate,
     CopiesTotal,
     Description,
+    ItemTypeCode,
     Money,
     Stock,
     Title,
@@ -69,6 +70,7 @@ class BookCreateForm(BaseModel):
     # Form fields are text: "5" is a stock level here; blank means not tracked.
     stock: Annotated[FormStock | None, BeforeValidator(_blank_is_none)] = None
     copies_total: Annotated[FormCopiesTotal | None, BeforeValidator(_blank_is_none)] = None
+    format: ItemTypeCode = "book"
     cover: Annotated[
         UploadFile | None, BeforeValidator(_blank_is_none), Field(description=_FILE_DESCRIPTION)
     ] = None
@@ -81,6 +83,7 @@ class BookCreateForm(BaseModel):
             price=self.price,
             stock=self.stock,
             copies_total=self.copies_total,
+            format=self.format,
         )
 
 

@@ -92,7 +92,7 @@ def provide_loans(session: NamedDependency[AsyncSession], state: State) -> LoanS
 def provide_members(
     session: NamedDependency[AsyncSession], holds: NamedDependency[HoldService], state: State
 ) -> MemberService:
-    return MemberService(session, holds=holds, default_max_loans=state.settings.default_max_loans)
+    return MemberService(session, holds=holds)
 
 
 def provide_library(
@@ -128,8 +128,10 @@ class MemberController(Controller):
     ) -> Response[MemberRead]:
         """Register a library member.
 
-        `max_loans` defaults to the library's setting (5 unless configured). An email
-        already used by another member, in any letter case, is a 409.
+        `category` (default `adult`) sets the member's loan limit and block thresholds;
+        `max_loans`, when given, is the member's own limit instead of the category's. An
+        email already used by another member, in any letter case, is a 409; an unknown
+        category a 422.
         """
         member = await members.register(data=data)
         return Response(
@@ -194,7 +196,8 @@ class MemberController(Controller):
     ) -> MemberRead:
         """Change some fields of a member; block or unblock them with `status`.
 
-        Lowering `max_loans` below the loans out refuses new borrows until enough return.
+        Lowering `max_loans` below the loans out refuses new borrows until enough return;
+        `max_loans: null` lets the member's category set the limit again.
         """
         return MemberRead.of(await members.update(member_id=member_id, changes=data))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orders.problems import Rule, RuleRefusal
 from servicekit.problems import ProblemError
 
 
@@ -59,14 +60,15 @@ class MemberBlocked(ProblemError):
         )
 
 
-class LoanLimitReached(ProblemError):
+class LoanLimitReached(RuleRefusal):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"
 
-    def __init__(self, member_id: int, max_loans: int) -> None:
+    def __init__(self, member_id: int, *, limit: int, current: int) -> None:
         super().__init__(
-            f"Member {member_id} already has {max_loans} loan(s) out or requested, their "
-            "limit; return a book first."
+            f"Member {member_id} already has {current} loan(s) out or requested and their "
+            f"limit is {limit}; return a book first.",
+            rule=Rule(name="max_loans", limit=limit, current=current),
         )
 
 
@@ -133,4 +135,42 @@ class HoldNotReady(ProblemError):
     def __init__(self, hold_id: int, status: str) -> None:
         super().__init__(
             f"Hold {hold_id} is {status}; only a ready hold (a copy set aside) can be checked out."
+        )
+
+
+class UnknownCategory(ProblemError):
+    status, title, type = 422, "Unknown member category", "/problems/unknown-category"
+    code = "UNKNOWN_CATEGORY"
+
+    def __init__(self, code: str, *, field: str = "category") -> None:
+        super().__init__(
+            f"There is no member category {code!r}; GET /v1/member-categories lists them.",
+            errors=[{"field": field, "in": "body", "message": "no such member category"}],
+        )
+
+
+class CategoryNotFound(ProblemError):
+    status, title, type = 404, "Member category not found", "/problems/category-not-found"
+    code = "CATEGORY_NOT_FOUND"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"There is no member category {code!r}.")
+
+
+class CategoryExists(ProblemError):
+    status, title, type = 409, "Member category exists", "/problems/category-exists"
+    code = "CATEGORY_EXISTS"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"A member category {code!r} exists already.")
+
+
+class CategoryInUse(ProblemError):
+    status, title, type = 409, "Member category in use", "/problems/category-in-use"
+    code = "CATEGORY_IN_USE"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            f"Members or policies still name category {code!r}; move them to another "
+            "category before deleting it."
         )

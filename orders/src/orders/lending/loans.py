@@ -79,7 +79,7 @@ async def open_loan(
             raise UnknownMember(member_id)
         if member.status is MemberStatus.BLOCKED:
             raise MemberBlocked(member_id)
-        raise LoanLimitReached(member_id, member.max_loans)
+        raise LoanLimitReached(member_id, limit=member.loan_limit, current=member.loans_out)
     borrow = await BorrowRepository(session).add(
         {"member_id": member_id, "book_id": book_id, **values}
     )

@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.lending.errors import EmailTaken, MemberHasLoans, MemberNotFound
+from orders.lending.errors import EmailTaken, MemberHasLoans, MemberNotFound, UnknownCategory
 from orders.lending.holds import HoldService
 from orders.lending.models import Borrow, Member, MemberStatus
 from orders.lending.repository import BorrowRepository, MemberRepository
 from orders.lending.schemas import MemberCreate, MemberUpdate
+from servicekit.database import violates_foreign_key
+
+CATEGORY_FKEY = "members_category_fkey"
+
+
+@contextmanager
+def known_category(code: object) -> Iterator[None]:
+    """A member given a category that does not exist (or was deleted meanwhile) is a 422:
+    the foreign key decides, so there is no check-then-write race."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if violates_foreign_key(exc, CATEGORY_FKEY):
+            raise UnknownCategory(str(code)) from exc
+        raise
 
 
 class MemberService:
-    def __init__(
-        self, session: AsyncSession, *, holds: HoldService, default_max_loans: int
-    ) -> None:
+    def __init__(self, session: AsyncSession, *, holds: HoldService) -> None:
         self.session = session
         self.members = MemberRepository(session)
         self.borrows = BorrowRepository(session)
         self.holds = holds
-        self.default_max_loans = default_max_loans
 
     async def register(self, *, data: MemberCreate) -> Member:
-        max_loans = data.max_loans if isinstance(data.max_loans, int) else self.default_max_loans
-        member = await self.members.add(
-            {"name": data.name, "email": data.email, "status": data.status, "max_loans": max_loans}
-        )
+        values = {
+            "name": data.name,
+            "email": data.email,
+            "status": data.status,
+            "category": data.category,
+            "max_loans": data.max_loans,
+        }
+        with known_category(data.category):
+            member = await self.members.add(values)
         if member is None:
             raise EmailTaken(data.email)
         return member
@@ -51,8 +71,9 @@ class MemberService:
         ):
             raise EmailTaken(email)
         try:
-            async with self.session.begin_nested():
-                member = await self.members.update(member_id=member_id, values=values)
+            with known_category(values.get("category")):
+                async with self.session.begin_nested():
+                    member = await self.members.update(member_id=member_id, values=values)
         except IntegrityError as exc:
             # Taken by a concurrent change since the check above.
             raise EmailTaken(str(email)) from exc

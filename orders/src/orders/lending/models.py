@@ -20,9 +20,10 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     func,
+    select,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from orders.db import Base
 
@@ -69,6 +70,23 @@ class NoticeKind(StrEnum):
     HOLD_READY = "hold_ready"
 
 
+class MemberCategory(Base):
+    """A kind of member (`adult`, `child`, `staff`): their loan limit and block thresholds."""
+
+    __tablename__ = "member_categories"
+    __mapper_args__ = {"eager_defaults": True}
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    max_loans: Mapped[int] = mapped_column(Integer)
+    # Fines owed above this block the member (enforced once fines are a ledger).
+    max_balance: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    # More loans overdue than this block borrowing, renewing and new holds.
+    max_overdue_loans: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
+
+
 class Member(Base):
     __tablename__ = "members"
     __mapper_args__ = {"eager_defaults": True}
@@ -77,12 +95,25 @@ class Member(Base):
     name: Mapped[str] = mapped_column(Text)
     email: Mapped[str] = mapped_column(Text)
     status: Mapped[MemberStatus] = mapped_column(_text_enum(MemberStatus))
-    max_loans: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(Text, server_default="adult")
+    # The member's own limit; None: their category's.
+    max_loans: Mapped[int | None] = mapped_column(Integer)
     # Pending and active borrows: what the loan limit is checked against.
     loans_out: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
     deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    # The limit in force: their own, else their category's. An SQL expression, so the
+    # statement that takes a loan slot checks it as it stands when it runs.
+    loan_limit: Mapped[int] = column_property(
+        func.coalesce(
+            max_loans,
+            select(MemberCategory.max_loans)
+            .where(MemberCategory.code == category)
+            .correlate_except(MemberCategory)
+            .scalar_subquery(),
+        )
+    )
 
 
 class Borrow(Base):

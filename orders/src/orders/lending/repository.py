@@ -52,7 +52,14 @@ class MemberRepository:
             )
             .returning(Member)
         )
-        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+        member = (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+        return await self._with_loan_limit(member)
+
+    async def _with_loan_limit(self, member: Member | None) -> Member | None:
+        """RETURNING leaves out the limit worked out from the category: load it."""
+        if member is not None:
+            await self.session.refresh(member, attribute_names=["loan_limit"])
+        return member
 
     async def get(self, *, member_id: int) -> Member | None:
         return await self.session.scalar(
@@ -96,7 +103,8 @@ class MemberRepository:
             .values(**values, updated_at=func.now())
             .returning(Member)
         )
-        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+        member = (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+        return await self._with_loan_limit(member)
 
     async def delete(self, *, member_id: int) -> bool:
         """Soft-delete a member with nothing out; False if they have loans out (or are gone)."""
@@ -120,7 +128,7 @@ class MemberRepository:
                 Member.id == member_id,
                 Member.deleted_at.is_(None),
                 Member.status == MemberStatus.ACTIVE,
-                Member.loans_out < Member.max_loans,
+                Member.loans_out < Member.loan_limit,
             )
             .values(loans_out=Member.loans_out + 1)
             .returning(Member.id)

@@ -38,7 +38,19 @@ MaxLoans = Annotated[
     Meta(
         ge=0,
         le=1000,
-        description="Loans the member may have out or requested at once.",
+        description="The member's own limit of loans out or requested at once, instead of "
+        "their category's.",
+    ),
+]
+CategoryCode = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="The member's category (`GET /v1/member-categories`): it sets their loan "
+        "limit and block thresholds.",
+        examples=["adult"],
     ),
 ]
 Reference = Annotated[str, Meta(pattern=r"^(borrow|hold):[0-9]{1,19}$", examples=["borrow:12"])]
@@ -60,8 +72,9 @@ MemberName = Annotated[str, Meta(description="Full name, as on the library card.
 class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Annotated[Name, Meta(description="Full name, as on the library card.")]
     email: Email
-    max_loans: MaxLoans | UnsetType = UNSET
+    max_loans: MaxLoans | None = None
     status: MemberStatusField = MemberStatus.ACTIVE
+    category: CategoryCode = "adult"
 
     def __post_init__(self) -> None:
         self.name = self.name.strip()
@@ -76,7 +89,8 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     )
     email: Email | UnsetType = UNSET
     status: MemberStatusField | UnsetType = UNSET
-    max_loans: MaxLoans | UnsetType = UNSET
+    max_loans: MaxLoans | UnsetType | None = UNSET
+    category: CategoryCode | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -97,7 +111,17 @@ class MemberRead(msgspec.Struct, kw_only=True):
     name: MemberName
     email: Annotated[str, Meta(description="Where notices are mailed; unique, ignoring case.")]
     status: MemberStatusField
-    max_loans: Annotated[int, Meta(description="Loans the member may have out or requested.")]
+    category: CategoryCode
+    max_loans: Annotated[
+        int,
+        Meta(
+            description="Loans the member may have out or requested: their own limit, else "
+            "their category's."
+        ),
+    ]
+    own_max_loans: Annotated[
+        int | None, Meta(description="The member's own limit; null: their category's applies.")
+    ]
     loans_out: Annotated[int, Meta(description="Loans out or requested now.")]
     created_at: Timestamp
     updated_at: Timestamp
@@ -109,7 +133,9 @@ class MemberRead(msgspec.Struct, kw_only=True):
             name=member.name,
             email=member.email,
             status=member.status,
-            max_loans=member.max_loans,
+            category=member.category,
+            max_loans=member.loan_limit,
+            own_max_loans=member.max_loans,
             loans_out=member.loans_out,
             created_at=utc(member.created_at),
             updated_at=utc(member.updated_at),
