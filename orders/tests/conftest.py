@@ -25,6 +25,7 @@ TABLES = (
     "borrows",
     "holds",
     "notices",
+    "lending_policy_changes",
 )
 SERVICE_KEY = "test-service-key"
 # The categories migration 0011 creates, as it creates them; tests' own are deleted.
@@ -35,6 +36,13 @@ SEEDED_CATEGORY_VALUES = """
     FROM (VALUES ('adult', 5, 10.00, 2), ('child', 3, 5.00, 1), ('staff', 20, 50.00, 5))
         AS v (code, max_loans, max_balance, max_overdue_loans)
     WHERE c.code = v.code
+"""
+# The default policy as migration 0012 makes it from the default settings.
+DEFAULT_POLICY_VALUES = """
+    UPDATE lending_policies SET lendable = true, loan_period_days = 14, max_renewals = 2,
+        renew_grace_days = 0, max_loans = NULL, fine_per_day = 0.25, fine_cap = 10.00,
+        grace_days = 0, holds_allowed = true, hold_pickup_days = 3
+    WHERE member_category IS NULL AND item_type IS NULL
 """
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}
 
@@ -107,6 +115,10 @@ def _empty_orders(orders_database_url: str) -> None:
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         # TRUNCATE fires no trigger: the counters the triggers keep start again by hand.
         conn.execute("UPDATE order_counts SET orders = 0")
+        conn.execute(
+            "DELETE FROM lending_policies WHERE NOT (member_category IS NULL AND item_type IS NULL)"
+        )
+        conn.execute(DEFAULT_POLICY_VALUES)
         conn.execute(f"DELETE FROM member_categories WHERE code NOT IN ({SEEDED_CATEGORIES})")
         conn.execute(SEEDED_CATEGORY_VALUES)
 

@@ -22,11 +22,23 @@ class TestMigrations:
         try:
             config = alembic_config("orders", url)
             command.upgrade(config, "head")
-            assert tables(url) == {*TABLES, "order_counts", "api_keys", "member_categories"}
+            assert tables(url) == {
+                *TABLES,
+                "order_counts",
+                "api_keys",
+                "member_categories",
+                "lending_policies",
+            }
             command.downgrade(config, "base")
             assert tables(url) == set()
             command.upgrade(config, "head")
-            assert tables(url) == {*TABLES, "order_counts", "api_keys", "member_categories"}
+            assert tables(url) == {
+                *TABLES,
+                "order_counts",
+                "api_keys",
+                "member_categories",
+                "lending_policies",
+            }
         finally:
             drop_database(postgres_server_url, url)
 

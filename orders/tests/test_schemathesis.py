@@ -32,13 +32,15 @@ RULES = Rules(
             "POST /v1/orders",
             "POST /v1/borrows",
             "POST /v1/holds",
+            "GET /v1/policies/resolve",
             # A generated code may be one that exists (409), or in use (409 on delete).
             "POST /v1/member-categories",
             "DELETE /v1/member-categories/{code}",
         )
     },
-    # A category must be one that exists (GET /v1/member-categories lists them).
-    valid_values={"category": lambda: "adult"},
+    # A category must be one that exists (GET /v1/member-categories lists them); a
+    # policy's, too (null: any).
+    valid_values={"category": lambda: "adult", "member_category": lambda: None},
 )
 
 

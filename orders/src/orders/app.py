@@ -21,7 +21,7 @@ from opentelemetry import trace
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import ALIASES, Settings, get_settings
 from orders.db import create_engine, provide_session
-from orders.http import document_structs, refuse_unknown_query
+from orders.http import document_structs, exact_integer_bounds, refuse_unknown_query
 from orders.idempotency import IdempotencyStore, purge_forever
 from orders.lending.controllers import (
     BorrowController,
@@ -30,8 +30,7 @@ from orders.lending.controllers import (
     MemberController,
 )
 from orders.lending.internal import InternalLendingController
-from orders.lending.policy import LendingPolicy
-from orders.lending.rule_controllers import MemberCategoryController
+from orders.lending.rule_controllers import MemberCategoryController, PolicyController
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
@@ -117,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HoldController,
             LibraryController,
             MemberCategoryController,
+            PolicyController,
             InternalOrderController,
             InternalLendingController,
             ReconcileController,
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     document_structs(app.openapi_schema)
+    exact_integer_bounds(app.openapi_schema)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
@@ -146,7 +147,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.books_http = books_http
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store
-    app.state.lending_policy = LendingPolicy.from_settings(settings)
     app.state.redrive_policy = RedrivePolicy.from_settings(settings)
     # Litestar answers unrouted requests (404, 405) before any app middleware runs, so
     # the request id is set around its whole ASGI handler: every response carries one.

@@ -168,9 +168,57 @@ def document_structs(document: OpenAPI) -> None:
         (reference,), definitions = msgspec.json.schema_components([struct])
         enforced = definitions[reference["$ref"].rpartition("/")[2]]["properties"]
         for name, documented in (component.properties or {}).items():
+            if not isinstance(documented, Schema):
+                continue
             bound = enforced.get(name, {}).get("minimum")
-            if bound is not None and isinstance(documented, Schema) and documented.minimum is None:
+            if bound is not None and documented.minimum is None:
                 documented.minimum = bound
+            _document_union(documented, enforced.get(name, {}).get("anyOf", []))
+
+
+# msgspec's JSON Schema keywords, and the Schema attributes Litestar names them by.
+_CONSTRAINTS = {
+    "pattern": "pattern",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "minimum": "minimum",
+    "maximum": "maximum",
+}
+
+
+def _document_union(documented: Schema, enforced: list[dict[str, Any]]) -> None:
+    """A field that may be null (`Code | None`): Litestar documents the non-null side by
+    its type alone; this adds the pattern, lengths and bounds msgspec enforces on it."""
+    for option in documented.one_of or ():
+        if not isinstance(option, Schema):
+            continue
+        for rule in enforced:
+            if rule.get("type") == getattr(option.type, "value", option.type):
+                for keyword, attribute in _CONSTRAINTS.items():
+                    if keyword in rule:
+                        setattr(option, attribute, rule[keyword])
+
+
+INT64_MAX = 2**63 - 1
+
+
+def exact_integer_bounds(document: OpenAPI) -> None:
+    """Litestar writes an integer parameter's bounds as floats: 2**63 - 1 becomes
+    9.223372036854776e18, which is 2**63, so a client (or a fuzzer) reading the document
+    may send an id above the real limit. Written back as the integers they are."""
+    for path in (document.paths or {}).values():
+        for operation in (
+            getattr(path, method) for method in ("get", "post", "put", "patch", "delete")
+        ):
+            for parameter in (operation.parameters if operation else None) or ():
+                schema = getattr(parameter, "schema", None)
+                if not isinstance(schema, Schema):
+                    continue
+                for bound in ("minimum", "maximum"):
+                    value = getattr(schema, bound)
+                    if isinstance(value, float) and value.is_integer():
+                        exact = INT64_MAX if value == float(INT64_MAX) else int(value)
+                        setattr(schema, bound, exact)
 
 
 def _subclasses(cls: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:

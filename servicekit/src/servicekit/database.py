@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -201,6 +202,22 @@ def _run_after_commit(session: Session) -> None:
 def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_AFTER_COMMIT, None)
+
+
+@asynccontextmanager
+async def rolled_back(session: AsyncSession) -> AsyncIterator[None]:
+    """Run the block in a savepoint that is always rolled back, as a dry run: whatever it
+    writes (rows, outbox events) is undone, and what it meant to do after the commit
+    (`after_commit`) is dropped. Read what the answer needs inside the block: the rows it
+    touched are expired after the rollback."""
+    callbacks: list[Callable[[], object]] = session.sync_session.info.setdefault(_AFTER_COMMIT, [])
+    kept = len(callbacks)
+    savepoint = await session.begin_nested()
+    try:
+        yield
+    finally:
+        await savepoint.rollback()
+        del callbacks[kept:]
 
 
 def violates_foreign_key(exc: IntegrityError, constraint: str) -> bool:

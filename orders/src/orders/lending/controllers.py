@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -31,6 +32,7 @@ from orders.lending.schemas import (
     BorrowPage,
     BorrowRead,
     DailyLoans,
+    DryRunRead,
     HoldCreate,
     HoldPage,
     HoldRead,
@@ -62,6 +64,13 @@ Days366 = Annotated[
     int, QueryParameter(ge=1, le=366, description="The window: the last N days, today included.")
 ]
 TopLimit = Annotated[int, QueryParameter(ge=1, le=100, description="How many to list.")]
+DryRun = Annotated[
+    bool,
+    QueryParameter(
+        description="true: answer what the action would do (200, `DryRunRead`), or the "
+        "refusal it would meet, and record nothing."
+    ),
+]
 
 PAGE_HEADERS = [
     ResponseHeader(name="X-Total-Count", description="Items matching.", documentation_only=True),
@@ -77,14 +86,13 @@ LOCATION = [
 
 
 def provide_holds(session: NamedDependency[AsyncSession], state: State) -> HoldService:
-    return HoldService(session, books=state.books_client, policy=state.lending_policy)
+    return HoldService(session, books=state.books_client)
 
 
 def provide_loans(session: NamedDependency[AsyncSession], state: State) -> LoanService:
     return LoanService(
         session,
         books=state.books_client,
-        policy=state.lending_policy,
         idempotency_store=state.idempotency_store,
     )
 
@@ -98,7 +106,9 @@ def provide_members(
 def provide_library(
     session: NamedDependency[AsyncSession], holds: NamedDependency[HoldService], state: State
 ) -> LibraryService:
-    return LibraryService(session, holds=holds, policy=state.lending_policy)
+    return LibraryService(
+        session, holds=holds, due_soon=timedelta(days=state.settings.due_soon_days)
+    )
 
 
 LENDING_DEPENDENCIES = {
@@ -262,7 +272,8 @@ class BorrowController(Controller):
         data: JSONBody[BorrowCreate],
         loans: NamedDependency[LoanService],
         idempotency_key: IdempotencyKey = None,
-    ) -> Response[BorrowRead]:
+        dry_run: DryRun = False,
+    ) -> Response[BorrowRead | DryRunRead]:
         """Borrow a copy of a book for a member.
 
         Answers at once with a `pending` borrow; a worker then checks a copy out and the
@@ -270,13 +281,16 @@ class BorrowController(Controller):
         member is queued for the book (`hold_id`). Refused at once, with nothing
         recorded: unknown member or book (422), member blocked (403), member at their
         loan limit, the book already out to this member, or a book without lendable
-        copies (409).
+        copies (409). With `dry_run=true`: what would happen (the policy, the due date if
+        a copy is free), the same refusals, nothing recorded and no key claimed.
         """
+        if dry_run:
+            return Response(await loans.try_request(data=data), status_code=200)
         answer = await loans.request(
             data=data, idempotency_key=idempotency_key, client=caller(request)
         )
         # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
-        return cast("Response[BorrowRead]", answer_response(answer))
+        return cast("Response[BorrowRead | DryRunRead]", answer_response(answer))
 
     @get(
         "",
@@ -330,14 +344,17 @@ class BorrowController(Controller):
         response_description="The returned loan, with its late fee.",
     )
     async def return_borrow(
-        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
-    ) -> BorrowRead:
+        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath, dry_run: DryRun = False
+    ) -> BorrowRead | DryRunRead:
         """Return a borrowed copy.
 
         A late return records a `late_fee` (per day late, capped). The copy goes to the
         first member waiting for the book, or back on the shelf. Returning again answers
-        the same loan and changes nothing; a loan not yet active is a 409.
+        the same loan and changes nothing; a loan not yet active is a 409. With
+        `dry_run=true`: the fine a return now would record, nothing recorded.
         """
+        if dry_run:
+            return await loans.try_give_back(borrow_id=borrow_id)
         borrow = await loans.give_back(borrow_id=borrow_id)
         return BorrowRead.of(borrow, now=loans.now())
 
@@ -349,13 +366,17 @@ class BorrowController(Controller):
         response_description="The loan with its new due date.",
     )
     async def renew_borrow(
-        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
-    ) -> BorrowRead:
+        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath, dry_run: DryRun = False
+    ) -> BorrowRead | DryRunRead:
         """Renew a loan: its due date moves one loan period later.
 
         Refused (409, the reason named) past the renewal limit, when the loan is overdue
-        beyond the grace period, or when another member is waiting for the book.
+        beyond the grace period, or when another member is waiting for the book; 403 when
+        the member is blocked. Each refusal's `rule` names the policy, the limit and where
+        the loan stands. With `dry_run=true`: the new due date, nothing recorded.
         """
+        if dry_run:
+            return await loans.try_renew(borrow_id=borrow_id)
         borrow = await loans.renew(borrow_id=borrow_id)
         return BorrowRead.of(borrow, now=loans.now())
 
@@ -375,15 +396,22 @@ class HoldController(Controller):
         response_headers=LOCATION,
     )
     async def place_hold(
-        self, data: JSONBody[HoldCreate], holds: NamedDependency[HoldService]
-    ) -> Response[HoldRead]:
+        self,
+        data: JSONBody[HoldCreate],
+        holds: NamedDependency[HoldService],
+        dry_run: DryRun = False,
+    ) -> Response[HoldRead | DryRunRead]:
         """Queue a member for a book (first come, first served).
 
         When a copy is on the shelf it is set aside at once; otherwise the next returned
         copy goes to the first hold in line. A ready hold waits for pickup until
         `pickup_by`. Refused: unknown member or book (422), member blocked (403), book
-        not lendable, the member already holds it or has it out (409).
+        not lendable, holds not allowed by the policy, the member already holds it or has
+        it out (409). With `dry_run=true`: the place in the queue, nothing recorded.
         """
+        if dry_run:
+            preview = await holds.try_place(member_id=data.member_id, book_id=data.book_id)
+            return Response(preview, status_code=200)
         hold = await holds.place(member_id=data.member_id, book_id=data.book_id)
         body = HoldRead.of(hold, position=await holds.position(hold))
         return Response(body, status_code=201, headers={"Location": f"{self.path}/{hold.id}"})
@@ -453,12 +481,16 @@ class HoldController(Controller):
         holds: NamedDependency[HoldService],
         loans: NamedDependency[LoanService],
         hold_id: HoldIdPath,
-    ) -> Response[BorrowRead]:
+        dry_run: DryRun = False,
+    ) -> Response[BorrowRead | DryRunRead]:
         """Borrow the copy set aside for a ready hold.
 
-        Refused (409) unless the hold is ready, or when the member is at their loan limit;
-        403 when the member is blocked.
+        Refused (409) unless the hold is ready, or when the member is at a loan limit;
+        403 when the member is blocked. With `dry_run=true`: the due date the loan would
+        get, nothing recorded.
         """
+        if dry_run:
+            return Response(await holds.try_check_out(hold_id=hold_id), status_code=200)
         borrow, created = await holds.check_out(hold_id=hold_id)
         body = BorrowRead.of(borrow, now=loans.now())
         return Response(

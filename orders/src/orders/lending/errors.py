@@ -20,10 +20,10 @@ class UnknownMember(ProblemError):
     status, title, type = 422, "Unknown member", "/problems/unknown-member"
     code = "UNKNOWN_MEMBER"
 
-    def __init__(self, member_id: int) -> None:
+    def __init__(self, member_id: int, *, where: str = "body") -> None:
         super().__init__(
             f"Member {member_id} does not exist.",
-            errors=[{"field": "member_id", "in": "body", "message": "no such member"}],
+            errors=[{"field": "member_id", "in": where, "message": "no such member"}],
         )
 
 
@@ -31,10 +31,10 @@ class UnknownBook(ProblemError):
     status, title, type = 422, "Unknown book", "/problems/unknown-book"
     code = "BOOK_NOT_FOUND"
 
-    def __init__(self, book_id: int) -> None:
+    def __init__(self, book_id: int, *, where: str = "body") -> None:
         super().__init__(
             f"Book {book_id} does not exist or was removed from the catalog.",
-            errors=[{"field": "book_id", "in": "body", "message": "no such book"}],
+            errors=[{"field": "book_id", "in": where, "message": "no such book"}],
         )
 
 
@@ -49,14 +49,27 @@ class EmailTaken(ProblemError):
         )
 
 
-class MemberBlocked(ProblemError):
+class MemberBlocked(RuleRefusal):
     status, title, type = 403, "Member blocked", "/problems/member-blocked"
     code = "MEMBER_BLOCKED"
 
     def __init__(self, member_id: int) -> None:
         super().__init__(
             f"Member {member_id} is blocked and cannot borrow or place holds; "
-            "a librarian can set their status back to active."
+            "a librarian can set their status back to active.",
+            rule=Rule(name="member_status"),
+        )
+
+
+class TooManyOverdue(RuleRefusal):
+    status, title, type = 403, "Member blocked", "/problems/member-blocked"
+    code = "MEMBER_BLOCKED"
+
+    def __init__(self, member_id: int, *, limit: int, current: int) -> None:
+        super().__init__(
+            f"Member {member_id} has {current} loan(s) overdue and their category allows "
+            f"{limit}; they cannot borrow, renew or place holds until they return some.",
+            rule=Rule(name="max_overdue_loans", limit=limit, current=current),
         )
 
 
@@ -69,6 +82,20 @@ class LoanLimitReached(RuleRefusal):
             f"Member {member_id} already has {current} loan(s) out or requested and their "
             f"limit is {limit}; return a book first.",
             rule=Rule(name="max_loans", limit=limit, current=current),
+        )
+
+
+class KindLimitReached(RuleRefusal):
+    status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
+    code = "LOAN_LIMIT_REACHED"
+
+    def __init__(
+        self, member_id: int, *, item_type: str, policy_id: int, limit: int, current: int
+    ) -> None:
+        super().__init__(
+            f"Member {member_id} already has {current} loan(s) of item type {item_type!r} out "
+            f"or requested and policy {policy_id} allows {limit}; return one first.",
+            rule=Rule(name="max_loans_of_kind", policy_id=policy_id, limit=limit, current=current),
         )
 
 
@@ -86,6 +113,30 @@ class NotLendable(ProblemError):
 
     def __init__(self, book_id: int) -> None:
         super().__init__(f"Book {book_id} has no lendable copies; it can only be bought.")
+
+
+class NotLendableByPolicy(RuleRefusal):
+    status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
+    code = "BOOK_NOT_LENDABLE"
+
+    def __init__(self, book_id: int, *, item_type: str, policy_id: int) -> None:
+        super().__init__(
+            f"Book {book_id} is of item type {item_type!r}, which policy {policy_id} does "
+            "not lend to this member; it can only be bought or read here.",
+            rule=Rule(name="not_lendable", policy_id=policy_id),
+        )
+
+
+class HoldsNotAllowed(RuleRefusal):
+    status, title, type = 409, "Holds not allowed", "/problems/holds-not-allowed"
+    code = "HOLDS_NOT_ALLOWED"
+
+    def __init__(self, book_id: int, *, item_type: str, policy_id: int) -> None:
+        super().__init__(
+            f"Book {book_id} is of item type {item_type!r}, which policy {policy_id} does "
+            "not let this member hold.",
+            rule=Rule(name="holds_not_allowed", policy_id=policy_id),
+        )
 
 
 class MemberHasLoans(ProblemError):
@@ -115,7 +166,7 @@ class HoldNotFound(ProblemError):
         super().__init__(f"No hold has id {hold_id}.")
 
 
-class RenewalRefused(ProblemError):
+class RenewalRefused(RuleRefusal):
     status, title, type = 409, "Renewal refused", "/problems/renewal-refused"
     code = "RENEWAL_REFUSED"
 
@@ -173,4 +224,37 @@ class CategoryInUse(ProblemError):
         super().__init__(
             f"Members or policies still name category {code!r}; move them to another "
             "category before deleting it."
+        )
+
+
+class PolicyNotFound(ProblemError):
+    status, title, type = 404, "Policy not found", "/problems/policy-not-found"
+    code = "POLICY_NOT_FOUND"
+
+    def __init__(self, policy_id: int) -> None:
+        super().__init__(f"No lending policy has id {policy_id}.")
+
+
+class PolicyMatchTaken(ProblemError):
+    status, title, type = 409, "Policy match taken", "/problems/policy-match-taken"
+    code = "POLICY_MATCH_TAKEN"
+
+    def __init__(self, member_category: str | None, item_type: str | None) -> None:
+        super().__init__(
+            f"A policy for member category {member_category or 'any'} and item type "
+            f"{item_type or 'any'} exists already; change that one instead.",
+            errors=[
+                {"field": "member_category", "in": "body", "message": "match taken"},
+                {"field": "item_type", "in": "body", "message": "match taken"},
+            ],
+        )
+
+
+class DefaultPolicyKept(ProblemError):
+    status, title, type = 409, "Default policy", "/problems/default-policy"
+    code = "DEFAULT_POLICY"
+
+    def __init__(self, policy_id: int, what: str) -> None:
+        super().__init__(
+            f"Policy {policy_id} is the default (any category, any item type): {what}."
         )

@@ -16,16 +16,21 @@ from orders.lending.errors import (
     AlreadyHolding,
     HoldNotFound,
     HoldNotReady,
+    HoldsNotAllowed,
 )
-from orders.lending.loans import active_member, lendable_book, open_loan
+from orders.lending.loans import active_member, in_good_standing, lendable_book, open_loan
 from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, NoticeKind
-from orders.lending.policy import LendingPolicy
+from orders.lending.policy import PolicyResolver
 from orders.lending.repository import (
+    HOLD_PICKUP,
     BorrowRepository,
     HoldRepository,
     MemberRepository,
     NoticeRepository,
 )
+from orders.lending.schemas import DryRunRead
+from orders.ordering.schemas import utc
+from servicekit.database import rolled_back
 
 
 def shelf_copy(hold_id: int) -> str:
@@ -34,19 +39,23 @@ def shelf_copy(hold_id: int) -> str:
 
 
 class HoldService:
-    def __init__(self, session: AsyncSession, *, books: BooksClient, policy: LendingPolicy) -> None:
+    def __init__(self, session: AsyncSession, *, books: BooksClient) -> None:
         self.session = session
         self.members = MemberRepository(session)
         self.borrows = BorrowRepository(session)
         self.holds = HoldRepository(session)
         self.notices = NoticeRepository(session)
         self.books = books
-        self.policy = policy
+        self.resolver = PolicyResolver(session)
 
     async def place(self, *, member_id: int, book_id: int) -> Hold:
         """Queue the member for the book; a copy on the shelf is set aside at once."""
-        await active_member(self.members, member_id)
-        book = await lendable_book(self.books, book_id)
+        member = await active_member(self.members, member_id)
+        book, policy = await lendable_book(
+            self.books, self.resolver, member=member, book_id=book_id
+        )
+        if not policy.holds_allowed:
+            raise HoldsNotAllowed(book_id, item_type=book.format, policy_id=policy.id)
         if await self.borrows.has_open(member_id=member_id, book_id=book_id):
             raise AlreadyBorrowed(member_id, book_id)
         hold = await self.holds.add(
@@ -55,6 +64,7 @@ class HoldService:
                 "book_id": book_id,
                 "book_title": book.title,
                 "book_author": book.author,
+                "item_type": book.format,
                 "status": HoldStatus.WAITING,
             }
         )
@@ -62,6 +72,44 @@ class HoldService:
             raise AlreadyHolding(member_id, book_id)
         await events.hold_placed(self.session, hold_id=hold.id, book_id=book_id)
         return hold
+
+    async def try_place(self, *, member_id: int, book_id: int) -> DryRunRead:
+        """What placing a hold would do now; nothing kept."""
+        async with rolled_back(self.session):
+            hold = await self.place(member_id=member_id, book_id=book_id)
+            position = await self.position(hold)
+            policy = await self.resolver.for_member(member_id=member_id, item_type=hold.item_type)
+        return DryRunRead(
+            dry_run=True,
+            action="hold",
+            outcome=f"The member would be number {position} in the book's queue; a copy on "
+            f"the shelf would be set aside at once, kept {policy.hold_pickup.days} day(s).",
+            policy_id=policy.id,
+            member_id=member_id,
+            book_id=book_id,
+            position=position,
+        )
+
+    async def try_check_out(self, *, hold_id: int) -> DryRunRead:
+        """What checking out a ready hold would do now; nothing kept."""
+        async with rolled_back(self.session):
+            borrow, created = await self.check_out(hold_id=hold_id)
+            policy = await self.resolver.for_member(
+                member_id=borrow.member_id, item_type=borrow.item_type
+            )
+            due_at = borrow.due_at
+            member_id, book_id = borrow.member_id, borrow.book_id
+        return DryRunRead(
+            dry_run=True,
+            action="checkout",
+            outcome="The copy set aside would be lent until due_at."
+            if created
+            else "The hold was checked out already: nothing would change.",
+            policy_id=policy.id,
+            member_id=member_id,
+            book_id=book_id,
+            due_at=None if due_at is None else utc(due_at),
+        )
 
     async def get(self, *, hold_id: int) -> Hold:
         hold = await self.holds.get(hold_id=hold_id)
@@ -123,16 +171,22 @@ class HoldService:
             return borrow, False
         if hold.status is not HoldStatus.READY:
             raise HoldNotReady(hold_id, hold.status)
+        member = await self.members.get(member_id=hold.member_id)
+        if member is not None:
+            await in_good_standing(self.members, member)
+        policy = await self.resolver.for_member(member_id=hold.member_id, item_type=hold.item_type)
         borrow = await open_loan(
             self.session,
             member_id=hold.member_id,
             book_id=hold.book_id,
+            item_type=hold.item_type,
+            policy=policy,
             values={
                 "book_title": hold.book_title,
                 "book_author": hold.book_author,
                 "status": BorrowStatus.ACTIVE,
                 "borrowed_at": func.now(),
-                "due_at": func.now() + self.policy.loan_period,
+                "due_at": func.now() + policy.loan_period,
                 "hold_id": hold.id,
             },
         )
@@ -183,7 +237,7 @@ class HoldService:
         try:
             async with self.session.begin_nested():
                 hold = await self.holds.take_first_waiting(
-                    book_id=book_id, from_reference=from_reference, pickup=self.policy.hold_pickup
+                    book_id=book_id, from_reference=from_reference
                 )
         except IntegrityError:
             # The same copy handed over by a concurrent repeat of this call.
@@ -204,7 +258,7 @@ class HoldService:
             "status": HoldStatus.READY,
             "copy_from": copy_from,
             "ready_at": func.now(),
-            "pickup_by": func.now() + self.policy.hold_pickup,
+            "pickup_by": func.now() + HOLD_PICKUP,
         }
 
     async def _tell_ready(self, hold: Hold) -> None:

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orders.lending import events
 from orders.lending.holds import HoldService
 from orders.lending.models import NoticeKind
-from orders.lending.policy import LendingPolicy
 from orders.lending.repository import NoticeRepository
 from orders.lending.schemas import DailyLoans, LibrarySummary, PopularBook, SweepRead, TopMember
 from orders.metrics import (
@@ -89,11 +88,11 @@ SWEEP_BATCH = 500
 
 
 class LibraryService:
-    def __init__(self, session: AsyncSession, *, holds: HoldService, policy: LendingPolicy) -> None:
+    def __init__(self, session: AsyncSession, *, holds: HoldService, due_soon: timedelta) -> None:
         self.session = session
         self.holds = holds
         self.notices = NoticeRepository(session)
-        self.policy = policy
+        self.due_soon = due_soon
 
     async def summary(self) -> LibrarySummary:
         row = (await self.session.execute(SUMMARY_SQL)).one()
@@ -127,7 +126,7 @@ class LibraryService:
         recorded, more = 0, expired == SWEEP_BATCH
         for kind in NoticeKind:
             rows = await self.notices.record_due(
-                kind=kind, day=today, limit=SWEEP_BATCH, window=self.policy.due_soon
+                kind=kind, day=today, limit=SWEEP_BATCH, window=self.due_soon
             )
             for row in rows:
                 await events.notice_requested(

@@ -18,31 +18,37 @@ from orders.lending import events
 from orders.lending.errors import (
     AlreadyBorrowed,
     BorrowNotFound,
+    KindLimitReached,
     LoanLimitReached,
     MemberBlocked,
     NotLendable,
+    NotLendableByPolicy,
     RenewalRefused,
+    TooManyOverdue,
     UnknownBook,
     UnknownMember,
 )
 from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, Member, MemberStatus
-from orders.lending.policy import LendingPolicy
+from orders.lending.policy import LendingPolicy, PolicyResolver
 from orders.lending.repository import (
+    LOAN_PERIOD,
     OPEN_HOLD,
     BorrowRepository,
     HoldRepository,
     MemberRepository,
 )
-from orders.lending.schemas import BorrowCreate, BorrowListStatus, BorrowRead
+from orders.lending.schemas import BorrowCreate, BorrowListStatus, BorrowRead, DryRunRead
 from orders.metrics import (
     LIBRARY_ACTIVATION_SECONDS,
     LIBRARY_BORROWS,
     LIBRARY_LOANS_ACTIVATED,
     LIBRARY_RETURNS,
 )
+from orders.ordering.schemas import money, utc
+from orders.problems import Rule
 from orders.saga import RedrivePolicy, Settled, given_up_reason
 from servicekit.api_keys import ApiKey
-from servicekit.database import after_commit
+from servicekit.database import after_commit, rolled_back
 from servicekit.problems import ProblemError
 
 BORROWS_PATH = "/v1/borrows"
@@ -55,24 +61,57 @@ async def active_member(members: MemberRepository, member_id: int) -> Member:
         raise UnknownMember(member_id)
     if member.status is MemberStatus.BLOCKED:
         raise MemberBlocked(member_id)
+    await in_good_standing(members, member)
     return member
 
 
-async def lendable_book(books: BooksClient, book_id: int) -> BookSnapshot:
-    """The book as the catalog has it now: 422 when gone, 409 when it has no copies to lend."""
+async def in_good_standing(members: MemberRepository, member: Member) -> None:
+    """403 when the member has more loans overdue than their category allows."""
+    overdue, allowed = await members.overdue_standing(member=member)
+    if overdue > allowed:
+        raise TooManyOverdue(member.id, limit=allowed, current=overdue)
+
+
+async def catalog_book(books: BooksClient, book_id: int, *, where: str = "body") -> BookSnapshot:
+    """The book as the catalog has it now: 422 when gone."""
     book = (await books.active_books(book_ids=[book_id])).get(book_id)
     if book is None:
-        raise UnknownBook(book_id)
-    if not book.copies_total:
-        raise NotLendable(book_id)
+        raise UnknownBook(book_id, where=where)
     return book
 
 
+async def lendable_book(
+    books: BooksClient, resolver: PolicyResolver, *, member: Member, book_id: int
+) -> tuple[BookSnapshot, LendingPolicy]:
+    """The book as the catalog has it now, and the policy it is lent to the member under:
+    422 when gone, 409 when it has no copies to lend or its policy lends it not."""
+    book = await catalog_book(books, book_id)
+    if not book.copies_total:
+        raise NotLendable(book_id)
+    policy = await resolver.resolve(member_category=member.category, item_type=book.format)
+    if not policy.lendable:
+        raise NotLendableByPolicy(book_id, item_type=book.format, policy_id=policy.id)
+    return book, policy
+
+
 async def open_loan(
-    session: AsyncSession, *, member_id: int, book_id: int, values: dict[str, Any]
+    session: AsyncSession,
+    *,
+    member_id: int,
+    book_id: int,
+    item_type: str,
+    policy: LendingPolicy,
+    values: dict[str, Any],
 ) -> Borrow:
-    """A new borrow counted against the member's limit, both enforced by the database."""
+    """A new borrow counted against the member's limits, enforced by the database.
+
+    The total is one conditional UPDATE of the member's row (`take_loan_slot`). That
+    UPDATE also locks the row until the transaction ends, so the loans of a kind, counted
+    after it, cannot change under the count: a concurrent borrow of the same member waits
+    on the row, then counts this one.
+    """
     members = MemberRepository(session)
+    borrows = BorrowRepository(session)
     if not await members.take_loan_slot(member_id=member_id):
         member = await members.get(member_id=member_id)
         if member is None:
@@ -80,8 +119,18 @@ async def open_loan(
         if member.status is MemberStatus.BLOCKED:
             raise MemberBlocked(member_id)
         raise LoanLimitReached(member_id, limit=member.loan_limit, current=member.loans_out)
-    borrow = await BorrowRepository(session).add(
-        {"member_id": member_id, "book_id": book_id, **values}
+    if policy.max_loans is not None:
+        of_kind = await borrows.open_of_kind(member_id=member_id, item_type=item_type)
+        if of_kind >= policy.max_loans:
+            raise KindLimitReached(
+                member_id,
+                item_type=item_type,
+                policy_id=policy.id,
+                limit=policy.max_loans,
+                current=of_kind,
+            )
+    borrow = await borrows.add(
+        {"member_id": member_id, "book_id": book_id, "item_type": item_type, **values}
     )
     if borrow is None:
         raise AlreadyBorrowed(member_id, book_id)
@@ -94,15 +143,14 @@ class LoanService:
         session: AsyncSession,
         *,
         books: BooksClient,
-        policy: LendingPolicy,
         idempotency_store: IdempotencyStore | None,
     ) -> None:
         self.session = session
         self.members = MemberRepository(session)
         self.borrows = BorrowRepository(session)
         self.holds = HoldRepository(session)
+        self.resolver = PolicyResolver(session)
         self.books = books
-        self.policy = policy
         self.idempotency_store = idempotency_store
 
     async def request(
@@ -121,21 +169,55 @@ class LoanService:
             count=lambda outcome: LIBRARY_BORROWS.labels(outcome).inc(),
         )
 
+    async def _open(self, data: BorrowCreate) -> tuple[Borrow, BookSnapshot, LendingPolicy]:
+        """The pending borrow, after every check."""
+        # Cheap refusals first, before the call to books.
+        member = await active_member(self.members, data.member_id)
+        book, policy = await lendable_book(
+            self.books, self.resolver, member=member, book_id=data.book_id
+        )
+        borrow = await open_loan(
+            self.session,
+            member_id=data.member_id,
+            book_id=data.book_id,
+            item_type=book.format,
+            policy=policy,
+            values={
+                "book_title": book.title,
+                "book_author": book.author,
+                "book_price": book.price,
+                "status": BorrowStatus.PENDING,
+            },
+        )
+        return borrow, book, policy
+
+    async def try_request(self, *, data: BorrowCreate) -> DryRunRead:
+        """What borrowing would do now, every check run and nothing kept (no idempotency
+        key is claimed either)."""
+        async with rolled_back(self.session):
+            _borrow, book, policy = await self._open(data)
+        preview = DryRunRead(
+            dry_run=True,
+            action="borrow",
+            outcome="",
+            policy_id=policy.id,
+            member_id=data.member_id,
+            book_id=data.book_id,
+        )
+        if book.copies_available:
+            preview.outcome = "A copy is on the shelf: it would be lent until due_at."
+            preview.due_at = self.now() + policy.loan_period
+        elif policy.holds_allowed:
+            preview.outcome = "No copy is free: the request would become a hold in the queue."
+        else:
+            preview.outcome = (
+                "No copy is free and the policy allows no holds: the request would be rejected."
+            )
+        return preview
+
     async def _request(self, data: BorrowCreate, claim: Claimed | None) -> StoredResponse:
         try:
-            # Cheap refusals first, before the call to books.
-            await active_member(self.members, data.member_id)
-            book = await lendable_book(self.books, data.book_id)
-            borrow = await open_loan(
-                self.session,
-                member_id=data.member_id,
-                book_id=data.book_id,
-                values={
-                    "book_title": book.title,
-                    "book_author": book.author,
-                    "status": BorrowStatus.PENDING,
-                },
-            )
+            borrow, _book, _policy = await self._open(data)
         except ProblemError as exc:
             LIBRARY_BORROWS.labels(exc.type.rpartition("/")[2]).inc()
             raise
@@ -195,7 +277,10 @@ class LoanService:
             return await self._unchanged(borrow_id, target=BorrowStatus.RETURNED)
         assert borrow.due_at is not None
         assert borrow.returned_at is not None
-        fee = self.policy.late_fee(due_at=borrow.due_at, returned_at=borrow.returned_at)
+        policy = await self.policy_of(borrow)
+        fee = policy.late_fee(
+            due_at=borrow.due_at, returned_at=borrow.returned_at, book_price=borrow.book_price
+        )
         borrow = await self.borrows.change(
             borrow_id=borrow_id,
             allowed_from=(BorrowStatus.RETURNED,),
@@ -207,42 +292,67 @@ class LoanService:
         after_commit(self.session, LIBRARY_RETURNS.labels(str(fee > 0).lower()).inc)
         return borrow
 
+    async def policy_of(self, borrow: Borrow) -> LendingPolicy:
+        """The policy a loan runs by now: its member's category, its book's item type."""
+        return await self.resolver.for_member(
+            member_id=borrow.member_id, item_type=borrow.item_type
+        )
+
     async def renew(self, *, borrow_id: int) -> Borrow:
         """Push the due date back one loan period, within the rules (each refusal says which)."""
         borrow = await self.get(borrow_id=borrow_id)
         now = self.now()
         if borrow.status is not BorrowStatus.ACTIVE:
             raise RenewalRefused(
-                f"Borrow {borrow_id} is {borrow.status}; only an active loan can be renewed."
+                f"Borrow {borrow_id} is {borrow.status}; only an active loan can be renewed.",
+                rule=Rule(name="loan_status"),
             )
         assert borrow.due_at is not None
-        if borrow.renewals >= self.policy.max_renewals:
+        member = await self.members.get(member_id=borrow.member_id)
+        if member is not None:
+            await in_good_standing(self.members, member)
+        policy = await self.policy_of(borrow)
+        if borrow.renewals >= policy.max_renewals:
             raise RenewalRefused(
-                f"Loan {borrow_id} was renewed {borrow.renewals} time(s), the most allowed; "
-                "return the book, then borrow it again."
+                f"Loan {borrow_id} was renewed {borrow.renewals} time(s), the most policy "
+                f"{policy.id} allows; return the book, then borrow it again.",
+                rule=Rule(
+                    name="max_renewals",
+                    policy_id=policy.id,
+                    limit=policy.max_renewals,
+                    current=borrow.renewals,
+                ),
             )
-        if borrow.due_at < now - self.policy.renew_grace:
+        if borrow.due_at < now - policy.renew_grace:
             raise RenewalRefused(
-                f"Loan {borrow_id} is overdue since {borrow.due_at:%Y-%m-%d}; "
-                "an overdue loan cannot be renewed, return the book."
+                f"Loan {borrow_id} is overdue since {borrow.due_at:%Y-%m-%d}; policy "
+                f"{policy.id} renews a loan at most {policy.renew_grace.days} day(s) "
+                "overdue, return the book.",
+                rule=Rule(
+                    name="renew_grace",
+                    policy_id=policy.id,
+                    limit=policy.renew_grace.days,
+                    current=(now - borrow.due_at).days,
+                ),
             )
         if await self.holds.others_waiting(book_id=borrow.book_id, member_id=borrow.member_id):
             raise RenewalRefused(
                 f"Another member is waiting for book {borrow.book_id}; "
-                "the loan cannot be renewed, return the book by its due date."
+                "the loan cannot be renewed, return the book by its due date.",
+                rule=Rule(name="holds_waiting"),
             )
         renewed = await self.borrows.change(
             borrow_id=borrow_id,
             allowed_from=(BorrowStatus.ACTIVE,),
             values={
-                "due_at": Borrow.due_at + self.policy.loan_period,
+                "due_at": Borrow.due_at + policy.loan_period,
                 "renewals": Borrow.renewals + 1,
             },
             # The checks above, again in the statement that decides: a concurrent renewal
             # or a hold placed meanwhile makes this one refuse.
             where=(
                 Borrow.renewals == borrow.renewals,
-                Borrow.due_at >= func.now() - self.policy.renew_grace,
+                Borrow.due_at >= func.now() - policy.renew_grace,
                 ~exists().where(
                     Hold.book_id == Borrow.book_id,
                     Hold.status.in_(OPEN_HOLD),
@@ -252,9 +362,51 @@ class LoanService:
         )
         if renewed is None:
             raise RenewalRefused(
-                f"Loan {borrow_id} changed while it was being renewed; fetch it and try again."
+                f"Loan {borrow_id} changed while it was being renewed; fetch it and try again.",
+                rule=Rule(name="concurrent_change"),
             )
         return renewed
+
+    async def try_renew(self, *, borrow_id: int) -> DryRunRead:
+        """What renewing would do now; nothing kept."""
+        async with rolled_back(self.session):
+            renewed = await self.renew(borrow_id=borrow_id)
+            policy = await self.policy_of(renewed)
+            preview = self._preview("renew", renewed, policy, due_at=renewed.due_at)
+        preview.outcome = "The loan would be renewed: due_at is its new due date."
+        return preview
+
+    async def try_give_back(self, *, borrow_id: int) -> DryRunRead:
+        """What returning would do now (the fine, were it returned now); nothing kept."""
+        async with rolled_back(self.session):
+            was = await self.get(borrow_id=borrow_id)
+            already = was.status is BorrowStatus.RETURNED
+            returned = await self.give_back(borrow_id=borrow_id)
+            policy = await self.policy_of(returned)
+            preview = self._preview("return", returned, policy, due_at=returned.due_at)
+            fee = returned.late_fee
+        preview.late_fee = None if fee is None else money(fee)
+        preview.outcome = (
+            "The loan was returned already: nothing would change."
+            if already
+            else "The loan would be returned with late_fee; the copy goes to the first hold "
+            "waiting, or back on the shelf."
+        )
+        return preview
+
+    @staticmethod
+    def _preview(
+        action: str, borrow: Borrow, policy: LendingPolicy, *, due_at: datetime | None
+    ) -> DryRunRead:
+        return DryRunRead(
+            dry_run=True,
+            action=action,
+            outcome="",
+            policy_id=policy.id,
+            member_id=borrow.member_id,
+            book_id=borrow.book_id,
+            due_at=None if due_at is None else utc(due_at),
+        )
 
     async def activate(self, *, borrow_id: int) -> Borrow:
         """pending -> active once a worker has checked a copy out; a repeat is harmless."""
@@ -264,7 +416,7 @@ class LoanService:
             values={
                 "status": BorrowStatus.ACTIVE,
                 "borrowed_at": func.now(),
-                "due_at": func.now() + self.policy.loan_period,
+                "due_at": func.now() + LOAN_PERIOD,
             },
         )
         if borrow is None:
@@ -287,12 +439,20 @@ class LoanService:
             raise IllegalTransition(
                 f"Borrow {borrow_id}", current=borrow.status, target=BorrowStatus.HELD
             )
+        policy = await self.policy_of(borrow)
+        if not policy.holds_allowed:
+            return await self.reject(
+                borrow_id=borrow_id,
+                reason=f"No copy was free, and policy {policy.id} does not let this member "
+                f"hold books of item type {borrow.item_type!r}.",
+            )
         hold = await self.holds.add(
             {
                 "member_id": borrow.member_id,
                 "book_id": borrow.book_id,
                 "book_title": borrow.book_title,
                 "book_author": borrow.book_author,
+                "item_type": borrow.item_type,
                 "status": HoldStatus.WAITING,
             }
         )

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     Enum,
     ForeignKey,
@@ -22,7 +24,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from orders.db import Base
@@ -137,6 +139,10 @@ class Borrow(Base):
     returned_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     renewals: Mapped[int] = mapped_column(Integer, server_default="0")
     late_fee: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    # What the lending policies are matched on, and a fine capped at the book's price
+    # needs: the book's as they were when the borrow was requested.
+    item_type: Mapped[str] = mapped_column(Text, server_default="book")
+    book_price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
     # How often, and when last, the reconciler announced the pending borrow again.
     redrives: Mapped[int] = mapped_column(SmallInteger, server_default="0")
@@ -165,6 +171,7 @@ class Hold(Base):
     # Unique: a freed copy goes to one hold only.
     copy_from: Mapped[str | None] = mapped_column(Text)
     borrow_id: Mapped[int | None] = mapped_column(BigInteger)
+    item_type: Mapped[str] = mapped_column(Text, server_default="book")
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     ready_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     pickup_by: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
@@ -185,3 +192,54 @@ class Notice(Base):
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
     day: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = _timestamp(server_default=True)
+
+
+class Policy(Base):
+    """A lending policy, matched on (member category, item type); None is "any"."""
+
+    __tablename__ = "lending_policies"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_category: Mapped[str | None] = mapped_column(Text, ForeignKey("member_categories.code"))
+    item_type: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    lendable: Mapped[bool] = mapped_column(Boolean)
+    loan_period_days: Mapped[int] = mapped_column(Integer)
+    max_renewals: Mapped[int] = mapped_column(Integer)
+    renew_grace_days: Mapped[int] = mapped_column(Integer)
+    max_loans: Mapped[int | None] = mapped_column(Integer)
+    fine_per_day: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    # None: the book's price.
+    fine_cap: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    grace_days: Mapped[int] = mapped_column(Integer)
+    holds_allowed: Mapped[bool] = mapped_column(Boolean)
+    hold_pickup_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
+
+    @property
+    def is_default(self) -> bool:
+        return self.member_category is None and self.item_type is None
+
+
+class PolicyAction(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+class PolicyChange(Base):
+    """One change of a lending policy: who made it, when, and the policy before and after."""
+
+    __tablename__ = "lending_policy_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    policy_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[PolicyAction] = mapped_column(_text_enum(PolicyAction))
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
+    api_key_prefix: Mapped[str] = mapped_column(Text)
+    api_key_name: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = _timestamp(server_default=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))

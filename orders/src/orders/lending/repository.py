@@ -10,7 +10,18 @@ from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    SQLColumnExpression,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,9 +31,11 @@ from orders.lending.models import (
     Hold,
     HoldStatus,
     Member,
+    MemberCategory,
     MemberStatus,
     Notice,
     NoticeKind,
+    Policy,
 )
 from orders.lending.schemas import BorrowListStatus
 from orders.saga import RedrivePolicy
@@ -36,6 +49,54 @@ NO_SYNC = {"synchronize_session": False, "populate_existing": True}
 # run of a statement) would turn bound values into parameters it cannot match.
 _OPEN_BORROW_PREDICATE = text("status IN ('pending', 'active')")
 _OPEN_HOLD_PREDICATE = text("status IN ('waiting', 'ready')")
+
+
+def policy_match(
+    member_category: SQLColumnExpression[str] | str, item_type: SQLColumnExpression[str] | str
+) -> Select[Policy]:
+    """The lending policies matching a member category and an item type, the one that
+    applies first: both sides, then the category alone, then the item type alone, then
+    the default (any, any). The one statement of the resolution rule, which the resolver
+    runs as it is and the statements that set due dates and pickup windows embed."""
+    return (
+        select(Policy)
+        .where(
+            or_(Policy.member_category == member_category, Policy.member_category.is_(None)),
+            or_(Policy.item_type == item_type, Policy.item_type.is_(None)),
+        )
+        .order_by(*MOST_SPECIFIC_FIRST)
+    )
+
+
+# Both sides set, then the category alone, then the item type alone, then the default.
+MOST_SPECIFIC_FIRST = (Policy.member_category.is_(None).asc(), Policy.item_type.is_(None).asc())
+
+
+def category_of(member_id: SQLColumnExpression[int] | int) -> ColumnElement[str]:
+    # Correlated to the statement's loan or hold however deep it is embedded.
+    return (
+        select(Member.category)
+        .where(Member.id == member_id)
+        .correlate_except(Member)
+        .scalar_subquery()
+    )
+
+
+def policy_days(
+    column: SQLColumnExpression[int],
+    *,
+    member_id: SQLColumnExpression[int],
+    item_type: SQLColumnExpression[str],
+) -> ColumnElement[Any]:
+    """`column` days (an interval) of the policy that applies to a row's member and item
+    type, for a statement that sets a due date or a pickup deadline in place."""
+    days = (
+        policy_match(category_of(member_id), item_type)
+        .with_only_columns(column)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.make_interval(0, 0, 0, days)
 
 
 class MemberRepository:
@@ -135,6 +196,28 @@ class MemberRepository:
         )
         return (await self.session.scalar(statement, execution_options=NO_SYNC)) is not None
 
+    async def category(self, *, member_id: int) -> str | None:
+        """The member's category, deleted members' too (their loans still run out)."""
+        return await self.session.scalar(select(Member.category).where(Member.id == member_id))
+
+    async def overdue_standing(self, *, member: Member) -> tuple[int, int]:
+        """How many of the member's loans are overdue now, and how many their category allows."""
+        overdue = (
+            select(func.count())
+            .select_from(Borrow)
+            .where(
+                Borrow.member_id == member.id,
+                Borrow.status == BorrowStatus.ACTIVE,
+                Borrow.due_at < func.now(),
+            )
+            .scalar_subquery()
+        )
+        allowed = select(MemberCategory.max_overdue_loans).where(
+            MemberCategory.code == member.category
+        )
+        row = (await self.session.execute(allowed.add_columns(overdue))).one()
+        return int(row[1]), int(row[0])
+
     async def give_back_loan_slot(self, *, member_id: int) -> None:
         await self.session.execute(
             update(Member)
@@ -178,6 +261,19 @@ class BorrowRepository:
         if lock:
             statement = statement.with_for_update()
         return await self.session.scalar(statement)
+
+    async def open_of_kind(self, *, member_id: int, item_type: str) -> int:
+        """The member's loans out or requested of one item type."""
+        total = await self.session.scalar(
+            select(func.count())
+            .select_from(Borrow)
+            .where(
+                Borrow.member_id == member_id,
+                Borrow.status.in_(OPEN_BORROW),
+                Borrow.item_type == item_type,
+            )
+        )
+        return int(total or 0)
 
     async def has_open(self, *, member_id: int, book_id: int) -> bool:
         """Whether the member has the book out or requested."""
@@ -283,6 +379,18 @@ def _borrow_filters(
     return conditions
 
 
+# A ready hold's pickup window, as its policy sets it, in the statement that readies it.
+HOLD_PICKUP = policy_days(
+    Policy.hold_pickup_days, member_id=Hold.member_id, item_type=Hold.item_type
+)
+
+
+# A loan's period, as its policy sets it, in the statement that starts the loan.
+LOAN_PERIOD = policy_days(
+    Policy.loan_period_days, member_id=Borrow.member_id, item_type=Borrow.item_type
+)
+
+
 class HoldRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -352,9 +460,7 @@ class HoldRepository:
     async def handed(self, *, from_reference: str) -> Hold | None:
         return await self.session.scalar(select(Hold).where(Hold.copy_from == from_reference))
 
-    async def take_first_waiting(
-        self, *, book_id: int, from_reference: str, pickup: timedelta
-    ) -> Hold | None:
+    async def take_first_waiting(self, *, book_id: int, from_reference: str) -> Hold | None:
         """Set the copy of `from_reference` aside for the first waiting hold of the book.
 
         SKIP LOCKED: two copies handed over at once go to two different holds.
@@ -374,7 +480,7 @@ class HoldRepository:
                 status=HoldStatus.READY,
                 copy_from=from_reference,
                 ready_at=func.now(),
-                pickup_by=func.now() + pickup,
+                pickup_by=func.now() + HOLD_PICKUP,
                 updated_at=func.now(),
             )
             .returning(Hold)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.http import DocumentedOperation, json_body, problem_responses
+from orders.http import DocumentedOperation, json_body, paged, problem_responses
 from orders.lending.categories import CategoryService
-from orders.lending.controllers import LOCATION
-from orders.lending.rule_schemas import CategoryCreate, CategoryRead, CategoryUpdate
-from orders.security import BEARER, requires
+from orders.lending.controllers import LOCATION, PAGE_HEADERS, Limit, Offset
+from orders.lending.policies import PolicyService
+from orders.lending.rule_schemas import (
+    CategoryCreate,
+    CategoryRead,
+    CategoryUpdate,
+    PolicyChangePage,
+    PolicyChangeRead,
+    PolicyRead,
+    PolicyWrite,
+    Resolution,
+)
+from orders.lending.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from orders.ordering.schemas import MAX_ID
+from orders.security import BEARER, caller, requires
 from servicekit.api_keys import LIBRARY_STAFF, Role
 
 ADMIN = frozenset({Role.ADMIN})
@@ -102,3 +115,162 @@ class MemberCategoryController(Controller):
     ) -> None:
         """Delete a member category (admin key); refused (409) while a member has it."""
         await categories.delete(code=code)
+
+
+def provide_policies(session: NamedDependency[AsyncSession], state: State) -> PolicyService:
+    return PolicyService(session, books=state.books_client)
+
+
+PolicyIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Policy id.")]
+
+
+class PolicyController(Controller):
+    path = "/v1/policies"
+    tags = ["policies"]
+    dependencies = {"policies": Provide(provide_policies, sync_to_thread=False)}
+    # Staff may read the policies and ask which applies; only an admin changes them.
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
+
+    @get("", operation_class=DocumentedOperation, responses=problem_responses())
+    async def list_policies(self, policies: NamedDependency[PolicyService]) -> list[PolicyRead]:
+        """List the lending policies, most specific match first (the default last)."""
+        return [PolicyRead.of(p) for p in await policies.list_policies()]
+
+    @get(
+        "/resolve",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422, 502, 503),
+    )
+    async def resolve_policy(
+        self,
+        policies: NamedDependency[PolicyService],
+        member_id: Annotated[int, QueryParameter(ge=1, le=MAX_ID, description="The member.")],
+        book_id: Annotated[int, QueryParameter(ge=1, le=MAX_ID, description="The book.")],
+    ) -> Resolution:
+        """Which policy applies to a member borrowing a book, and why.
+
+        Lists every match considered, most specific first: the member's category and the
+        book's item type, the category alone, the item type alone, the default; the first
+        that has a policy applies. Unknown member or book: 422.
+        """
+        return await policies.explain(member_id=member_id, book_id=book_id)
+
+    @get(
+        "/changes",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def policy_changes(
+        self,
+        request: Request[Any, Any, Any],
+        policies: NamedDependency[PolicyService],
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[PolicyChangePage]:
+        """The audit trail of the policies, newest first: who changed what, before and after."""
+        return await self._changes(request, policies, None, limit, offset)
+
+    @get(
+        "/{policy_id:str}/changes",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def changes_of_policy(
+        self,
+        request: Request[Any, Any, Any],
+        policies: NamedDependency[PolicyService],
+        policy_id: PolicyIdPath,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[PolicyChangePage]:
+        """One policy's audit trail, newest first (a deleted policy's too)."""
+        return await self._changes(request, policies, policy_id, limit, offset)
+
+    @staticmethod
+    async def _changes(
+        request: Request[Any, Any, Any],
+        policies: PolicyService,
+        policy_id: int | None,
+        limit: int,
+        offset: int,
+    ) -> Response[PolicyChangePage]:
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await policies.history(policy_id=policy_id, limit=limit, offset=offset)
+        page = PolicyChangePage(
+            data=[PolicyChangeRead.of(c) for c in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{policy_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def get_policy(
+        self, policies: NamedDependency[PolicyService], policy_id: PolicyIdPath
+    ) -> PolicyRead:
+        """Fetch one lending policy."""
+        return PolicyRead.of(await policies.get(policy_id=policy_id))
+
+    @post(
+        "",
+        guards=[requires(ADMIN), json_body(PolicyWrite)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(409, 415, 422),
+        response_headers=LOCATION,
+    )
+    async def create_policy(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PolicyWrite],
+        policies: NamedDependency[PolicyService],
+    ) -> Response[PolicyRead]:
+        """Add a lending policy for a member category and/or an item type (admin key).
+
+        Null on a side means any. One policy per match (409 otherwise); an unknown
+        member category is a 422. The change is kept in the audit trail.
+        """
+        policy = await policies.create(data=data, by=caller(request))
+        return Response(
+            PolicyRead.of(policy), status_code=201, headers={"Location": f"{self.path}/{policy.id}"}
+        )
+
+    @put(
+        "/{policy_id:str}",
+        guards=[requires(ADMIN), json_body(PolicyWrite)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+    )
+    async def replace_policy(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PolicyWrite],
+        policies: NamedDependency[PolicyService],
+        policy_id: PolicyIdPath,
+    ) -> PolicyRead:
+        """Replace a lending policy whole (admin key).
+
+        Loans and holds follow at their next action (renewal, return, pickup window). The
+        default policy keeps its match (any, any): 409 otherwise.
+        """
+        return PolicyRead.of(
+            await policies.replace(policy_id=policy_id, data=data, by=caller(request))
+        )
+
+    @delete(
+        "/{policy_id:str}",
+        guards=[requires(ADMIN)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+    )
+    async def delete_policy(
+        self,
+        request: Request[Any, Any, Any],
+        policies: NamedDependency[PolicyService],
+        policy_id: PolicyIdPath,
+    ) -> None:
+        """Delete a lending policy (admin key); the default cannot be deleted (409)."""
+        await policies.delete(policy_id=policy_id, by=caller(request))

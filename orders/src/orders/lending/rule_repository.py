@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import column, delete, exists, func, or_, select, table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.lending.models import Member, MemberCategory
-from orders.lending.repository import NO_SYNC
+from orders.lending.models import Member, MemberCategory, Policy, PolicyAction, PolicyChange
+from orders.lending.repository import MOST_SPECIFIC_FIRST, NO_SYNC, category_of, policy_match
 
 
 class CategoryRepository:
@@ -43,7 +44,7 @@ class CategoryRepository:
         return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
 
     async def delete_unused(self, *, code: str) -> bool:
-        """Delete the category if no member (deleted ones included) has it.
+        """Delete the category if no member (deleted ones included) or policy names it.
 
         The row is locked first: a member being given the category meanwhile holds a KEY
         SHARE lock on it (its foreign key), so the two cannot both succeed.
@@ -53,7 +54,124 @@ class CategoryRepository:
             return False
         statement = (
             delete(MemberCategory)
-            .where(MemberCategory.code == code, ~exists().where(Member.category == code))
+            .where(
+                MemberCategory.code == code,
+                ~exists().where(Member.category == code),
+                ~exists().where(Policy.member_category == code),
+            )
             .returning(MemberCategory.code)
         )
         return await self.session.scalar(statement, execution_options=NO_SYNC) is not None
+
+
+class PolicyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self) -> list[Policy]:
+        """Most specific first, as the resolver ranks them."""
+        statement = select(Policy).order_by(*MOST_SPECIFIC_FIRST, Policy.id)
+        return list((await self.session.scalars(statement)).all())
+
+    async def get(self, *, policy_id: int, lock: bool = False) -> Policy | None:
+        statement = select(Policy).where(Policy.id == policy_id)
+        if lock:
+            statement = statement.with_for_update()
+        return await self.session.scalar(statement)
+
+    async def add(self, values: dict[str, Any]) -> Policy | None:
+        """The new policy, or None when a policy has the same match."""
+        statement = (
+            pg_insert(Policy)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Policy.member_category, Policy.item_type])
+            .returning(Policy)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def replace(self, *, policy_id: int, values: dict[str, Any]) -> Policy | None:
+        statement = (
+            update(Policy)
+            .where(Policy.id == policy_id)
+            .values(**values, updated_at=func.now())
+            .returning(Policy)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def delete(self, *, policy_id: int) -> bool:
+        """Delete a policy but the default; False when missing or the default."""
+        statement = (
+            delete(Policy)
+            .where(
+                Policy.id == policy_id,
+                or_(Policy.member_category.is_not(None), Policy.item_type.is_not(None)),
+            )
+            .returning(Policy.id)
+        )
+        return await self.session.scalar(statement, execution_options=NO_SYNC) is not None
+
+    async def matching(self, *, member_category: str, item_type: str) -> Sequence[Policy]:
+        """The policies that match, the one that applies first (see `policy_match`): one
+        statement over a table of a few rows, four of them at most."""
+        statement = policy_match(member_category, item_type)
+        return (await self.session.scalars(statement)).all()
+
+    async def applying_to(self, *, member_id: int, item_type: str) -> Policy | None:
+        """The policy that applies to a member (their category read in the same
+        statement) and an item type."""
+        statement = policy_match(category_of(member_id), item_type).limit(1)
+        policy: Policy | None = await self.session.scalar(statement)
+        return policy
+
+
+# servicekit's table of the keys (see servicekit.api_keys), for a key's name.
+_API_KEYS = table("api_keys", column("id"), column("name"))
+
+
+class PolicyChangeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(
+        self,
+        *,
+        policy_id: int,
+        action: PolicyAction,
+        api_key_id: int,
+        api_key_prefix: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """Keep a change in the same transaction as the change itself."""
+        name = select(_API_KEYS.c.name).where(_API_KEYS.c.id == api_key_id)
+        await self.session.execute(
+            pg_insert(PolicyChange).values(
+                policy_id=policy_id,
+                action=action,
+                api_key_id=api_key_id,
+                api_key_prefix=api_key_prefix,
+                api_key_name=name.scalar_subquery(),
+                before=before,
+                after=after,
+            )
+        )
+
+    async def list(self, *, policy_id: int | None, limit: int, offset: int) -> list[PolicyChange]:
+        statement = (
+            select(PolicyChange)
+            .where(*_change_filters(policy_id))
+            .order_by(PolicyChange.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return list((await self.session.scalars(statement)).all())
+
+    async def count(self, *, policy_id: int | None) -> int:
+        total = await self.session.scalar(
+            select(func.count()).select_from(PolicyChange).where(*_change_filters(policy_id))
+        )
+        return int(total or 0)
+
+
+def _change_filters(policy_id: int | None) -> list[Any]:
+    return [] if policy_id is None else [PolicyChange.policy_id == policy_id]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from orders.lending.models import MemberCategory
+from orders.lending.models import MemberCategory, Policy, PolicyAction, PolicyChange
 from orders.ordering.schemas import Money, money, utc
 
 Code = Annotated[
@@ -97,3 +97,171 @@ class CategoryRead(msgspec.Struct, kw_only=True):
             created_at=utc(category.created_at),
             updated_at=utc(category.updated_at),
         )
+
+
+PolicyDays = Annotated[int, Meta(ge=0, le=365)]
+FineCap = Annotated[
+    str,
+    Meta(
+        pattern=r"^(\d{1,8}\.\d{2}|book_price)$",
+        description="The most a late return is fined: an amount, or `book_price`.",
+        examples=["10.00", "book_price"],
+    ),
+]
+BOOK_PRICE = "book_price"
+
+
+class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A whole policy: `POST` creates one, `PUT` replaces one."""
+
+    member_category: Annotated[
+        Code | None, Meta(description="The member category it applies to; null: any.")
+    ] = None
+    item_type: Annotated[
+        Code | None,
+        Meta(description="The item type (a book's `format`) it applies to; null: any."),
+    ] = None
+    description: Annotated[str, Meta(max_length=500, pattern=r"^[^\x00]*$")] = ""
+    lendable: Annotated[bool, Meta(description="false: such books are not lent at all.")] = True
+    loan_period_days: Annotated[int, Meta(ge=1, le=3650, description="Days a loan lasts.")]
+    max_renewals: Annotated[int, Meta(ge=0, le=100, description="Renewals allowed per loan.")]
+    renew_grace_days: Annotated[
+        PolicyDays, Meta(description="How long overdue a loan may still be renewed.")
+    ] = 0
+    max_loans: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=1000,
+                description="Loans of this kind a member may have at once; null: only the "
+                "member's total limit.",
+            ),
+        ]
+        | None
+    ) = None
+    fine_per_day: Annotated[AmountIn, Meta(description="Fine per started day late.")]
+    fine_cap: FineCap
+    grace_days: Annotated[
+        PolicyDays, Meta(description="A return this many days late or less is not fined.")
+    ] = 0
+    holds_allowed: Annotated[bool, Meta(description="false: such books cannot be held.")] = True
+    hold_pickup_days: Annotated[
+        int, Meta(ge=1, le=60, description="Days a ready hold's copy waits for pickup.")
+    ]
+
+    def values(self) -> dict[str, object]:
+        values = msgspec.structs.asdict(self)
+        values["description"] = self.description.strip()
+        values["fine_per_day"] = Decimal(self.fine_per_day)
+        values["fine_cap"] = None if self.fine_cap == BOOK_PRICE else Decimal(self.fine_cap)
+        return values
+
+
+class PolicyRead(msgspec.Struct, kw_only=True):
+    id: Annotated[int, Meta(description="The policy's id.")]
+    member_category: Annotated[str | None, Meta(description="null: any member category.")]
+    item_type: Annotated[str | None, Meta(description="null: any item type.")]
+    is_default: Annotated[
+        bool, Meta(description="The policy of last resort (any, any); it cannot be deleted.")
+    ]
+    description: str
+    lendable: bool
+    loan_period_days: int
+    max_renewals: int
+    renew_grace_days: int
+    max_loans: int | None
+    fine_per_day: Money
+    fine_cap: FineCap
+    grace_days: int
+    holds_allowed: bool
+    hold_pickup_days: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyRead:
+        return cls(
+            id=policy.id,
+            member_category=policy.member_category,
+            item_type=policy.item_type,
+            is_default=policy.is_default,
+            description=policy.description,
+            lendable=policy.lendable,
+            loan_period_days=policy.loan_period_days,
+            max_renewals=policy.max_renewals,
+            renew_grace_days=policy.renew_grace_days,
+            max_loans=policy.max_loans,
+            fine_per_day=money(policy.fine_per_day),
+            fine_cap=BOOK_PRICE if policy.fine_cap is None else money(policy.fine_cap),
+            grace_days=policy.grace_days,
+            holds_allowed=policy.holds_allowed,
+            hold_pickup_days=policy.hold_pickup_days,
+            created_at=utc(policy.created_at),
+            updated_at=utc(policy.updated_at),
+        )
+
+
+class PolicyChangeRead(msgspec.Struct, kw_only=True):
+    id: int
+    policy_id: int
+    action: PolicyAction
+    api_key_prefix: Annotated[str, Meta(description="The public prefix of the key used.")]
+    api_key_name: Annotated[str | None, Meta(description="The key's name, as registered.")]
+    changed_at: datetime
+    before: Annotated[
+        dict[str, Any] | None, Meta(description="The policy before; null when created.")
+    ]
+    after: Annotated[
+        dict[str, Any] | None, Meta(description="The policy after; null when deleted.")
+    ]
+
+    @classmethod
+    def of(cls, change: PolicyChange) -> PolicyChangeRead:
+        return cls(
+            id=change.id,
+            policy_id=change.policy_id,
+            action=change.action,
+            api_key_prefix=change.api_key_prefix,
+            api_key_name=change.api_key_name,
+            changed_at=utc(change.changed_at),
+            before=change.before,
+            after=change.after,
+        )
+
+
+class PolicyChangePage(msgspec.Struct, kw_only=True):
+    data: Annotated[list[PolicyChangeRead], Meta(description="This page's changes, newest first.")]
+    total: int
+    limit: int
+    offset: int
+
+
+class Candidate(msgspec.Struct, kw_only=True):
+    rank: Annotated[int, Meta(description="1 is the most specific match.")]
+    match: Annotated[
+        str,
+        Meta(
+            description="`category and item type`, `category`, `item type` or `default`.",
+            examples=["category and item type"],
+        ),
+    ]
+    member_category: str | None
+    item_type: str | None
+    policy_id: Annotated[int | None, Meta(description="The policy with this match; null: none.")]
+
+
+class Resolution(msgspec.Struct, kw_only=True):
+    member_id: int
+    book_id: int
+    member_category: Annotated[str, Meta(description="The member's category.")]
+    item_type: Annotated[str, Meta(description="The book's item type (`format`).")]
+    policy: Annotated[PolicyRead, Meta(description="The policy that applies.")]
+    candidates: Annotated[
+        list[Candidate],
+        Meta(
+            description="Every match considered, most specific first; the first with a "
+            "policy applies."
+        ),
+    ]
+    reason: Annotated[str, Meta(description="Why this policy applies, in a sentence.")]

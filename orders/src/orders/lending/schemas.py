@@ -340,3 +340,26 @@ class TopMember(msgspec.Struct, kw_only=True):
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
+
+
+class DryRunRead(msgspec.Struct, kw_only=True):
+    """What a circulation action would do, asked with `dry_run=true`: nothing is recorded.
+    A refusal is answered as the action itself would answer it (the same problem)."""
+
+    dry_run: Annotated[bool, Meta(description="Always true: nothing was recorded.")]
+    action: Annotated[str, Meta(description="borrow, renew, return, hold or checkout.")]
+    outcome: Annotated[str, Meta(description="What would happen, in a sentence.")]
+    policy_id: Annotated[int, Meta(description="The lending policy the action runs by.")]
+    member_id: MemberId
+    book_id: BookId
+    due_at: Annotated[
+        datetime | None,
+        Meta(description="The due date the loan would get (a borrow: if a copy is free now)."),
+    ] = None
+    late_fee: Annotated[Money | None, Meta(description="The fine a return would record.")] = None
+    position: Annotated[int | None, Meta(description="A hold's place in the queue (1 = next).")] = (
+        None
+    )
+    pickup_by: Annotated[
+        datetime | None, Meta(description="Until when a ready hold's copy would wait.")
+    ] = None
