@@ -77,7 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     saga_stall_after_s: Positive = 30.0
     saga_max_redrives: Annotated[int, Meta(ge=0, le=20)] = 5
 
-    # Lending: the defaults of every member and book (see orders.lending.policy).
+    # Lending: what migrations 0011 and 0012 make the `adult` category's loan limit and the
+    # default lending policy from; after that the tables decide (see orders.lending.policies).
     default_max_loans: Annotated[int, Meta(ge=0, le=1000)] = 5
     loan_period_days: Positive = 14.0
     loan_max_renewals: Annotated[int, Meta(ge=0)] = 2
