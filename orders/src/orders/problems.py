@@ -64,11 +64,13 @@ class Rule(msgspec.Struct, kw_only=True):
     current: Annotated[int | None, Meta(description="Where the member or loan stands now.")] = None
 
 
-class RuleRefusal(ProblemError):
-    """A refusal by a circulation rule: the problem carries `rule`."""
+class RuleRefusal:
+    """Mixed into a problem that a circulation rule raises: the problem carries `rule`."""
+
+    rule: Rule | None = None
 
     def __init__(self, detail: str, *, rule: Rule) -> None:
-        super().__init__(detail)
+        super().__init__(detail)  # type: ignore[call-arg]  # the ProblemError it is mixed into
         self.rule = rule
 
 

@@ -116,8 +116,6 @@ def problem_codes(errors: Iterable[type[ProblemError]]) -> list[ProblemCode]:
     rows = {row.code: row for row in FRAMEWORK_CODES}
     ours: dict[str, ProblemCode] = {}
     for cls in errors:
-        if not hasattr(cls, "code"):
-            continue  # a base of other problems, never raised itself
         if cls.code not in rows:
             ours.setdefault(cls.code, ProblemCode(cls.code, cls.status, cls.title))
     return [*rows.values(), *sorted(ours.values(), key=lambda row: (row.status, row.code))]

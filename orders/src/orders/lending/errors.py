@@ -49,7 +49,7 @@ class EmailTaken(ProblemError):
         )
 
 
-class MemberBlocked(RuleRefusal):
+class MemberBlocked(RuleRefusal, ProblemError):
     status, title, type = 403, "Member blocked", "/problems/member-blocked"
     code = "MEMBER_BLOCKED"
 
@@ -61,7 +61,7 @@ class MemberBlocked(RuleRefusal):
         )
 
 
-class TooManyOverdue(RuleRefusal):
+class TooManyOverdue(RuleRefusal, ProblemError):
     status, title, type = 403, "Member blocked", "/problems/member-blocked"
     code = "MEMBER_BLOCKED"
 
@@ -73,7 +73,7 @@ class TooManyOverdue(RuleRefusal):
         )
 
 
-class LoanLimitReached(RuleRefusal):
+class LoanLimitReached(RuleRefusal, ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"
 
@@ -85,7 +85,7 @@ class LoanLimitReached(RuleRefusal):
         )
 
 
-class KindLimitReached(RuleRefusal):
+class KindLimitReached(RuleRefusal, ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"
 
@@ -115,7 +115,7 @@ class NotLendable(ProblemError):
         super().__init__(f"Book {book_id} has no lendable copies; it can only be bought.")
 
 
-class NotLendableByPolicy(RuleRefusal):
+class NotLendableByPolicy(RuleRefusal, ProblemError):
     status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
     code = "BOOK_NOT_LENDABLE"
 
@@ -127,7 +127,7 @@ class NotLendableByPolicy(RuleRefusal):
         )
 
 
-class HoldsNotAllowed(RuleRefusal):
+class HoldsNotAllowed(RuleRefusal, ProblemError):
     status, title, type = 409, "Holds not allowed", "/problems/holds-not-allowed"
     code = "HOLDS_NOT_ALLOWED"
 
@@ -166,7 +166,7 @@ class HoldNotFound(ProblemError):
         super().__init__(f"No hold has id {hold_id}.")
 
 
-class RenewalRefused(RuleRefusal):
+class RenewalRefused(RuleRefusal, ProblemError):
     status, title, type = 409, "Renewal refused", "/problems/renewal-refused"
     code = "RENEWAL_REFUSED"
 
