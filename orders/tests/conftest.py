@@ -26,6 +26,7 @@ TABLES = (
     "holds",
     "notices",
     "lending_policy_changes",
+    "ledger_entries",
 )
 SERVICE_KEY = "test-service-key"
 # The categories migration 0011 creates, as it creates them; tests' own are deleted.

@@ -26,6 +26,7 @@ from orders.idempotency import IdempotencyStore, purge_forever
 from orders.lending.controllers import (
     BorrowController,
     HoldController,
+    LedgerController,
     LibraryController,
     MemberController,
 )
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             OrderController,
             MemberController,
+            LedgerController,
             BorrowController,
             HoldController,
             LibraryController,

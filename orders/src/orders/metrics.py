@@ -69,3 +69,15 @@ LIBRARY_HOLDS_WAITING = Gauge(
 LIBRARY_HOLDS_READY = Gauge(
     "library_holds_ready", "Holds with a copy set aside, as of the last library sweep."
 )
+LIBRARY_LEDGER_AMOUNT = Counter(
+    "library_ledger_amount_total",
+    "Money recorded in members' ledgers, by kind: fines charged, payments and waivers "
+    "received (all positive, in the shop's currency).",
+    ["kind"],
+)
+LIBRARY_CREDITS = Counter(
+    "library_credits_total",
+    "Payment and waiver requests, by outcome: recorded, a refusal's problem type, or what "
+    "became of a repeat of an Idempotency-Key (replayed, idempotency_key_reused, ...).",
+    ["kind", "outcome"],
+)

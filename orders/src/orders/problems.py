@@ -51,7 +51,8 @@ class Rule(msgspec.Struct, kw_only=True):
         str,
         Meta(
             description="Which rule: `max_loans` (the member's total), `max_loans_of_kind` "
-            "(the policy's limit for this item type), `max_overdue_loans`, `not_lendable`, "
+            "(the policy's limit for this item type), `max_overdue_loans`, `max_balance` "
+            "(fines owed; money as a string), `not_lendable`, "
             "`holds_not_allowed`, `max_renewals`, `renew_grace`.",
             examples=["max_loans_of_kind"],
         ),
@@ -60,8 +61,14 @@ class Rule(msgspec.Struct, kw_only=True):
         int | None,
         Meta(description="The lending policy that set the limit; null for a member's own."),
     ] = None
-    limit: Annotated[int | None, Meta(description="The limit in force.")] = None
-    current: Annotated[int | None, Meta(description="Where the member or loan stands now.")] = None
+    limit: Annotated[
+        int | str | None,
+        Meta(description="The limit in force (an amount of money as a 2-decimal string)."),
+    ] = None
+    current: Annotated[
+        int | str | None,
+        Meta(description="Where the member or loan stands now (money as a string)."),
+    ] = None
 
 
 class RuleRefusal:

@@ -44,7 +44,7 @@ HOLD_COLUMNS = (
     "id, member_id, book_id, book_title, book_author, status, copy_from, borrow_id,"
     " created_at, ready_at, pickup_by, closed_at, updated_at"
 )
-ORDERS_LENDING_TABLES = ("members", "borrows", "holds", "notices")
+ORDERS_LENDING_TABLES = ("members", "borrows", "holds", "notices", "ledger_entries")
 
 
 @dataclass
@@ -338,9 +338,36 @@ def _load_orders(
         ") AS open WHERE members.id = open.member_id",
         [data.ids.members],
     )
-    for table in ("members", "borrows", "holds"):
+    with counter.timed("fines"):
+        rows["ledger_entries"] = _charge_fines(conn, after_borrow=data.ids.borrows)
+    for table in ("members", "borrows", "holds", "ledger_entries"):
         _advance_identity(conn, table)
     return rows
+
+
+def _charge_fines(conn: psycopg.Connection[Any], *, after_borrow: int) -> int:
+    """The late fees of the loaded loans in their members' ledgers, worded as
+    `orders.lending.ledger.charge_fine` words them. The trigger that adds each entry to
+    its member's balance would update a member row per fine: it is off while the
+    balances are added up once, in the seed's transaction."""
+    conn.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_to_balance")
+    charged = conn.execute(
+        "INSERT INTO ledger_entries (member_id, kind, amount, borrow_id, reason, created_at)"
+        " SELECT member_id, 'fine', late_fee, id,"
+        "  'Late return of “' || book_title || '”, due '"
+        "  || to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), returned_at"
+        " FROM borrows WHERE late_fee > 0 AND id > %s ORDER BY id",
+        [after_borrow],
+    ).rowcount
+    conn.execute(
+        "UPDATE members SET balance = balance + fines.total FROM ("
+        " SELECT member_id, sum(late_fee) AS total FROM borrows"
+        " WHERE late_fee > 0 AND id > %s GROUP BY member_id"
+        ") AS fines WHERE members.id = fines.member_id",
+        [after_borrow],
+    )
+    conn.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_to_balance")
+    return charged
 
 
 def _simulate(scenario: Scenario, rng: random.Random, counter: _Counter) -> LendingData:
@@ -432,7 +459,7 @@ def seed_lending(
                 # The books connection is closed below only once its thread is done with it.
                 catalog.exception()
             loaded = {**lending, **catalog.result()}
-        for table in ("members", "borrows", "books", "copy_loans", "holds"):
+        for table in ("members", "borrows", "books", "copy_loans", "holds", "ledger_entries"):
             result.rows[table] = loaded[table]
         books.commit()
         orders.commit()
@@ -443,7 +470,7 @@ def seed_lending(
         # Fresh statistics for the planner, and set visibility maps for index-only scans.
         for conn, tables in (
             (books, ("books", "copy_loans")),
-            (orders, ("members", "borrows", "holds")),
+            (orders, ("members", "borrows", "holds", "ledger_entries")),
         ):
             conn.autocommit = True
             for table in tables:

@@ -20,10 +20,11 @@ from orders.http import (
     problem_responses,
 )
 from orders.lending.holds import HoldService
+from orders.lending.ledger import LedgerService
 from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
 from orders.lending.members import MemberService
-from orders.lending.models import HoldStatus, MemberStatus
+from orders.lending.models import HoldStatus, LedgerKind, MemberStatus
 from orders.lending.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -31,11 +32,14 @@ from orders.lending.schemas import (
     BorrowListStatus,
     BorrowPage,
     BorrowRead,
+    CreditCreate,
     DailyLoans,
     DryRunRead,
     HoldCreate,
     HoldPage,
     HoldRead,
+    LedgerEntryRead,
+    LedgerPage,
     LibrarySummary,
     MemberCreate,
     MemberPage,
@@ -44,7 +48,7 @@ from orders.lending.schemas import (
     PopularBook,
     TopMember,
 )
-from orders.ordering.schemas import MAX_ID
+from orders.ordering.schemas import MAX_ID, money
 from orders.security import BEARER, caller, requires
 from servicekit.api_keys import BORROWING, LIBRARY_STAFF
 
@@ -111,7 +115,12 @@ def provide_library(
     )
 
 
+def provide_ledger(session: NamedDependency[AsyncSession], state: State) -> LedgerService:
+    return LedgerService(session, idempotency_store=state.idempotency_store)
+
+
 LENDING_DEPENDENCIES = {
+    "ledger": Provide(provide_ledger, sync_to_thread=False),
     "holds": Provide(provide_holds, sync_to_thread=False),
     "loans": Provide(provide_loans, sync_to_thread=False),
     "members": Provide(provide_members, sync_to_thread=False),
@@ -248,6 +257,105 @@ class MemberController(Controller):
             data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
         )
         return paged(request, page, total=total, limit=limit, offset=offset)
+
+
+class LedgerController(Controller):
+    path = "/v1/members/{member_id:str}"
+    tags = ["members"]
+    dependencies = LENDING_DEPENDENCIES
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
+
+    @get(
+        "/ledger",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def member_ledger(
+        self,
+        request: Request[Any, Any, Any],
+        ledger: NamedDependency[LedgerService],
+        member_id: MemberIdPath,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[LedgerPage]:
+        """A member's account: their fines, payments and waivers, newest first.
+
+        Each entry shows the balance it left; `balance` is what the member owes now,
+        always the sum of the whole ledger. Entries are never changed or removed.
+        """
+        limit = min(limit, MAX_PAGE_SIZE)
+        member, entries, total = await ledger.statement(
+            member_id=member_id, limit=limit, offset=offset
+        )
+        page = LedgerPage(
+            data=[LedgerEntryRead.of(entry, balance_after=after) for entry, after in entries],
+            balance=money(member.balance),
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @post(
+        "/payments",
+        guards=[json_body(CreditCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+        response_description="The payment's ledger entry (negative: a credit), recorded now "
+        "or earlier under the same Idempotency-Key.",
+    )
+    async def record_payment(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[CreditCreate],
+        ledger: NamedDependency[LedgerService],
+        member_id: MemberIdPath,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[LedgerEntryRead]:
+        """Record money a member paid towards what they owe.
+
+        At most the balance (409 names it): two desks taking the same debt at once
+        cannot both record it. Send an `Idempotency-Key` so that a retry records it once.
+        """
+        answer = await ledger.credit(
+            member_id=member_id,
+            kind=LedgerKind.PAYMENT,
+            data=data,
+            idempotency_key=idempotency_key,
+            client=caller(request),
+        )
+        return cast("Response[LedgerEntryRead]", answer_response(answer))
+
+    @post(
+        "/waivers",
+        guards=[json_body(CreditCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+        response_description="The waiver's ledger entry (negative: a credit), recorded now "
+        "or earlier under the same Idempotency-Key.",
+    )
+    async def record_waiver(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[CreditCreate],
+        ledger: NamedDependency[LedgerService],
+        member_id: MemberIdPath,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[LedgerEntryRead]:
+        """Forgive part or all of what a member owes, with the reason on their statement.
+
+        The same rules as a payment: at most the balance, once per Idempotency-Key.
+        """
+        answer = await ledger.credit(
+            member_id=member_id,
+            kind=LedgerKind.WAIVER,
+            data=data,
+            idempotency_key=idempotency_key,
+            client=caller(request),
+        )
+        return cast("Response[LedgerEntryRead]", answer_response(answer))
 
 
 class BorrowController(Controller):

@@ -73,6 +73,19 @@ class TooManyOverdue(RuleRefusal, ProblemError):
         )
 
 
+class OwesTooMuch(RuleRefusal, ProblemError):
+    status, title, type = 403, "Member blocked", "/problems/member-blocked"
+    code = "MEMBER_BLOCKED"
+
+    def __init__(self, member_id: int, *, limit: str, current: str) -> None:
+        super().__init__(
+            f"Member {member_id} owes {current} in fines and their category allows at most "
+            f"{limit}; they cannot borrow, renew or place holds until they pay (see "
+            f"/v1/members/{member_id}/ledger).",
+            rule=Rule(name="max_balance", limit=limit, current=current),
+        )
+
+
 class LoanLimitReached(RuleRefusal, ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"
@@ -257,4 +270,29 @@ class DefaultPolicyKept(ProblemError):
     def __init__(self, policy_id: int, what: str) -> None:
         super().__init__(
             f"Policy {policy_id} is the default (any category, any item type): {what}."
+        )
+
+
+class CreditExceedsBalance(ProblemError):
+    """A payment or waiver larger than what the member owes: the ledger never goes below 0."""
+
+    status, title, type = 409, "More than the member owes", "/problems/credit-exceeds-balance"
+    code = "CREDIT_EXCEEDS_BALANCE"
+
+    def __init__(self, member_id: int, *, kind: str, amount: str, balance: str) -> None:
+        super().__init__(
+            f"A {kind} of {amount} is more than member {member_id} owes ({balance}); "
+            f"record at most {balance}.",
+            errors=[{"field": "amount", "in": "body", "message": f"at most {balance}"}],
+        )
+
+
+class UnknownLoanOfMember(ProblemError):
+    status, title, type = 422, "Unknown loan", "/problems/unknown-loan"
+    code = "UNKNOWN_LOAN"
+
+    def __init__(self, member_id: int, borrow_id: int) -> None:
+        super().__init__(
+            f"Member {member_id} has no borrow {borrow_id}.",
+            errors=[{"field": "borrow_id", "in": "body", "message": "not this member's borrow"}],
         )

@@ -14,7 +14,7 @@ from orders import idempotency
 from orders.books_client import BooksClient, BookSnapshot
 from orders.errors import IdempotencyKeyInFlight, IllegalTransition
 from orders.idempotency import Answer, Claimed, IdempotencyStore, StoredResponse, respond_once
-from orders.lending import events
+from orders.lending import events, ledger
 from orders.lending.errors import (
     AlreadyBorrowed,
     BorrowNotFound,
@@ -23,6 +23,7 @@ from orders.lending.errors import (
     MemberBlocked,
     NotLendable,
     NotLendableByPolicy,
+    OwesTooMuch,
     RenewalRefused,
     TooManyOverdue,
     UnknownBook,
@@ -66,10 +67,15 @@ async def active_member(members: MemberRepository, member_id: int) -> Member:
 
 
 async def in_good_standing(members: MemberRepository, member: Member) -> None:
-    """403 when the member has more loans overdue than their category allows."""
-    overdue, allowed = await members.overdue_standing(member=member)
-    if overdue > allowed:
-        raise TooManyOverdue(member.id, limit=allowed, current=overdue)
+    """403 when the member has more loans overdue than their category allows, or owes
+    more than its `max_balance`."""
+    standing = await members.standing(member=member)
+    if standing.overdue > standing.max_overdue:
+        raise TooManyOverdue(member.id, limit=standing.max_overdue, current=standing.overdue)
+    if member.balance > standing.max_balance:
+        raise OwesTooMuch(
+            member.id, limit=money(standing.max_balance), current=money(member.balance)
+        )
 
 
 async def catalog_book(books: BooksClient, book_id: int, *, where: str = "body") -> BookSnapshot:
@@ -264,7 +270,8 @@ class LoanService:
         return datetime.now(UTC)
 
     async def give_back(self, *, borrow_id: int) -> Borrow:
-        """active -> returned, with the late fee; the copy goes to the next hold or the shelf.
+        """active -> returned, with the late fee (charged to the member's ledger); the copy
+        goes to the next hold or the shelf.
 
         A repeat returns the same loan and changes nothing.
         """
@@ -287,6 +294,7 @@ class LoanService:
             values={"late_fee": fee},
         )
         assert borrow is not None
+        await ledger.charge_fine(self.session, borrow, amount=fee)
         await self.members.give_back_loan_slot(member_id=borrow.member_id)
         await events.copy_freed(self.session, book_id=borrow.book_id, reference=borrow.reference)
         after_commit(self.session, LIBRARY_RETURNS.labels(str(fee > 0).lower()).inc)

@@ -66,6 +66,14 @@ class HoldStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class LedgerKind(StrEnum):
+    """Charges (positive amounts) and credits (negative) in a member's ledger."""
+
+    FINE = "fine"
+    PAYMENT = "payment"
+    WAIVER = "waiver"
+
+
 class NoticeKind(StrEnum):
     DUE_SOON = "due_soon"
     OVERDUE = "overdue"
@@ -81,7 +89,7 @@ class MemberCategory(Base):
     code: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     max_loans: Mapped[int] = mapped_column(Integer)
-    # Fines owed above this block the member (enforced once fines are a ledger).
+    # Fines owed (the member's balance) above this block borrowing, renewing and new holds.
     max_balance: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     # More loans overdue than this block borrowing, renewing and new holds.
     max_overdue_loans: Mapped[int] = mapped_column(Integer)
@@ -102,6 +110,8 @@ class Member(Base):
     max_loans: Mapped[int | None] = mapped_column(Integer)
     # Pending and active borrows: what the loan limit is checked against.
     loans_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    # What the member owes: the sum of their ledger, kept by a trigger (migration 0013).
+    balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), server_default="0")
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
     deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
@@ -243,3 +253,19 @@ class PolicyChange(Base):
     changed_at: Mapped[datetime] = _timestamp(server_default=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+
+
+class LedgerEntry(Base):
+    """One charge or credit of a member; never changed or deleted (migration 0013)."""
+
+    __tablename__ = "ledger_entries"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    kind: Mapped[LedgerKind] = mapped_column(_text_enum(LedgerKind))
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    borrow_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("borrows.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)

@@ -7,7 +7,9 @@ orders' `change_status`: of two racing changes the second sees the first's resul
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +32,7 @@ from orders.lending.models import (
     BorrowStatus,
     Hold,
     HoldStatus,
+    LedgerEntry,
     Member,
     MemberCategory,
     MemberStatus,
@@ -97,6 +100,15 @@ def policy_days(
         .scalar_subquery()
     )
     return func.make_interval(0, 0, 0, days)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A member's overdue loans now, and the block thresholds of their category."""
+
+    overdue: int
+    max_overdue: int
+    max_balance: Decimal
 
 
 class MemberRepository:
@@ -200,8 +212,8 @@ class MemberRepository:
         """The member's category, deleted members' too (their loans still run out)."""
         return await self.session.scalar(select(Member.category).where(Member.id == member_id))
 
-    async def overdue_standing(self, *, member: Member) -> tuple[int, int]:
-        """How many of the member's loans are overdue now, and how many their category allows."""
+    async def standing(self, *, member: Member) -> Standing:
+        """How many of the member's loans are overdue now, and their category's limits."""
         overdue = (
             select(func.count())
             .select_from(Borrow)
@@ -212,11 +224,15 @@ class MemberRepository:
             )
             .scalar_subquery()
         )
-        allowed = select(MemberCategory.max_overdue_loans).where(
+        limits = select(MemberCategory.max_overdue_loans, MemberCategory.max_balance).where(
             MemberCategory.code == member.category
         )
-        row = (await self.session.execute(allowed.add_columns(overdue))).one()
-        return int(row[1]), int(row[0])
+        allowed_overdue, max_balance, current = (
+            await self.session.execute(limits.add_columns(overdue))
+        ).one()
+        return Standing(
+            overdue=int(current), max_overdue=int(allowed_overdue), max_balance=max_balance
+        )
 
     async def give_back_loan_slot(self, *, member_id: int) -> None:
         await self.session.execute(
@@ -616,3 +632,49 @@ class NoticeRepository:
             .returning(Notice.id)
         )
         return await self.session.scalar(statement)
+
+
+class LedgerRepository:
+    """A member's charges and credits; the balance follows by trigger (migration 0013)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, values: dict[str, Any]) -> LedgerEntry:
+        entry = LedgerEntry(**values)
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def lock_member(self, *, member_id: int) -> Member | None:
+        """The member, row-locked until commit: credits to one member run one at a time,
+        each seeing the balance the one before left (the balance's CHECK backs this up)."""
+        return await self.session.scalar(
+            select(Member)
+            .where(Member.id == member_id, Member.deleted_at.is_(None))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    async def page(
+        self, *, member_id: int, limit: int, offset: int
+    ) -> list[tuple[LedgerEntry, Decimal]]:
+        """Newest first, each entry with the balance it left (a running sum, oldest first)."""
+        running = func.sum(LedgerEntry.amount).over(order_by=LedgerEntry.id).label("balance_after")
+        numbered = (
+            select(LedgerEntry.id, running).where(LedgerEntry.member_id == member_id).subquery()
+        )
+        statement = (
+            select(LedgerEntry, numbered.c.balance_after)
+            .join(numbered, numbered.c.id == LedgerEntry.id)
+            .order_by(LedgerEntry.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [(entry, balance) for entry, balance in (await self.session.execute(statement))]
+
+    async def count(self, *, member_id: int) -> int:
+        total = await self.session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.member_id == member_id)
+        )
+        return int(total or 0)

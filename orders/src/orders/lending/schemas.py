@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, Member, MemberStatus
+from orders.lending.models import (
+    Borrow,
+    BorrowStatus,
+    Hold,
+    HoldStatus,
+    LedgerEntry,
+    LedgerKind,
+    Member,
+    MemberStatus,
+)
 from orders.ordering.schemas import Id, Money, money, utc
 
 DEFAULT_PAGE_SIZE = 50
@@ -123,6 +133,9 @@ class MemberRead(msgspec.Struct, kw_only=True):
         int | None, Meta(description="The member's own limit; null: their category's applies.")
     ]
     loans_out: Annotated[int, Meta(description="Loans out or requested now.")]
+    balance: Annotated[
+        Money, Meta(description="What the member owes: the sum of their ledger's entries.")
+    ]
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -137,6 +150,7 @@ class MemberRead(msgspec.Struct, kw_only=True):
             max_loans=member.loan_limit,
             own_max_loans=member.max_loans,
             loans_out=member.loans_out,
+            balance=money(member.balance),
             created_at=utc(member.created_at),
             updated_at=utc(member.updated_at),
         )
@@ -363,3 +377,86 @@ class DryRunRead(msgspec.Struct, kw_only=True):
     pickup_by: Annotated[
         datetime | None, Meta(description="Until when a ready hold's copy would wait.")
     ] = None
+
+
+CreditAmount = Annotated[
+    str,
+    Meta(
+        pattern=r"^(?!0+\.00$)[0-9]{1,8}\.[0-9]{2}$",
+        description="A positive amount with two decimals, at most what the member owes.",
+        examples=["2.50"],
+    ),
+]
+Reason = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=500,
+        pattern=r"(?s)^(?=.*\S)[^\x00]*$",
+        description="Why, in words the member will read on their statement.",
+        examples=["Paid in cash at the desk"],
+    ),
+]
+
+
+class CreditCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A payment or a waiver: lowers what the member owes."""
+
+    amount: CreditAmount
+    reason: Reason
+    borrow_id: (
+        Annotated[Id, Meta(description="The loan whose fine this settles, if one.")] | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        self.reason = self.reason.strip()
+
+
+class LedgerEntryRead(msgspec.Struct, kw_only=True):
+    id: Annotated[int, Meta(description="The entry's id; entries are never changed.")]
+    member_id: MemberId
+    kind: Annotated[
+        LedgerKind,
+        Meta(description="fine (a charge), payment or waiver (credits)."),
+    ]
+    amount: Annotated[
+        str,
+        Meta(
+            pattern=r"^-?[0-9]+\.[0-9]{2}$",
+            description="Charges are positive, credits negative.",
+            examples=["1.50", "-1.50"],
+        ),
+    ]
+    balance_after: Annotated[Money, Meta(description="What the member owed after this entry.")]
+    borrow_id: Annotated[int | None, Meta(description="The loan it is about, if one.")]
+    reason: Annotated[str, Meta(description="Why, as the member reads it.")]
+    recorded_by: Annotated[
+        str | None,
+        Meta(
+            description="The role and prefix of the API key that recorded it; null if the "
+            "library recorded it (a fine at return)."
+        ),
+    ]
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, entry: LedgerEntry, *, balance_after: Decimal) -> LedgerEntryRead:
+        return cls(
+            id=entry.id,
+            member_id=entry.member_id,
+            kind=entry.kind,
+            amount=money(entry.amount),
+            balance_after=money(balance_after),
+            borrow_id=entry.borrow_id,
+            reason=entry.reason,
+            recorded_by=entry.recorded_by,
+            created_at=utc(entry.created_at),
+        )
+
+
+class LedgerPage(msgspec.Struct, kw_only=True):
+    data: Annotated[list[LedgerEntryRead], Meta(description="This page's entries, newest first.")]
+    balance: Annotated[Money, Meta(description="What the member owes now.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
