@@ -54,7 +54,7 @@ def dbs(migrated: Databases) -> Databases:
         conn.execute("TRUNCATE books RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
     with psycopg.connect(migrated.orders, autocommit=True) as conn:
-        conn.execute("TRUNCATE members, borrows, holds, notices RESTART IDENTITY")
+        conn.execute("TRUNCATE members, borrows, holds, notices, ledger_entries RESTART IDENTITY")
     return migrated
 
 
@@ -107,6 +107,25 @@ def assert_consistent(dbs: Databases) -> None:
         " AND b.status IN ('pending', 'active'))",
     )
     assert mismatched == []
+    # Each late fee is one fine in its member's ledger, and each balance its ledger's sum.
+    assert (
+        rows(
+            dbs.orders,
+            "SELECT b.id FROM borrows b LEFT JOIN ledger_entries e"
+            " ON e.borrow_id = b.id AND e.kind = 'fine'"
+            " WHERE b.late_fee > 0 AND e.amount IS DISTINCT FROM b.late_fee",
+        )
+        == []
+    )
+    assert (
+        rows(
+            dbs.orders,
+            "SELECT m.id FROM members m LEFT JOIN ledger_entries e ON e.member_id = m.id"
+            " GROUP BY m.id HAVING m.balance <> coalesce(sum(e.amount), 0)",
+        )
+        == []
+    )
+    assert rows(dbs.orders, "SELECT count(*) > 0 FROM ledger_entries") == [(True,)]
     available = dict(rows(dbs.books, "SELECT id, copies_available FROM books"))
     waiting = rows(dbs.orders, "SELECT book_id FROM holds WHERE status = 'waiting'")
     assert all(available[book_id] == 0 for (book_id,) in waiting)

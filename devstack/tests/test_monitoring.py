@@ -623,8 +623,8 @@ def set_due_at(stack: Stack, borrow_id: int, due_at: str) -> None:
 
 
 def drive_lending(stack: Stack) -> None:
-    """A member borrows three books (each loan activated by a worker) and returns one; the
-    library sweep finds one loan overdue and mails its notice; then, the mail server
+    """A member borrows three books (each loan activated by a worker) and returns one late,
+    and pays its fine; the library sweep finds one loan overdue and mails its notice; then, the mail server
     gone, a notice for a loan due soon fails."""
     with (
         stack.client(stack.books) as books,
@@ -663,8 +663,15 @@ def drive_lending(stack: Stack) -> None:
         for borrow_id in borrow_ids:
             wait_for_borrow(orders, borrow_id, "active")
         returned, overdue, due_soon = borrow_ids
+        # Returned two days late: a fine in the member's ledger, which the desk is paid.
+        set_due_at(stack, returned, "now() - interval '2 days'")
         response = orders.post(f"/v1/borrows/{returned}/return")
         assert response.status_code == 200, response.text
+        payment = orders.post(
+            f"/v1/members/{member.json()['id']}/payments",
+            json={"amount": response.json()["late_fee"], "reason": "Paid at the desk"},
+        )
+        assert payment.status_code == 201, payment.text
 
         set_due_at(stack, overdue, "now() - interval '1 day'")
         sweep()
