@@ -623,9 +623,9 @@ def set_due_at(stack: Stack, borrow_id: int, due_at: str) -> None:
 
 
 def drive_lending(stack: Stack) -> None:
-    """A member borrows three books (each loan activated by a worker) and returns one late,
-    and pays its fine; the library sweep finds one loan overdue and mails its notice; then, the mail server
-    gone, a notice for a loan due soon fails."""
+    """A member borrows three books (each loan activated by a worker), returns one late
+    and pays its fine; the library sweep finds one loan overdue and mails its notice;
+    then, the mail server gone, a notice for a loan due soon fails."""
     with (
         stack.client(stack.books) as books,
         stack.client(stack.orders) as orders,
