@@ -250,7 +250,7 @@ class TestBalanceBlock:
         self, client, owing, make_lendable, db
     ) -> None:
         await client.patch("/v1/member-categories/adult", json={"max_balance": "1.00"})
-        member, returned = await owing(days_late=8)  # owes 2.00
+        member, _ = await owing(days_late=8)  # owes 2.00
         book = await make_lendable()
         borrow = {"member_id": member["id"], "book_id": book["id"]}
 
