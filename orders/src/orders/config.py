@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     late_fee_per_day: Decimal = Decimal("0.25")
     late_fee_cap: Decimal = Decimal("10.00")
     hold_pickup_days: Positive = 3.0
+    # A waiting hold whose estimated wait is longer than this offers to sell the book
+    # instead, when books has it in stock.
+    buy_instead_after_days: NonNegative = 14.0
     due_soon_days: NonNegative = 2.0
 
     # The key workers present on the internal API; unset or empty turns that API off.

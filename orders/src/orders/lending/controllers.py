@@ -90,7 +90,11 @@ LOCATION = [
 
 
 def provide_holds(session: NamedDependency[AsyncSession], state: State) -> HoldService:
-    return HoldService(session, books=state.books_client)
+    return HoldService(
+        session,
+        books=state.books_client,
+        buy_instead_after=timedelta(days=state.settings.buy_instead_after_days),
+    )
 
 
 def provide_loans(session: NamedDependency[AsyncSession], state: State) -> LoanService:
@@ -521,7 +525,7 @@ class HoldController(Controller):
             preview = await holds.try_place(member_id=data.member_id, book_id=data.book_id)
             return Response(preview, status_code=200)
         hold = await holds.place(member_id=data.member_id, book_id=data.book_id)
-        body = HoldRead.of(hold, position=await holds.position(hold))
+        body = HoldRead.of(hold, outlook=await holds.outlook(hold))
         return Response(body, status_code=201, headers={"Location": f"{self.path}/{hold.id}"})
 
     @get(
@@ -547,7 +551,7 @@ class HoldController(Controller):
         found, total = await holds.list_holds(
             limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
         )
-        data = [HoldRead.of(h, position=await holds.position(h)) for h in found]
+        data = [HoldRead.of(h, outlook=await holds.outlook(h)) for h in found]
         page = HoldPage(data=data, total=total, limit=limit, offset=offset)
         return paged(request, page, total=total, limit=limit, offset=offset)
 
@@ -557,7 +561,7 @@ class HoldController(Controller):
     async def get_hold(self, holds: NamedDependency[HoldService], hold_id: HoldIdPath) -> HoldRead:
         """Fetch one hold with its place in the queue."""
         hold = await holds.get(hold_id=hold_id)
-        return HoldRead.of(hold, position=await holds.position(hold))
+        return HoldRead.of(hold, outlook=await holds.outlook(hold))
 
     @delete(
         "/{hold_id:str}",

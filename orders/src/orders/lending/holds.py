@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.books_client import BooksClient
-from orders.errors import IllegalTransition
+from orders.errors import BooksUnavailable, IllegalTransition
 from orders.lending import events
 from orders.lending.errors import (
     AlreadyBorrowed,
@@ -28,7 +28,8 @@ from orders.lending.repository import (
     MemberRepository,
     NoticeRepository,
 )
-from orders.lending.schemas import DryRunRead
+from orders.lending.schemas import BuyInstead, DryRunRead
+from orders.lending.waits import Outlook, estimate_available_at
 from orders.ordering.schemas import utc
 from servicekit.database import rolled_back
 
@@ -39,7 +40,13 @@ def shelf_copy(hold_id: int) -> str:
 
 
 class HoldService:
-    def __init__(self, session: AsyncSession, *, books: BooksClient) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        books: BooksClient,
+        buy_instead_after: timedelta = timedelta(days=14),
+    ) -> None:
         self.session = session
         self.members = MemberRepository(session)
         self.borrows = BorrowRepository(session)
@@ -47,6 +54,7 @@ class HoldService:
         self.notices = NoticeRepository(session)
         self.books = books
         self.resolver = PolicyResolver(session)
+        self.buy_instead_after = buy_instead_after
 
     async def place(self, *, member_id: int, book_id: int) -> Hold:
         """Queue the member for the book; a copy on the shelf is set aside at once."""
@@ -119,6 +127,38 @@ class HoldService:
 
     async def position(self, hold: Hold) -> int | None:
         return await self.holds.position(hold=hold) if hold.status is HoldStatus.WAITING else None
+
+    async def outlook(self, hold: Hold) -> Outlook:
+        """A waiting hold's place in the queue and its estimated wait (see
+        `orders.lending.waits`); nothing for a hold that no longer waits."""
+        if hold.status is not HoldStatus.WAITING:
+            return Outlook()
+        position = await self.holds.position(hold=hold)
+        due_dates, ready = await self.holds.queue_of(book_id=hold.book_id)
+        policy = await self.resolver.for_member(member_id=hold.member_id, item_type=hold.item_type)
+        now = datetime.now(UTC)
+        available_at = estimate_available_at(
+            now=now,
+            due_dates=due_dates,
+            ready_holds=ready,
+            ahead=position - 1,
+            loan_period=policy.loan_period,
+        )
+        buy = None
+        if available_at - now > self.buy_instead_after:
+            buy = await self._buy_instead(hold.book_id)
+        return Outlook(position=position, estimated_available_at=available_at, buy_instead=buy)
+
+    async def _buy_instead(self, book_id: int) -> BuyInstead | None:
+        """The shop's offer of the book, if it sells it and has it in stock. A hold is read
+        without it while books cannot be asked: the offer is a courtesy, not the answer."""
+        try:
+            book = (await self.books.active_books(book_ids=[book_id])).get(book_id)
+        except BooksUnavailable:
+            return None
+        if book is None or not book.stock:
+            return None
+        return BuyInstead.of(book)
 
     async def list_holds(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -436,6 +436,20 @@ class HoldRepository:
             select(Hold).where(
                 Hold.member_id == member_id, Hold.book_id == book_id, Hold.status.in_(OPEN_HOLD)
             )
+        )
+
+    async def queue_of(self, *, book_id: int) -> tuple[list[datetime], int]:
+        """The due dates of the book's loans out, and how many of its holds are ready."""
+        due = select(Borrow.due_at).where(
+            Borrow.book_id == book_id, Borrow.status == BorrowStatus.ACTIVE
+        )
+        ready = await self.session.scalar(
+            select(func.count())
+            .select_from(Hold)
+            .where(Hold.book_id == book_id, Hold.status == HoldStatus.READY)
+        )
+        return [d for d in (await self.session.scalars(due)).all() if d is not None], int(
+            ready or 0
         )
 
     async def position(self, *, hold: Hold) -> int:

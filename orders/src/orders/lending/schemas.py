@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -20,7 +20,11 @@ from orders.lending.models import (
     Member,
     MemberStatus,
 )
-from orders.ordering.schemas import Id, Money, money, utc
+from orders.ordering.schemas import Id, Money, OrderItemCreate, money, utc
+
+if TYPE_CHECKING:
+    from orders.books_client import BookSnapshot
+    from orders.lending.waits import Outlook
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -249,6 +253,31 @@ class HoldCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     book_id: Annotated[Id, Meta(description="The book to queue for.")]
 
 
+class BuyOrder(msgspec.Struct, kw_only=True):
+    items: Annotated[list[OrderItemCreate], Meta(description="One copy of the book.")]
+
+
+class BuyInstead(msgspec.Struct, kw_only=True):
+    """The shop sells this book and has it now: what a member who would rather not wait
+    can order."""
+
+    price: Annotated[Money, Meta(description="The book's price.")]
+    in_stock: Annotated[int, Meta(description="Copies the shop has for sale now.")]
+    order: Annotated[
+        BuyOrder,
+        Meta(description="The request that orders one copy: `POST /v1/orders` with this body."),
+    ]
+
+    @classmethod
+    def of(cls, book: BookSnapshot) -> BuyInstead:
+        assert book.stock is not None
+        return cls(
+            price=money(book.price),
+            in_stock=book.stock,
+            order=BuyOrder(items=[OrderItemCreate(book_id=book.id, quantity=1)]),
+        )
+
+
 class HoldRead(msgspec.Struct, kw_only=True):
     id: Annotated[int, Meta(description="The hold's id.")]
     member_id: MemberId
@@ -265,6 +294,21 @@ class HoldRead(msgspec.Struct, kw_only=True):
     position: Annotated[
         int | None, Meta(description="Place in the book's queue (1 = next); null unless waiting.")
     ]
+    estimated_available_at: Annotated[
+        datetime | None,
+        Meta(
+            description="When a copy should come to a waiting hold: the loans out come back "
+            "by their due dates (none can be renewed while members wait) and each hold ahead "
+            "keeps a copy one loan period. Null unless waiting."
+        ),
+    ]
+    buy_instead: Annotated[
+        BuyInstead | None,
+        Meta(
+            description="Set when the estimated wait is longer than "
+            "ORDERS_BUY_INSTEAD_AFTER_DAYS (14) and the shop has the book in stock."
+        ),
+    ]
     pickup_by: Annotated[
         datetime | None, Meta(description="A ready hold's copy is kept until then.")
     ]
@@ -276,7 +320,8 @@ class HoldRead(msgspec.Struct, kw_only=True):
     ]
 
     @classmethod
-    def of(cls, hold: Hold, *, position: int | None = None) -> HoldRead:
+    def of(cls, hold: Hold, *, outlook: Outlook | None = None) -> HoldRead:
+        waiting = outlook if outlook is not None and hold.status is HoldStatus.WAITING else None
         return cls(
             id=hold.id,
             member_id=hold.member_id,
@@ -284,7 +329,11 @@ class HoldRead(msgspec.Struct, kw_only=True):
             book_title=hold.book_title,
             book_author=hold.book_author,
             status=hold.status,
-            position=position if hold.status is HoldStatus.WAITING else None,
+            position=waiting.position if waiting else None,
+            estimated_available_at=(
+                _utc_or_none(waiting.estimated_available_at) if waiting else None
+            ),
+            buy_instead=waiting.buy_instead if waiting else None,
             pickup_by=_utc_or_none(hold.pickup_by),
             borrow_id=hold.borrow_id,
             created_at=utc(hold.created_at),
