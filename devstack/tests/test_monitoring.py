@@ -623,9 +623,9 @@ def set_due_at(stack: Stack, borrow_id: int, due_at: str) -> None:
 
 
 def drive_lending(stack: Stack) -> None:
-    """A member borrows three books (each loan activated by a worker), returns one late
-    and pays its fine; the library sweep finds one loan overdue and mails its notice;
-    then, the mail server gone, a notice for a loan due soon fails."""
+    """A member borrows three books (each loan activated by a worker), returns one late,
+    is blocked for the fine owed, and pays it; the library sweep finds one loan overdue
+    and mails its notice; then, the mail server gone, a notice for a loan due soon fails."""
     with (
         stack.client(stack.books) as books,
         stack.client(stack.orders) as orders,
@@ -667,6 +667,13 @@ def drive_lending(stack: Stack) -> None:
         set_due_at(stack, returned, "now() - interval '2 days'")
         response = orders.post(f"/v1/borrows/{returned}/return")
         assert response.status_code == 200, response.text
+        # Owing more than the category allows blocks the next borrow.
+        limit = orders.patch("/v1/member-categories/adult", json={"max_balance": "0.00"})
+        assert limit.status_code == 200, limit.text
+        blocked = orders.post(
+            "/v1/borrows", json={"member_id": member.json()["id"], "book_id": book.json()["id"]}
+        )
+        assert blocked.status_code == 403, blocked.text
         payment = orders.post(
             f"/v1/members/{member.json()['id']}/payments",
             json={"amount": response.json()["late_fee"], "reason": "Paid at the desk"},
