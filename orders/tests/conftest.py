@@ -27,6 +27,7 @@ TABLES = (
     "notices",
     "lending_policy_changes",
     "ledger_entries",
+    "closed_days",
 )
 SERVICE_KEY = "test-service-key"
 # The categories migration 0011 creates, as it creates them; tests' own are deleted.

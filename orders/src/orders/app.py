@@ -31,7 +31,11 @@ from orders.lending.controllers import (
     MemberController,
 )
 from orders.lending.internal import InternalLendingController
-from orders.lending.rule_controllers import MemberCategoryController, PolicyController
+from orders.lending.rule_controllers import (
+    CalendarController,
+    MemberCategoryController,
+    PolicyController,
+)
 from orders.ordering.controllers import OrderController
 from orders.ordering.internal import InternalOrderController
 from orders.problems import EXCEPTION_HANDLERS
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LibraryController,
             MemberCategoryController,
             PolicyController,
+            CalendarController,
             InternalOrderController,
             InternalLendingController,
             ReconcileController,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from orders.problems import Rule, RuleRefusal
 from servicekit.problems import ProblemError
 
@@ -296,3 +298,19 @@ class UnknownLoanOfMember(ProblemError):
             f"Member {member_id} has no borrow {borrow_id}.",
             errors=[{"field": "borrow_id", "in": "body", "message": "not this member's borrow"}],
         )
+
+
+class ClosedDayExists(ProblemError):
+    status, title, type = 409, "Day already closed", "/problems/closed-day-exists"
+    code = "CLOSED_DAY_EXISTS"
+
+    def __init__(self, day: date) -> None:
+        super().__init__(f"{day:%Y-%m-%d} is a closed day already.")
+
+
+class ClosedDayNotFound(ProblemError):
+    status, title, type = 404, "Closed day not found", "/problems/closed-day-not-found"
+    code = "CLOSED_DAY_NOT_FOUND"
+
+    def __init__(self, day: date) -> None:
+        super().__init__(f"{day:%Y-%m-%d} is not a closed day.")

@@ -27,6 +27,7 @@ from orders.lending.repository import (
     HoldRepository,
     MemberRepository,
     NoticeRepository,
+    due_date,
 )
 from orders.lending.schemas import BuyInstead, DryRunRead
 from orders.lending.waits import Outlook, estimate_available_at
@@ -226,7 +227,7 @@ class HoldService:
                 "book_author": hold.book_author,
                 "status": BorrowStatus.ACTIVE,
                 "borrowed_at": func.now(),
-                "due_at": func.now() + policy.loan_period,
+                "due_at": due_date(func.now(), policy.loan_period),
                 "hold_id": hold.id,
             },
         )

@@ -37,6 +37,7 @@ from orders.lending.repository import (
     BorrowRepository,
     HoldRepository,
     MemberRepository,
+    due_date,
 )
 from orders.lending.schemas import BorrowCreate, BorrowListStatus, BorrowRead, DryRunRead
 from orders.metrics import (
@@ -212,7 +213,7 @@ class LoanService:
         )
         if book.copies_available:
             preview.outcome = "A copy is on the shelf: it would be lent until due_at."
-            preview.due_at = self.now() + policy.loan_period
+            preview.due_at = await self.borrows.due_date_from_now(period=policy.loan_period)
         elif policy.holds_allowed:
             preview.outcome = "No copy is free: the request would become a hold in the queue."
         else:
@@ -353,7 +354,7 @@ class LoanService:
             borrow_id=borrow_id,
             allowed_from=(BorrowStatus.ACTIVE,),
             values={
-                "due_at": Borrow.due_at + policy.loan_period,
+                "due_at": due_date(Borrow.due_at, policy.loan_period),
                 "renewals": Borrow.renewals + 1,
             },
             # The checks above, again in the statement that decides: a concurrent renewal
@@ -424,7 +425,7 @@ class LoanService:
             values={
                 "status": BorrowStatus.ACTIVE,
                 "borrowed_at": func.now(),
-                "due_at": func.now() + LOAN_PERIOD,
+                "due_at": due_date(func.now(), LOAN_PERIOD),
             },
         )
         if borrow is None:

@@ -269,3 +269,13 @@ class LedgerEntry(Base):
     reason: Mapped[str] = mapped_column(Text)
     recorded_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _timestamp(server_default=True)
+
+
+class ClosedDay(Base):
+    """A UTC date the library is closed: no loan falls due on it."""
+
+    __tablename__ = "closed_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _timestamp(server_default=True)

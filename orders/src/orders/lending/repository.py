@@ -24,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -278,6 +279,12 @@ class BorrowRepository:
             statement = statement.with_for_update()
         return await self.session.scalar(statement)
 
+    async def due_date_from_now(self, *, period: timedelta) -> datetime:
+        """The due date a loan of `period` started now would get (closed days skipped)."""
+        due = await self.session.scalar(select(due_date(func.now(), period)))
+        assert isinstance(due, datetime)
+        return due
+
     async def open_of_kind(self, *, member_id: int, item_type: str) -> int:
         """The member's loans out or requested of one item type."""
         total = await self.session.scalar(
@@ -399,6 +406,12 @@ def _borrow_filters(
 HOLD_PICKUP = policy_days(
     Policy.hold_pickup_days, member_id=Hold.member_id, item_type=Hold.item_type
 )
+
+
+def due_date(start: SQLColumnExpression[Any], period: Any) -> ColumnElement[Any]:
+    """`start` + `period`, moved to the next open day when it falls on a closed one (the
+    `next_open_day` function of migration 0014): every due date is set through this."""
+    return func.next_open_day(start + period, type_=TIMESTAMP(timezone=True))
 
 
 # A loan's period, as its policy sets it, in the statement that starts the loan.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
@@ -12,12 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.http import DocumentedOperation, json_body, paged, problem_responses
 from orders.lending.categories import CategoryService
+from orders.lending.closed_days import CalendarService
 from orders.lending.controllers import LOCATION, PAGE_HEADERS, Limit, Offset
 from orders.lending.policies import PolicyService
 from orders.lending.rule_schemas import (
     CategoryCreate,
     CategoryRead,
     CategoryUpdate,
+    ClosedDayCreate,
+    ClosedDayRead,
     PolicyChangePage,
     PolicyChangeRead,
     PolicyRead,
@@ -274,3 +278,62 @@ class PolicyController(Controller):
     ) -> None:
         """Delete a lending policy (admin key); the default cannot be deleted (409)."""
         await policies.delete(policy_id=policy_id, by=caller(request))
+
+
+def provide_calendar(session: NamedDependency[AsyncSession]) -> CalendarService:
+    return CalendarService(session)
+
+
+DayPath = Annotated[date, PathParameter(description="A UTC date, YYYY-MM-DD.")]
+
+
+class CalendarController(Controller):
+    path = "/v1/calendar/closed-days"
+    tags = ["calendar"]
+    dependencies = {"calendar": Provide(provide_calendar, sync_to_thread=False)}
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
+
+    @get("", operation_class=DocumentedOperation, responses=problem_responses(422))
+    async def list_closed_days(
+        self,
+        calendar: NamedDependency[CalendarService],
+        since: Annotated[
+            date | None, QueryParameter(description="Only this UTC date and later.")
+        ] = None,
+    ) -> list[ClosedDayRead]:
+        """List the days the library is closed, earliest first."""
+        return [ClosedDayRead.of(d) for d in await calendar.closed_days(since=since)]
+
+    @post(
+        "",
+        guards=[requires(ADMIN), json_body(ClosedDayCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(409, 415, 422),
+        response_headers=LOCATION,
+    )
+    async def close_day(
+        self, data: JSONBody[ClosedDayCreate], calendar: NamedDependency[CalendarService]
+    ) -> Response[ClosedDayRead]:
+        """Close the library on a day (admin key).
+
+        A due date set from now on that would fall on it moves to the next open day, at
+        the same time of day; loans already out keep their due dates. A day closed
+        already is a 409.
+        """
+        closed = await calendar.close(data=data)
+        return Response(
+            ClosedDayRead.of(closed),
+            status_code=201,
+            headers={"Location": f"{self.path}/{closed.day:%Y-%m-%d}"},
+        )
+
+    @delete(
+        "/{day:str}",
+        guards=[requires(ADMIN)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def reopen_day(self, calendar: NamedDependency[CalendarService], day: DayPath) -> None:
+        """Open the library again on a closed day (admin key)."""
+        await calendar.reopen(day=day)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import column, delete, exists, func, or_, select, table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.lending.models import Member, MemberCategory, Policy, PolicyAction, PolicyChange
+from orders.lending.models import (
+    ClosedDay,
+    Member,
+    MemberCategory,
+    Policy,
+    PolicyAction,
+    PolicyChange,
+)
 from orders.lending.repository import MOST_SPECIFIC_FIRST, NO_SYNC, category_of, policy_match
 
 
@@ -175,3 +183,28 @@ class PolicyChangeRepository:
 
 def _change_filters(policy_id: int | None) -> list[Any]:
     return [] if policy_id is None else [PolicyChange.policy_id == policy_id]
+
+
+class ClosedDayRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self, *, since: date | None) -> Sequence[ClosedDay]:
+        statement = select(ClosedDay).order_by(ClosedDay.day)
+        if since is not None:
+            statement = statement.where(ClosedDay.day >= since)
+        return (await self.session.scalars(statement)).all()
+
+    async def add(self, *, day: date, reason: str) -> ClosedDay | None:
+        """The new closed day, or None when it is closed already."""
+        statement = (
+            pg_insert(ClosedDay)
+            .values(day=day, reason=reason)
+            .on_conflict_do_nothing(index_elements=[ClosedDay.day])
+            .returning(ClosedDay)
+        )
+        return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
+
+    async def delete(self, *, day: date) -> bool:
+        statement = delete(ClosedDay).where(ClosedDay.day == day).returning(ClosedDay.day)
+        return await self.session.scalar(statement, execution_options=NO_SYNC) is not None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from orders.lending.models import MemberCategory, Policy, PolicyAction, PolicyChange
+from orders.lending.models import ClosedDay, MemberCategory, Policy, PolicyAction, PolicyChange
 from orders.ordering.schemas import Money, money, utc
 
 Code = Annotated[
@@ -265,3 +265,18 @@ class Resolution(msgspec.Struct, kw_only=True):
         ),
     ]
     reason: Annotated[str, Meta(description="Why this policy applies, in a sentence.")]
+
+
+class ClosedDayCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    day: Annotated[date, Meta(description="A UTC date the library is closed.")]
+    reason: Annotated[str, Meta(max_length=200, pattern=r"^[^\x00]*$")] = ""
+
+
+class ClosedDayRead(msgspec.Struct, kw_only=True):
+    day: Annotated[date, Meta(description="A UTC date the library is closed.")]
+    reason: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, closed: ClosedDay) -> ClosedDayRead:
+        return cls(day=closed.day, reason=closed.reason, created_at=utc(closed.created_at))

@@ -1,0 +1,104 @@
+"""The calendar: closed days, and due dates that move past them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import assert_problem
+
+
+def next_open(db: psycopg.Connection[Any], due: str) -> datetime:
+    row = db.execute("SELECT next_open_day(%s::timestamptz)", [due]).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+async def close(client: httpx.AsyncClient, *days: date) -> None:
+    for day in days:
+        response = await client.post("/v1/calendar/closed-days", json={"day": day.isoformat()})
+        assert response.status_code == 201, response.text
+
+
+class TestClosedDays:
+    async def test_close_list_and_reopen(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/v1/calendar/closed-days", json={"day": "2027-01-01", "reason": " New Year "}
+        )
+        assert response.status_code == 201, response.text
+        assert response.headers["location"] == "/v1/calendar/closed-days/2027-01-01"
+        assert response.json()["reason"] == "New Year"
+        await close(client, date(2026, 12, 25))
+        listed = (await client.get("/v1/calendar/closed-days")).json()
+        assert [d["day"] for d in listed] == ["2026-12-25", "2027-01-01"]
+        later = (await client.get("/v1/calendar/closed-days?since=2026-12-26")).json()
+        assert [d["day"] for d in later] == ["2027-01-01"]
+        assert (await client.delete("/v1/calendar/closed-days/2027-01-01")).status_code == 204
+        assert_problem(await client.delete("/v1/calendar/closed-days/2027-01-01"), 404)
+
+    async def test_a_day_closed_twice_is_a_409(self, client: httpx.AsyncClient) -> None:
+        await close(client, date(2027, 1, 1))
+        response = await client.post("/v1/calendar/closed-days", json={"day": "2027-01-01"})
+        assert assert_problem(response, 409)["error"] == "CLOSED_DAY_EXISTS"
+
+    async def test_not_a_date_is_a_422(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/calendar/closed-days", json={"day": "2027-02-30"})
+        assert_problem(response, 422)
+
+    async def test_needs_an_admin_key_to_close(self, shop: httpx.AsyncClient) -> None:
+        response = await shop.post("/v1/calendar/closed-days", json={"day": "2027-01-01"})
+        assert_problem(response, 403)
+
+
+class TestNextOpenDay:
+    @pytest.mark.parametrize(
+        ("closed", "due", "moved"),
+        [
+            ([], "2027-01-31T10:00:00Z", "2027-01-31T10:00:00Z"),
+            (["2027-01-31"], "2027-01-31T10:00:00Z", "2027-02-01T10:00:00Z"),
+            (["2027-01-31", "2027-02-01"], "2027-01-31T10:00:00Z", "2027-02-02T10:00:00Z"),
+            (["2028-02-28", "2028-02-29"], "2028-02-28T23:30:00Z", "2028-03-01T23:30:00Z"),
+            (["2026-12-31", "2027-01-01"], "2026-12-31T08:00:00Z", "2027-01-02T08:00:00Z"),
+            (["2027-04-30"], "2027-04-29T12:00:00Z", "2027-04-29T12:00:00Z"),
+        ],
+        ids=["open", "month-end", "across-month-end", "leap-day", "year-end", "day-before"],
+    )
+    async def test_moves_past_closed_days_across_month_ends(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection,
+        closed: list[str],
+        due: str,
+        moved: str,
+    ) -> None:
+        await close(client, *(date.fromisoformat(day) for day in closed))
+        assert next_open(db, due) == datetime.fromisoformat(moved)
+
+
+class TestDueDates:
+    async def test_a_new_loan_due_on_closed_days_is_due_the_next_open_day(
+        self, client: httpx.AsyncClient, borrow_now, make_member, make_lendable
+    ) -> None:
+        due_day = (datetime.now(UTC) + timedelta(days=14)).date()
+        await close(client, due_day, due_day + timedelta(days=1))
+        member, book = await make_member(), await make_lendable()
+        dry = await client.post(
+            "/v1/borrows?dry_run=true", json={"member_id": member["id"], "book_id": book["id"]}
+        )
+        assert datetime.fromisoformat(dry.json()["due_at"]).date() == due_day + timedelta(days=2)
+        loan = await borrow_now(member=member, book=book)
+        borrowed, due = (datetime.fromisoformat(loan[k]) for k in ("borrowed_at", "due_at"))
+        assert due - borrowed == timedelta(days=16)
+
+    async def test_a_renewal_due_on_a_closed_day_moves_too(
+        self, client: httpx.AsyncClient, borrow_now
+    ) -> None:
+        loan = await borrow_now()
+        renewed_day = datetime.fromisoformat(loan["due_at"]) + timedelta(days=14)
+        await close(client, renewed_day.date())
+        renewed = (await client.post(f"/v1/borrows/{loan['id']}/renew")).json()
+        assert datetime.fromisoformat(renewed["due_at"]) == renewed_day + timedelta(days=1)
