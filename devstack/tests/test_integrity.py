@@ -134,7 +134,7 @@ def test_each_disagreement_is_named_with_where_it_is(
         ],
         "reservation lines are the order's lines": ["order 3"],
         "a release gives back exactly what was taken": ["order:4"],
-        "a copy out belongs to an active loan or a ready hold": ["borrow:1"],
+        "a copy out belongs to an active or lost loan or a ready hold": ["borrow:1"],
         "available copies are the copies less those out": ["book 1: 2 available of 2, 1 out"],
         "a book's ledger adds up to its stock": ["book 1: 7 in stock, 9 in its ledger"],
     }

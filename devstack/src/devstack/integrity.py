@@ -7,7 +7,8 @@ it has settled, these must hold (each is one check below):
 - stock: a reservation `order:N` holds stock exactly when order N is confirmed, for the
   lines of the order; if released, its ledger gave back exactly what it took; the sum of
   a book's ledger is its stock;
-- copies: a copy is out under `borrow:N` exactly when loan N is active, under `hold:N`
+- copies: a copy is out under `borrow:N` exactly when loan N is active or lost (a lost
+  copy is nobody's to lend until it comes back), under `hold:N`
   exactly when hold N is ready; a book's available copies are its copies less those out.
 
 Pending orders and borrows are counted, not judged: their jobs may be running. The check
@@ -144,13 +145,14 @@ def check_copies(
     borrows = dict(_rows(orders, "SELECT id, status FROM borrows"))
     holds = dict(_rows(orders, "SELECT id, status FROM holds"))
     report.pending["borrows"] = sum(1 for status in borrows.values() if status == "pending")
-    expected = {f"borrow:{i}" for i, status in borrows.items() if status == "active"} | {
+    expected = {f"borrow:{i}" for i, status in borrows.items() if status in ("active", "lost")} | {
         f"hold:{i}" for i, status in holds.items() if status == "ready"
     }
     in_flight = {f"borrow:{i}" for i, status in borrows.items() if status == "pending"}
-    report.add("an active loan has its copy out", sorted(expected - out))
+    report.add("an active or lost loan has its copy out", sorted(expected - out))
     report.add(
-        "a copy out belongs to an active loan or a ready hold", sorted(out - expected - in_flight)
+        "a copy out belongs to an active or lost loan or a ready hold",
+        sorted(out - expected - in_flight),
     )
     report.add(
         "available copies are the copies less those out",

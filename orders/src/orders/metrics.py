@@ -59,6 +59,10 @@ LIBRARY_ACTIVATION_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 LIBRARY_RETURNS = Counter("library_returns_total", "Loans returned, by lateness.", ["late"])
+LIBRARY_LOANS_LOST = Counter(
+    "library_loans_lost_total",
+    "Loans declared lost by the library sweep (overdue past their policy's lost_after_days).",
+)
 LIBRARY_LOANS_OUT = Gauge("library_loans_out", "Active loans, as of the last library sweep.")
 LIBRARY_LOANS_OVERDUE = Gauge(
     "library_loans_overdue", "Active loans past their due date, as of the last library sweep."
@@ -71,8 +75,9 @@ LIBRARY_HOLDS_READY = Gauge(
 )
 LIBRARY_LEDGER_AMOUNT = Counter(
     "library_ledger_amount_total",
-    "Money recorded in members' ledgers, by kind: fines charged, payments and waivers "
-    "received (all positive, in the shop's currency).",
+    "Money recorded in members' ledgers, by kind: fines, lost items and processing fees "
+    "charged, payments and waivers received, refunds of lost items returned (all positive, "
+    "in the shop's currency).",
     ["kind"],
 )
 LIBRARY_CREDITS = Counter(

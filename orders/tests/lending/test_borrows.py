@@ -349,7 +349,9 @@ class TestListBorrows:
         assert [b["id"] for b in by_book["data"]] == [mine["id"]]
 
     async def test_unknown_status_is_422(self, client):
-        problem = assert_problem(await client.get("/v1/borrows", params={"status": "lost"}), 422)
+        problem = assert_problem(
+            await client.get("/v1/borrows", params={"status": "misplaced"}), 422
+        )
         assert problem["errors"][0]["field"] == "status"
 
 

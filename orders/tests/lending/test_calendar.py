@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from orders.lending.models import Policy
+from orders.lending.policy import LendingPolicy
 from tests.conftest import assert_problem
+from tests.lending.conftest import shift_due
 
 
 def next_open(db: psycopg.Connection[Any], due: str) -> datetime:
@@ -102,3 +107,49 @@ class TestDueDates:
         await close(client, renewed_day.date())
         renewed = (await client.post(f"/v1/borrows/{loan['id']}/renew")).json()
         assert datetime.fromisoformat(renewed["due_at"]) == renewed_day + timedelta(days=1)
+
+
+class TestFinesOnClosedDays:
+    def test_days_starting_on_a_closed_day_are_not_counted_across_a_month_end(self) -> None:
+        due = datetime(2026, 1, 30, 15, 0, tzinfo=UTC)
+        returned = due + timedelta(days=4, hours=1)  # 5 started days: Jan 30 .. Feb 3
+        closed = {date(2026, 1, 31), date(2026, 2, 1), date(2026, 3, 1)}
+        assert LendingPolicy.days_late(due_at=due, until=returned, closed_days=()) == 5
+        assert LendingPolicy.days_late(due_at=due, until=returned, closed_days=closed) == 3
+
+    def test_the_grace_days_count_open_days_only(self) -> None:
+        policy = LendingPolicy.of(
+            Policy(
+                id=1,
+                lendable=True,
+                loan_period_days=14,
+                max_renewals=0,
+                renew_grace_days=0,
+                max_loans=None,
+                fine_per_day=Decimal("1.00"),
+                fine_cap=None,
+                grace_days=2,
+                holds_allowed=True,
+                hold_pickup_days=3,
+                lost_after_days=None,
+                lost_processing_fee=Decimal("0"),
+            )
+        )
+        due = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)
+        returned = due + timedelta(days=3)  # Feb 27, Feb 28, Mar 1
+        fee = partial(policy.late_fee, due_at=due, returned_at=returned, book_price=None)
+        assert fee() == Decimal("3.00")
+        assert fee(closed_days={date(2026, 2, 28)}) == Decimal("0.00")  # 2 days: in grace
+
+    async def test_a_late_return_is_not_fined_for_the_closed_days(
+        self, client: httpx.AsyncClient, borrow_now: Any, db: psycopg.Connection[Any]
+    ) -> None:
+        loan = await borrow_now()
+        shift_due(db, loan["id"], days=3.5)  # 4 started days, the middle two closed
+        due = datetime.fromisoformat(
+            (await client.get(f"/v1/borrows/{loan['id']}")).json()["due_at"]
+        )
+        await close(client, (due + timedelta(days=1)).date(), (due + timedelta(days=2)).date())
+        dry = (await client.post(f"/v1/borrows/{loan['id']}/return?dry_run=true")).json()
+        returned = (await client.post(f"/v1/borrows/{loan['id']}/return")).json()
+        assert dry["late_fee"] == returned["late_fee"] == "0.50"

@@ -66,6 +66,8 @@ class TestListPolicies:
             "grace_days": 0,
             "holds_allowed": True,
             "hold_pickup_days": 3,
+            "lost_after_days": None,
+            "lost_processing_fee": "0.00",
             "created_at": 0,
             "updated_at": 0,
         }

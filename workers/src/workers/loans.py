@@ -165,17 +165,21 @@ def hand_to_loan(payload: dict[str, Any]) -> str:
 
 
 def library_sweep(payload: dict[str, Any]) -> str:
-    """The periodic round: expire uncollected holds, send due and overdue notices."""
+    """The periodic round: expire uncollected holds, declare long-overdue loans lost,
+    send due and overdue notices."""
     LIBRARY_SWEEP.schedule_next()
-    expired = notices = 0
+    expired = lost = notices = 0
     for _ in range(SWEEP_MAX_ROUNDS):
         sweep = clients.lending().sweep()
         expired += sweep.expired_holds
+        lost += sweep.lost_loans
         notices += sweep.notices
         if not sweep.more:
             break
-    logger.info("library sweep: %d holds expired, %d notices", expired, notices)
-    return f"expired {expired}, notices {notices}"
+    logger.info(
+        "library sweep: %d holds expired, %d loans lost, %d notices", expired, lost, notices
+    )
+    return f"expired {expired}, lost {lost}, notices {notices}"
 
 
 LIBRARY_SWEEP = Periodic(

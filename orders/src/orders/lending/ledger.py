@@ -18,7 +18,7 @@ from orders import idempotency
 from orders.errors import IdempotencyKeyInFlight
 from orders.idempotency import Answer, Claimed, IdempotencyStore, StoredResponse, respond_once
 from orders.lending.errors import CreditExceedsBalance, MemberNotFound, UnknownLoanOfMember
-from orders.lending.models import Borrow, LedgerEntry, LedgerKind, Member
+from orders.lending.models import Borrow, BorrowStatus, LedgerEntry, LedgerKind, Member
 from orders.lending.repository import BorrowRepository, LedgerRepository, MemberRepository
 from orders.lending.schemas import CreditCreate, LedgerEntryRead
 from orders.metrics import LIBRARY_CREDITS, LIBRARY_LEDGER_AMOUNT
@@ -30,21 +30,60 @@ from servicekit.problems import ProblemError
 CREDIT_PATHS = {LedgerKind.PAYMENT: "payments", LedgerKind.WAIVER: "waivers"}
 
 
-async def charge_fine(session: AsyncSession, borrow: Borrow, *, amount: Decimal) -> None:
-    """The late fee of a returned loan, in the member's ledger (once per loan)."""
+def _loan_reason(kind: LedgerKind, borrow: Borrow) -> str:
+    """What a loan's charge or refund says in the ledger."""
+    title = f"“{borrow.book_title}”"
+    assert borrow.due_at is not None
+    late = (
+        "Overdue until declared lost:" if borrow.status is BorrowStatus.LOST else "Late return of"
+    )
+    return {
+        LedgerKind.FINE: f"{late} {title}, due {borrow.due_at:%Y-%m-%d}",
+        LedgerKind.LOST_ITEM: f"Replacement of {title}, lost (due {borrow.due_at:%Y-%m-%d})",
+        LedgerKind.PROCESSING_FEE: f"Processing fee for {title}, lost",
+        LedgerKind.REFUND: f"{title} came back after it was declared lost: replacement refunded",
+    }[kind]
+
+
+async def charge(
+    session: AsyncSession, borrow: Borrow, *, kind: LedgerKind, amount: Decimal
+) -> None:
+    """A charge of a loan in its member's ledger (a fine, a lost item and its fee): at
+    most one of each kind per loan, by unique index; nothing when `amount` is 0."""
     if amount <= 0:
         return
-    assert borrow.due_at is not None
     await LedgerRepository(session).add(
         {
             "member_id": borrow.member_id,
-            "kind": LedgerKind.FINE,
+            "kind": kind,
             "amount": amount,
             "borrow_id": borrow.id,
-            "reason": f"Late return of “{borrow.book_title}”, due {borrow.due_at:%Y-%m-%d}",
+            "reason": _loan_reason(kind, borrow),
         }
     )
-    after_commit(session, partial(LIBRARY_LEDGER_AMOUNT.labels(LedgerKind.FINE).inc, float(amount)))
+    after_commit(session, partial(LIBRARY_LEDGER_AMOUNT.labels(kind).inc, float(amount)))
+
+
+async def refund_replacement(session: AsyncSession, borrow: Borrow) -> Decimal:
+    """Give back a lost loan's replacement charge, now its copy is back (the processing
+    fee stays). The member may end in credit. Returns the amount refunded."""
+    ledger = LedgerRepository(session)
+    charged = await ledger.loan_charge(borrow_id=borrow.id, kind=LedgerKind.LOST_ITEM)
+    if not charged:
+        return Decimal("0.00")
+    await ledger.add(
+        {
+            "member_id": borrow.member_id,
+            "kind": LedgerKind.REFUND,
+            "amount": -charged,
+            "borrow_id": borrow.id,
+            "reason": _loan_reason(LedgerKind.REFUND, borrow),
+        }
+    )
+    after_commit(
+        session, partial(LIBRARY_LEDGER_AMOUNT.labels(LedgerKind.REFUND).inc, float(charged))
+    )
+    return charged
 
 
 class LedgerService:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.lending import events
 from orders.lending.holds import HoldService
+from orders.lending.lost import LostItems
 from orders.lending.models import NoticeKind
 from orders.lending.repository import NoticeRepository
 from orders.lending.schemas import DailyLoans, LibrarySummary, PopularBook, SweepRead, TopMember
@@ -120,10 +121,12 @@ class LibraryService:
 
     async def sweep(self) -> SweepRead:
         """One bounded round of the periodic work: expire uncollected holds (their copies
-        move on), record today's notices, refresh the gauges. `more` asks for another."""
+        move on), declare loans lost (see `orders.lending.lost`), record today's notices,
+        refresh the gauges. `more` asks for another."""
         expired = await self.holds.expire_uncollected(limit=SWEEP_BATCH)
+        lost = await LostItems(self.session).declare(limit=SWEEP_BATCH)
         today = datetime.now(UTC).date()
-        recorded, more = 0, expired == SWEEP_BATCH
+        recorded, more = 0, SWEEP_BATCH in (expired, lost)
         for kind in NoticeKind:
             rows = await self.notices.record_due(
                 kind=kind, day=today, limit=SWEEP_BATCH, window=self.due_soon
@@ -147,7 +150,7 @@ class LibraryService:
         LIBRARY_LOANS_OVERDUE.set(summary.overdue)
         LIBRARY_HOLDS_WAITING.set(summary.holds_waiting)
         LIBRARY_HOLDS_READY.set(summary.holds_ready)
-        return SweepRead(expired_holds=expired, notices=recorded, more=more)
+        return SweepRead(expired_holds=expired, lost_loans=lost, notices=recorded, more=more)
 
 
 def _window(days: int, limit: int) -> dict[str, Any]:

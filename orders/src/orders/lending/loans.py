@@ -29,7 +29,15 @@ from orders.lending.errors import (
     UnknownBook,
     UnknownMember,
 )
-from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, Member, MemberStatus
+from orders.lending.models import (
+    Borrow,
+    BorrowStatus,
+    Hold,
+    HoldStatus,
+    LedgerKind,
+    Member,
+    MemberStatus,
+)
 from orders.lending.policy import LendingPolicy, PolicyResolver
 from orders.lending.repository import (
     LOAN_PERIOD,
@@ -39,6 +47,7 @@ from orders.lending.repository import (
     MemberRepository,
     due_date,
 )
+from orders.lending.rule_repository import ClosedDayRepository
 from orders.lending.schemas import BorrowCreate, BorrowListStatus, BorrowRead, DryRunRead
 from orders.metrics import (
     LIBRARY_ACTIVATION_SECONDS,
@@ -157,6 +166,7 @@ class LoanService:
         self.borrows = BorrowRepository(session)
         self.holds = HoldRepository(session)
         self.resolver = PolicyResolver(session)
+        self.closed_days = ClosedDayRepository(session)
         self.books = books
         self.idempotency_store = idempotency_store
 
@@ -271,35 +281,51 @@ class LoanService:
         return datetime.now(UTC)
 
     async def give_back(self, *, borrow_id: int) -> Borrow:
-        """active -> returned, with the late fee (charged to the member's ledger); the copy
-        goes to the next hold or the shelf.
+        """active or lost -> returned; the copy goes to the next hold or the shelf.
+
+        An active loan is fined for lateness (charged to the member's ledger) and frees
+        its slot of the member's loan limit. A lost loan was fined and freed its slot when
+        it was declared lost: its replacement charge is refunded instead.
 
         A repeat returns the same loan and changes nothing.
         """
         borrow = await self.borrows.change(
             borrow_id=borrow_id,
-            allowed_from=(BorrowStatus.ACTIVE,),
+            allowed_from=(BorrowStatus.ACTIVE, BorrowStatus.LOST),
             values={"status": BorrowStatus.RETURNED, "returned_at": func.now()},
         )
         if borrow is None:
             return await self._unchanged(borrow_id, target=BorrowStatus.RETURNED)
+        if borrow.lost_at is not None:
+            await ledger.refund_replacement(self.session, borrow)
+        else:
+            borrow = await self._fine(borrow)
+            await self.members.give_back_loan_slot(member_id=borrow.member_id)
+        await events.copy_freed(self.session, book_id=borrow.book_id, reference=borrow.reference)
+        after_commit(self.session, LIBRARY_RETURNS.labels(str(bool(borrow.late_fee)).lower()).inc)
+        return borrow
+
+    async def _fine(self, borrow: Borrow) -> Borrow:
+        """The returned loan with its late fee, charged (closed days not counted)."""
         assert borrow.due_at is not None
         assert borrow.returned_at is not None
         policy = await self.policy_of(borrow)
+        closed = await self.closed_days.between(
+            first=borrow.due_at.astimezone(UTC).date(),
+            last=borrow.returned_at.astimezone(UTC).date(),
+        )
         fee = policy.late_fee(
-            due_at=borrow.due_at, returned_at=borrow.returned_at, book_price=borrow.book_price
+            due_at=borrow.due_at,
+            returned_at=borrow.returned_at,
+            book_price=borrow.book_price,
+            closed_days=closed,
         )
-        borrow = await self.borrows.change(
-            borrow_id=borrow_id,
-            allowed_from=(BorrowStatus.RETURNED,),
-            values={"late_fee": fee},
+        fined = await self.borrows.change(
+            borrow_id=borrow.id, allowed_from=(BorrowStatus.RETURNED,), values={"late_fee": fee}
         )
-        assert borrow is not None
-        await ledger.charge_fine(self.session, borrow, amount=fee)
-        await self.members.give_back_loan_slot(member_id=borrow.member_id)
-        await events.copy_freed(self.session, book_id=borrow.book_id, reference=borrow.reference)
-        after_commit(self.session, LIBRARY_RETURNS.labels(str(fee > 0).lower()).inc)
-        return borrow
+        assert fined is not None
+        await ledger.charge(self.session, fined, kind=LedgerKind.FINE, amount=fee)
+        return fined
 
     async def policy_of(self, borrow: Borrow) -> LendingPolicy:
         """The policy a loan runs by now: its member's category, its book's item type."""
@@ -389,7 +415,7 @@ class LoanService:
         """What returning would do now (the fine, were it returned now); nothing kept."""
         async with rolled_back(self.session):
             was = await self.get(borrow_id=borrow_id)
-            already = was.status is BorrowStatus.RETURNED
+            already, lost = was.status is BorrowStatus.RETURNED, was.status is BorrowStatus.LOST
             returned = await self.give_back(borrow_id=borrow_id)
             policy = await self.policy_of(returned)
             preview = self._preview("return", returned, policy, due_at=returned.due_at)
@@ -398,6 +424,10 @@ class LoanService:
         preview.outcome = (
             "The loan was returned already: nothing would change."
             if already
+            else "The lost loan would be returned: its replacement charge is refunded (the "
+            "processing fee and the fine stay); the copy goes to the first hold waiting, or "
+            "back on the shelf."
+            if lost
             else "The loan would be returned with late_fee; the copy goes to the first hold "
             "waiting, or back on the shelf."
         )

@@ -56,6 +56,8 @@ class BorrowStatus(StrEnum):
     RETURNED = "returned"
     HELD = "held"
     REJECTED = "rejected"
+    # Overdue past its policy's `lost_after_days`: charged, no longer against the limit.
+    LOST = "lost"
 
 
 class HoldStatus(StrEnum):
@@ -72,6 +74,11 @@ class LedgerKind(StrEnum):
     FINE = "fine"
     PAYMENT = "payment"
     WAIVER = "waiver"
+    # A lost loan: the book's price, and the policy's processing fee.
+    LOST_ITEM = "lost_item"
+    PROCESSING_FEE = "processing_fee"
+    # The lost loan's copy came back: its replacement charge, given back.
+    REFUND = "refund"
 
 
 class NoticeKind(StrEnum):
@@ -147,6 +154,8 @@ class Borrow(Base):
     borrowed_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     due_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     returned_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    # When it was declared lost (kept once the copy comes back).
+    lost_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     renewals: Mapped[int] = mapped_column(Integer, server_default="0")
     late_fee: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     # What the lending policies are matched on, and a fine capped at the book's price
@@ -225,6 +234,9 @@ class Policy(Base):
     grace_days: Mapped[int] = mapped_column(Integer)
     holds_allowed: Mapped[bool] = mapped_column(Boolean)
     hold_pickup_days: Mapped[int] = mapped_column(Integer)
+    # Days overdue after which a loan is lost; None: never.
+    lost_after_days: Mapped[int | None] = mapped_column(Integer)
+    lost_processing_fee: Mapped[Decimal] = mapped_column(Numeric(10, 2), server_default="0")
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
 

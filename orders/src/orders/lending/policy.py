@@ -4,9 +4,9 @@ category and its book's item type (see `orders.lending.policies`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,9 @@ class LendingPolicy:
     grace_days: int
     holds_allowed: bool
     hold_pickup: timedelta
+    # A loan this long overdue is lost; None: never.
+    lost_after: timedelta | None
+    lost_processing_fee: Decimal
 
     @classmethod
     def of(cls, row: Policy) -> LendingPolicy:
@@ -50,20 +53,38 @@ class LendingPolicy:
             grace_days=row.grace_days,
             holds_allowed=row.holds_allowed,
             hold_pickup=timedelta(days=row.hold_pickup_days),
+            lost_after=None if row.lost_after_days is None else timedelta(days=row.lost_after_days),
+            lost_processing_fee=row.lost_processing_fee,
         )
 
     def late_fee(
-        self, *, due_at: datetime, returned_at: datetime, book_price: Decimal | None
+        self,
+        *,
+        due_at: datetime,
+        returned_at: datetime,
+        book_price: Decimal | None,
+        closed_days: Collection[date] = (),
     ) -> Decimal:
         """Per day late, each started day counting in full, up to the cap; 0.00 on time
-        or within the grace days. A cap of the book's price, for a loan that kept no
-        price (made before loans kept one), caps nothing."""
-        days_late = math.ceil((returned_at - due_at) / DAY) if returned_at > due_at else 0
+        or within the grace days. A day late that starts on a closed day (UTC) is not
+        counted, for the fine or the grace. A cap of the book's price, for a loan that
+        kept no price (made before loans kept one), caps nothing."""
+        days_late = self.days_late(due_at=due_at, until=returned_at, closed_days=closed_days)
         if days_late <= self.grace_days:
             return Decimal("0.00")
         fee = self.fine_per_day * days_late
         cap = self.fine_cap if self.fine_cap is not None else book_price
         return (fee if cap is None else min(fee, cap)).quantize(CENT)
+
+    @staticmethod
+    def days_late(*, due_at: datetime, until: datetime, closed_days: Collection[date]) -> int:
+        """The started days from `due_at` to `until`, but those starting on a closed day."""
+        started = math.ceil((until - due_at) / DAY) if until > due_at else 0
+        return sum(
+            1
+            for n in range(started)
+            if (due_at + n * DAY).astimezone(UTC).date() not in closed_days
+        )
 
 
 class PolicyResolver:

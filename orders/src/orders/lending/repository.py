@@ -34,6 +34,7 @@ from orders.lending.models import (
     Hold,
     HoldStatus,
     LedgerEntry,
+    LedgerKind,
     Member,
     MemberCategory,
     MemberStatus,
@@ -87,7 +88,7 @@ def category_of(member_id: SQLColumnExpression[int] | int) -> ColumnElement[str]
 
 
 def policy_days(
-    column: SQLColumnExpression[int],
+    column: SQLColumnExpression[int] | SQLColumnExpression[int | None],
     *,
     member_id: SQLColumnExpression[int],
     item_type: SQLColumnExpression[str],
@@ -213,6 +214,13 @@ class MemberRepository:
         """The member's category, deleted members' too (their loans still run out)."""
         return await self.session.scalar(select(Member.category).where(Member.id == member_id))
 
+    async def categories(self, *, member_ids: Collection[int]) -> dict[int, str]:
+        """The categories of members, deleted members' too."""
+        rows = await self.session.execute(
+            select(Member.id, Member.category).where(Member.id.in_(member_ids))
+        )
+        return {member_id: category for member_id, category in rows.all()}
+
     async def standing(self, *, member: Member) -> Standing:
         """How many of the member's loans are overdue now, and their category's limits."""
         overdue = (
@@ -329,6 +337,33 @@ class BorrowRepository:
         )
         return list((await self.session.scalars(statement)).all())
 
+    async def declare_lost(self, *, limit: int) -> list[Borrow]:
+        """Active loans overdue past their policy's `lost_after_days` become lost, longest
+        overdue first, at most `limit`.
+
+        The scan walks the index of loans out by due date, only below the shortest
+        `lost_after_days` of any policy: loans overdue less than that are never read.
+        """
+        soonest = select(func.min(Policy.lost_after_days)).scalar_subquery()
+        due = (
+            select(Borrow.id)
+            .where(
+                Borrow.status == BorrowStatus.ACTIVE,
+                Borrow.due_at < func.now() - func.make_interval(0, 0, 0, soonest),
+                Borrow.due_at < func.now() - LOST_AFTER,
+            )
+            .order_by(Borrow.due_at, Borrow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(Borrow)
+            .where(Borrow.id.in_(due.scalar_subquery()), Borrow.status == BorrowStatus.ACTIVE)
+            .values(status=BorrowStatus.LOST, lost_at=func.now(), updated_at=func.now())
+            .returning(Borrow)
+        )
+        return list((await self.session.scalars(statement, execution_options=NO_SYNC)).all())
+
     async def count_redrive(self, *, borrow_ids: Collection[int]) -> None:
         await self.session.execute(
             update(Borrow)
@@ -413,6 +448,11 @@ def due_date(start: SQLColumnExpression[Any], period: Any) -> ColumnElement[Any]
     `next_open_day` function of migration 0014): every due date is set through this."""
     return func.next_open_day(start + period, type_=TIMESTAMP(timezone=True))
 
+
+# How long overdue a loan is lost, as its policy sets it (NULL: never).
+LOST_AFTER = policy_days(
+    Policy.lost_after_days, member_id=Borrow.member_id, item_type=Borrow.item_type
+)
 
 # A loan's period, as its policy sets it, in the statement that starts the loan.
 LOAN_PERIOD = policy_days(
@@ -672,6 +712,14 @@ class LedgerRepository:
         self.session.add(entry)
         await self.session.flush()
         return entry
+
+    async def loan_charge(self, *, borrow_id: int, kind: LedgerKind) -> Decimal | None:
+        """What a loan was charged of `kind`, if it was."""
+        return await self.session.scalar(
+            select(LedgerEntry.amount).where(
+                LedgerEntry.borrow_id == borrow_id, LedgerEntry.kind == kind
+            )
+        )
 
     async def lock_member(self, *, member_id: int) -> Member | None:
         """The member, row-locked until commit: credits to one member run one at a time,

@@ -195,6 +195,11 @@ class ClosedDayRepository:
             statement = statement.where(ClosedDay.day >= since)
         return (await self.session.scalars(statement)).all()
 
+    async def between(self, *, first: date, last: date) -> set[date]:
+        """The closed days from `first` to `last`, both included."""
+        statement = select(ClosedDay.day).where(ClosedDay.day.between(first, last))
+        return set((await self.session.scalars(statement)).all())
+
     async def add(self, *, day: date, reason: str) -> ClosedDay | None:
         """The new closed day, or None when it is closed already."""
         statement = (

@@ -149,11 +149,28 @@ class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hold_pickup_days: Annotated[
         int, Meta(ge=1, le=60, description="Days a ready hold's copy waits for pickup.")
     ]
+    lost_after_days: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=3650,
+                description="Days overdue after which a loan is declared lost and charged "
+                "the book's price plus `lost_processing_fee`; null: never.",
+            ),
+        ]
+        | None
+    ) = None
+    lost_processing_fee: Annotated[
+        AmountIn,
+        Meta(description="Charged with a lost loan's price; not refunded if it comes back."),
+    ] = "0.00"
 
     def values(self) -> dict[str, object]:
         values = msgspec.structs.asdict(self)
         values["description"] = self.description.strip()
         values["fine_per_day"] = Decimal(self.fine_per_day)
+        values["lost_processing_fee"] = Decimal(self.lost_processing_fee)
         values["fine_cap"] = None if self.fine_cap == BOOK_PRICE else Decimal(self.fine_cap)
         return values
 
@@ -176,6 +193,8 @@ class PolicyRead(msgspec.Struct, kw_only=True):
     grace_days: int
     holds_allowed: bool
     hold_pickup_days: int
+    lost_after_days: int | None
+    lost_processing_fee: Money
     created_at: datetime
     updated_at: datetime
 
@@ -197,6 +216,8 @@ class PolicyRead(msgspec.Struct, kw_only=True):
             grace_days=policy.grace_days,
             holds_allowed=policy.holds_allowed,
             hold_pickup_days=policy.hold_pickup_days,
+            lost_after_days=policy.lost_after_days,
+            lost_processing_fee=money(policy.lost_processing_fee),
             created_at=utc(policy.created_at),
             updated_at=utc(policy.updated_at),
         )

@@ -186,6 +186,7 @@ class BorrowListStatus(StrEnum):
     RETURNED = "returned"
     HELD = "held"
     REJECTED = "rejected"
+    LOST = "lost"
 
 
 class BorrowRead(msgspec.Struct, kw_only=True):
@@ -198,7 +199,9 @@ class BorrowRead(msgspec.Struct, kw_only=True):
         BorrowStatus,
         Meta(
             description="pending (a copy is being checked out), active (lent), returned, "
-            "held (no copy was free: the request became the hold `hold_id`), rejected."
+            "held (no copy was free: the request became the hold `hold_id`), rejected, "
+            "lost (overdue past its policy's `lost_after_days`: charged the book's price and "
+            "a processing fee, refunded the price if it is returned)."
         ),
     ]
     overdue: Annotated[bool, Meta(description="Active and past its due date.")]
@@ -213,9 +216,16 @@ class BorrowRead(msgspec.Struct, kw_only=True):
     borrowed_at: Annotated[datetime | None, Meta(description="When the copy was checked out.")]
     due_at: Annotated[datetime | None, Meta(description="When the copy is due back.")]
     returned_at: Annotated[datetime | None, Meta(description="When the copy came back.")]
+    lost_at: Annotated[
+        datetime | None, Meta(description="When the loan was declared lost; else null.")
+    ]
     renewals: Annotated[int, Meta(description="Times the loan was renewed.")]
     late_fee: Annotated[
-        Money | None, Meta(description="Set on return: per day late, capped; 0.00 on time.")
+        Money | None,
+        Meta(
+            description="Set on return (or when declared lost): per day late, capped, days "
+            "starting on a closed day not counted; 0.00 on time."
+        ),
     ]
 
     @classmethod
@@ -236,6 +246,7 @@ class BorrowRead(msgspec.Struct, kw_only=True):
             borrowed_at=_utc_or_none(borrow.borrowed_at),
             due_at=_utc_or_none(borrow.due_at),
             returned_at=_utc_or_none(borrow.returned_at),
+            lost_at=_utc_or_none(borrow.lost_at),
             renewals=borrow.renewals,
             late_fee=None if borrow.late_fee is None else money(borrow.late_fee),
         )
@@ -364,6 +375,7 @@ class HandOverRead(msgspec.Struct, kw_only=True):
 
 class SweepRead(msgspec.Struct, kw_only=True):
     expired_holds: int
+    lost_loans: int
     notices: int
     more: Annotated[bool, Meta(description="A batch was full: call again.")]
 
