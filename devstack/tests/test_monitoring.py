@@ -686,7 +686,7 @@ def drive_lending(stack: Stack) -> None:
         while not stack.mail.messages():
             assert time.monotonic() < deadline, "the overdue notice was not mailed"
             time.sleep(0.2)
-        assert stack.mail.messages()[0]["X-Notice-Kind"] == "overdue"
+        assert stack.mail.messages()[0]["X-Notice-Kind"] == "overdue_1"
 
         stack.mail.stop()
         set_due_at(stack, due_soon, "now() + interval '1 hour'")

@@ -34,7 +34,7 @@ SERVICE_KEY = "test-service-key"
 SEEDED_CATEGORIES = "'adult', 'child', 'staff'"
 SEEDED_CATEGORY_VALUES = """
     UPDATE member_categories c SET max_loans = v.max_loans, max_balance = v.max_balance,
-        max_overdue_loans = v.max_overdue_loans
+        max_overdue_loans = v.max_overdue_loans, block_after_final_notice = false
     FROM (VALUES ('adult', 5, 10.00, 2), ('child', 3, 5.00, 1), ('staff', 20, 50.00, 5))
         AS v (code, max_loans, max_balance, max_overdue_loans)
     WHERE c.code = v.code
@@ -44,7 +44,7 @@ DEFAULT_POLICY_VALUES = """
     UPDATE lending_policies SET lendable = true, loan_period_days = 14, max_renewals = 2,
         renew_grace_days = 0, max_loans = NULL, fine_per_day = 0.25, fine_cap = 10.00,
         grace_days = 0, holds_allowed = true, hold_pickup_days = 3, lost_after_days = NULL,
-        lost_processing_fee = 0
+        lost_processing_fee = 0, overdue_notice_days = '{1,7,14}'
     WHERE member_category IS NULL AND item_type IS NULL
 """
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from devstack import integrity
+from devstack.mail import MailSink
 from devstack.pytest_plugin import watch_process
 from devstack.servers import free_port
 from devstack.services import ServiceProcess
@@ -418,3 +421,72 @@ def releasing(orders_database_url: str, order_id: int) -> bool:
         ).fetchone()
     assert row is not None
     return bool(row[0])
+
+
+class Library:
+    """The lending API of orders, as a librarian's desk uses it."""
+
+    def __init__(self, service: ServiceProcess, token: str) -> None:
+        self.http = keyed_client(service.url, token)
+        self.members = 0
+
+    def member(self, **overrides: Any) -> dict[str, Any]:
+        self.members += 1
+        body = {"name": f"Reader {self.members}", "email": f"r{self.members}@example.org"}
+        return self._created(self.http.post("/v1/members", json=body | overrides))
+
+    def borrow(self, member: dict[str, Any], book: dict[str, Any]) -> dict[str, Any]:
+        body = {"member_id": member["id"], "book_id": book["id"]}
+        return self._created(self.http.post("/v1/borrows", json=body))
+
+    def hold(self, member: dict[str, Any], book: dict[str, Any]) -> dict[str, Any]:
+        body = {"member_id": member["id"], "book_id": book["id"]}
+        return self._created(self.http.post("/v1/holds", json=body))
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def post(self, path: str) -> dict[str, Any]:
+        response = self.http.post(path)
+        assert response.status_code in (200, 201), response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def sweep(self) -> dict[str, Any]:
+        response = self.http.post("/internal/v1/library/sweep", headers=KEY_HEADER)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _created(response: httpx.Response) -> dict[str, Any]:
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def library(orders_service: ServiceProcess, admin_key: str) -> Iterator[Library]:
+    client = Library(orders_service, admin_key)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture
+def mailbox(monkeypatch: pytest.MonkeyPatch, saga_env: dict[str, str]) -> Iterator[MailSink]:
+    """A real SMTP server the notice jobs mail to."""
+    folder = Path(tempfile.mkdtemp(prefix="bookstore-test-mail-"))
+    with MailSink(folder, free_port()) as sink:
+        reconfigure(monkeypatch, {"SMTP_URL": sink.url})
+        yield sink
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def settle(connection: redis.Redis, redis_url: str, orders_database_url: str):  # type: ignore[no-untyped-def]
+    """Deliver orders' outbox and run the jobs, until nothing is left to do."""
+
+    def run() -> None:
+        while relay_orders(orders_database_url, redis_url):
+            work(connection, "borrows", "notifications")
+
+    return run

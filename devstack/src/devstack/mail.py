@@ -32,8 +32,14 @@ class _FolderHandler:
         self.folder = folder
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
+        # Messages still to turn away with a temporary error ("try again later").
+        self.refusals = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            if self.refusals > 0:
+                self.refusals -= 1
+                return "451 4.3.0 Mail server busy, try again later"
         content = envelope.original_content or b""
         # The envelope is what smtplib actually delivered to (Bcc included); keep it.
         recipients = ", ".join(envelope.rcpt_tos)
@@ -55,6 +61,7 @@ class MailSink:
         self.folder = Path(folder)
         self.port = port
         self.host = host
+        self._handler = _FolderHandler(self.folder)
         self._controller: Controller | None = None
 
     @property
@@ -68,7 +75,7 @@ class MailSink:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         controller = Controller(
-            _FolderHandler(self.folder),
+            self._handler,
             hostname=self.host,
             port=self.port,
             enable_SMTPUTF8=True,
@@ -83,6 +90,11 @@ class MailSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def refuse(self, count: int = 1) -> None:
+        """Turn the next `count` messages away with a temporary error (451), as a busy
+        server does; the sender is expected to try again."""
+        self._handler.refusals = count
 
     def paths(self) -> list[Path]:
         """The stored messages' files, oldest first."""

@@ -31,6 +31,7 @@ from orders.lending.controllers import (
     MemberController,
 )
 from orders.lending.internal import InternalLendingController
+from orders.lending.notice_controllers import NoticeController
 from orders.lending.rule_controllers import (
     CalendarController,
     MemberCategoryController,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BorrowController,
             HoldController,
             LibraryController,
+            NoticeController,
             MemberCategoryController,
             PolicyController,
             CalendarController,

@@ -174,6 +174,7 @@ def document_structs(document: OpenAPI) -> None:
             if bound is not None and documented.minimum is None:
                 documented.minimum = bound
             _document_union(documented, enforced.get(name, {}).get("anyOf", []))
+            _document_items(documented, enforced.get(name, {}).get("items", {}))
 
 
 # msgspec's JSON Schema keywords, and the Schema attributes Litestar names them by.
@@ -184,6 +185,16 @@ _CONSTRAINTS = {
     "minimum": "minimum",
     "maximum": "maximum",
 }
+
+
+def _document_items(documented: Schema, enforced: dict[str, Any]) -> None:
+    """An array of bounded numbers (`list[PolicyDays]`): Litestar documents its items by
+    their type alone; this adds the bounds msgspec enforces on each."""
+    if not isinstance(documented.items, Schema):
+        return
+    for keyword, attribute in _CONSTRAINTS.items():
+        if keyword in enforced and getattr(documented.items, attribute) is None:
+            setattr(documented.items, attribute, enforced[keyword])
 
 
 def _document_union(documented: Schema, enforced: list[dict[str, Any]]) -> None:

@@ -20,6 +20,7 @@ ROUTES = {
     events.HOLD_PLACED: Route("borrows", "workers.loans.fill_hold"),
     events.HOLD_CHECKED_OUT: Route("borrows", "workers.loans.hand_to_loan"),
     events.NOTICE_REQUESTED: Route("notifications", "workers.notifications.send_notice"),
+    events.DIGEST_REQUESTED: Route("notifications", "workers.notifications.send_digest"),
 }
 
 

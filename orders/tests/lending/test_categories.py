@@ -30,6 +30,7 @@ class TestCreateCategory:
         assert response.json() | {"created_at": 0, "updated_at": 0} == {
             **CHILDREN,
             "max_balance": "10.00",
+            "block_after_final_notice": False,
             "created_at": 0,
             "updated_at": 0,
         }

@@ -4,14 +4,14 @@ from tests.lending.conftest import events, shift_due
 
 
 class TestSweepNotices:
-    async def test_due_soon_and_overdue_noticed_once_a_day(self, client, borrow_now, internal, db):
+    async def test_due_soon_and_overdue_noticed_once(self, client, borrow_now, internal, db):
         due_soon, overdue, later = await borrow_now(), await borrow_now(), await borrow_now()
         shift_due(db, due_soon["id"], days=-1)
         shift_due(db, overdue["id"], days=3)
         first = await internal.post("/library/sweep")
         assert first["notices"] == 2
         notices = {(n["kind"], n["book_id"]) for n in events(db, "notice.requested")}
-        assert notices == {("due_soon", due_soon["book_id"]), ("overdue", overdue["book_id"])}
+        assert notices == {("due_soon", due_soon["book_id"]), ("overdue_1", overdue["book_id"])}
         second = await internal.post("/library/sweep")
         assert second["notices"] == 0
         assert len(events(db, "notice.requested")) == 2

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-LENDING_PREFIXES = ("/v1/members", "/v1/borrows", "/v1/holds", "/v1/library")
+LENDING_PREFIXES = ("/v1/members", "/v1/borrows", "/v1/holds", "/v1/library", "/v1/notices")
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def lending_operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, A
 class TestLendingDocs:
     async def test_every_operation_has_a_summary_and_documented_problems(self, spec):
         operations = lending_operations(spec)
-        assert len(operations) == 23
+        assert len(operations) == 25
         for method, path, operation in operations:
             assert operation.get("summary"), (method, path)
             assert {"500", "503"} <= operation["responses"].keys(), (method, path)
@@ -44,6 +44,7 @@ class TestLendingDocs:
             "TopMember",
             "Ledger",
             "Credit",
+            "Notice",
             "Problem",
             "FieldError",
         )

@@ -68,6 +68,7 @@ class TestListPolicies:
             "hold_pickup_days": 3,
             "lost_after_days": None,
             "lost_processing_fee": "0.00",
+            "overdue_notice_days": [1, 7, 14],
             "created_at": 0,
             "updated_at": 0,
         }
@@ -155,6 +156,7 @@ class TestCreatePolicy:
             ("hold_pickup_days", 61),
             ("max_loans", -1),
             ("item_type", "Audio Book"),
+            ("overdue_notice_days", [1, 7]),
         ],
     )
     async def test_bad_values_are_a_422(
@@ -182,6 +184,19 @@ class TestReplacePolicy:
         assert latest["action"] == "updated"
         assert latest["before"]["loan_period_days"] == 7
         assert latest["after"]["loan_period_days"] == 10
+
+    async def test_overdue_notice_days_kept_in_order_and_audited(
+        self, client: httpx.AsyncClient, make_policy
+    ) -> None:
+        created = await make_policy()
+        assert created["overdue_notice_days"] == [1, 7, 14]
+        response = await client.put(
+            f"/v1/policies/{created['id']}", json=policy(overdue_notice_days=[10, 3, 3])
+        )
+        assert response.json()["overdue_notice_days"] == [3, 3, 10]
+        latest = (await client.get(f"/v1/policies/{created['id']}/changes")).json()["data"][0]
+        assert latest["before"]["overdue_notice_days"] == [1, 7, 14]
+        assert latest["after"]["overdue_notice_days"] == [3, 3, 10]
 
     async def test_onto_a_taken_match_is_a_409(
         self, client: httpx.AsyncClient, make_policy

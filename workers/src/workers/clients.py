@@ -285,6 +285,25 @@ class LendingClient:
         response = self.client.post("/internal/v1/holds/hand-over", body)
         return self.client.parse(HandOver, response).hold
 
+    def report_delivery(
+        self,
+        *,
+        notice_ids: list[int],
+        attempt: int,
+        sent: bool,
+        error: str | None = None,
+        final: bool = False,
+    ) -> None:
+        """How one attempt to mail these notices went; a repeat changes nothing."""
+        body = {
+            "notice_ids": notice_ids,
+            "attempt": attempt,
+            "outcome": "sent" if sent else "failed",
+            "error": error,
+            "final": final,
+        }
+        self.client.post("/internal/v1/notices/deliveries", body)
+
     def sweep(self) -> Sweep:
         return self.client.parse(Sweep, self.client.post("/internal/v1/library/sweep"))
 

@@ -36,6 +36,7 @@ JOB_FUNCTIONS = frozenset(
                 stock.cancel_order,
                 notifications.order_confirmed,
                 notifications.send_notice,
+                notifications.send_digest,
                 covers.delete_image,
                 loans.check_out,
                 loans.give_up_borrow,

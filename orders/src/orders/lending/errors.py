@@ -88,6 +88,19 @@ class OwesTooMuch(RuleRefusal, ProblemError):
         )
 
 
+class PastFinalNotice(RuleRefusal, ProblemError):
+    status, title, type = 403, "Member blocked", "/problems/member-blocked"
+    code = "MEMBER_BLOCKED"
+
+    def __init__(self, member_id: int, *, current: int) -> None:
+        super().__init__(
+            f"Member {member_id} still has {current} loan(s) out after their final overdue "
+            "notice, and their category blocks such members; they cannot borrow, renew or "
+            "place holds until they return them.",
+            rule=Rule(name="block_after_final_notice", limit=0, current=current),
+        )
+
+
 class LoanLimitReached(RuleRefusal, ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"
@@ -314,3 +327,11 @@ class ClosedDayNotFound(ProblemError):
 
     def __init__(self, day: date) -> None:
         super().__init__(f"{day:%Y-%m-%d} is not a closed day.")
+
+
+class NoticesNotFound(ProblemError):
+    status, title, type = 404, "Notice not found", "/problems/notice-not-found"
+    code = "NOTICE_NOT_FOUND"
+
+    def __init__(self, notice_ids: list[int]) -> None:
+        super().__init__(f"No notice has id {', '.join(map(str, notice_ids))}.")

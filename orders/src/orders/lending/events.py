@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.lending.models import NoticeKind
+from orders.lending.notice_repository import NoticeMail
 from servicekit.outbox import add_event
 
 BORROW_REQUESTED = "borrow.requested"
@@ -15,6 +16,7 @@ COPY_FREED = "copy.freed"
 HOLD_PLACED = "hold.placed"
 HOLD_CHECKED_OUT = "hold.checked_out"
 NOTICE_REQUESTED = "notice.requested"
+DIGEST_REQUESTED = "notice.digest_requested"
 BORROW_GIVEN_UP = "borrow.given_up"
 
 
@@ -53,27 +55,31 @@ async def hold_checked_out(
     )
 
 
-async def notice_requested(
-    session: AsyncSession,
-    *,
-    notice_id: int,
-    kind: NoticeKind,
-    member_id: int,
-    email: str,
-    name: str,
-    book_id: int,
-    book_title: str,
-    deadline: datetime,
-) -> None:
+async def notice_requested(session: AsyncSession, mail: NoticeMail) -> None:
     """One email: what it is about and the date that matters (due date or pickup deadline)."""
-    payload: dict[str, Any] = {
-        "notice_id": notice_id,
-        "kind": kind.value,
-        "member_id": member_id,
-        "email": email,
-        "name": name,
-        "book_id": book_id,
-        "book_title": book_title,
-        "deadline": deadline.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    }
+    payload = {"notice_id": mail.notice_id, **_member_of(mail), **_about(mail)}
     await add_event(session, topic=NOTICE_REQUESTED, payload=payload)
+
+
+async def digest_requested(session: AsyncSession, digest: Sequence[NoticeMail]) -> None:
+    """One email to one member with all the notices of their day."""
+    first = digest[0]
+    payload = {
+        "digest_id": first.digest_id,
+        **_member_of(first),
+        "notices": [{"notice_id": mail.notice_id, **_about(mail)} for mail in digest],
+    }
+    await add_event(session, topic=DIGEST_REQUESTED, payload=payload)
+
+
+def _member_of(mail: NoticeMail) -> dict[str, Any]:
+    return {"member_id": mail.member_id, "email": mail.email, "name": mail.name}
+
+
+def _about(mail: NoticeMail) -> dict[str, Any]:
+    return {
+        "kind": mail.kind.value,
+        "book_id": mail.book_id,
+        "book_title": mail.book_title,
+        "deadline": mail.deadline.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }

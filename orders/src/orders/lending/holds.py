@@ -19,14 +19,14 @@ from orders.lending.errors import (
     HoldsNotAllowed,
 )
 from orders.lending.loans import active_member, in_good_standing, lendable_book, open_loan
-from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, NoticeKind
+from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus
+from orders.lending.notices import NoticeService
 from orders.lending.policy import PolicyResolver
 from orders.lending.repository import (
     HOLD_PICKUP,
     BorrowRepository,
     HoldRepository,
     MemberRepository,
-    NoticeRepository,
     due_date,
 )
 from orders.lending.schemas import BuyInstead, DryRunRead
@@ -52,7 +52,7 @@ class HoldService:
         self.members = MemberRepository(session)
         self.borrows = BorrowRepository(session)
         self.holds = HoldRepository(session)
-        self.notices = NoticeRepository(session)
+        self.notices = NoticeService(session)
         self.books = books
         self.resolver = PolicyResolver(session)
         self.buy_instead_after = buy_instead_after
@@ -303,24 +303,8 @@ class HoldService:
         }
 
     async def _tell_ready(self, hold: Hold) -> None:
-        """Today's "your copy is ready" mail, at once rather than at the next sweep."""
+        """The "your copy is ready" notice, at once rather than at the next sweep."""
         assert hold.pickup_by is not None
         member = await self.members.get(member_id=hold.member_id)
-        if member is None:
-            return
-        today = datetime.now(UTC).date()
-        notice_id = await self.notices.record(
-            kind=NoticeKind.HOLD_READY, subject_id=hold.id, member_id=member.id, day=today
-        )
-        if notice_id is not None:
-            await events.notice_requested(
-                self.session,
-                notice_id=notice_id,
-                kind=NoticeKind.HOLD_READY,
-                member_id=member.id,
-                email=member.email,
-                name=member.name,
-                book_id=hold.book_id,
-                book_title=hold.book_title,
-                deadline=hold.pickup_by,
-            )
+        if member is not None:
+            await self.notices.hold_ready(hold_id=hold.id, member=member, deadline=hold.pickup_by)

@@ -6,18 +6,23 @@ from __future__ import annotations
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.http import json_body
 from orders.lending.controllers import LENDING_DEPENDENCIES, BorrowIdPath, HoldIdPath
 from orders.lending.holds import HoldService
 from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
+from orders.lending.notices import NoticeService
 from orders.lending.schemas import (
     BorrowRead,
     BorrowReject,
+    DeliveryRead,
+    DeliveryReport,
     HandOver,
     HandOverRead,
     HoldRead,
+    NoticeRead,
     SweepRead,
 )
 from orders.security import require_service_key
@@ -68,6 +73,14 @@ class InternalLendingController(Controller):
         """Give a freed copy to the first waiting hold of its book, if any."""
         hold = await holds.hand_over(book_id=data.book_id, from_reference=data.from_reference)
         return HandOverRead(hold=None if hold is None else HoldRead.of(hold))
+
+    @post("/notices/deliveries", status_code=200, guards=[json_body(DeliveryReport)])
+    async def notice_delivery(
+        self, data: JSONBody[DeliveryReport], session: NamedDependency[AsyncSession]
+    ) -> DeliveryRead:
+        """How one attempt to mail notices went: sent, or failed with its reason."""
+        notices = await NoticeService(session).report(data=data)
+        return DeliveryRead(notices=[NoticeRead.of(notice) for notice in notices])
 
     @post("/library/sweep", status_code=200)
     async def sweep(self, library: NamedDependency[LibraryService]) -> SweepRead:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.lending import events
 from orders.lending.holds import HoldService
 from orders.lending.lost import LostItems
-from orders.lending.models import NoticeKind
-from orders.lending.repository import NoticeRepository
+from orders.lending.notices import NoticeService
 from orders.lending.schemas import DailyLoans, LibrarySummary, PopularBook, SweepRead, TopMember
 from orders.metrics import (
     LIBRARY_HOLDS_READY,
@@ -92,7 +90,7 @@ class LibraryService:
     def __init__(self, session: AsyncSession, *, holds: HoldService, due_soon: timedelta) -> None:
         self.session = session
         self.holds = holds
-        self.notices = NoticeRepository(session)
+        self.notices = NoticeService(session)
         self.due_soon = due_soon
 
     async def summary(self) -> LibrarySummary:
@@ -122,35 +120,25 @@ class LibraryService:
     async def sweep(self) -> SweepRead:
         """One bounded round of the periodic work: expire uncollected holds (their copies
         move on), declare loans lost (see `orders.lending.lost`), record today's notices,
-        refresh the gauges. `more` asks for another."""
+        mail yesterday's digests, refresh the gauges. `more` asks for another."""
         expired = await self.holds.expire_uncollected(limit=SWEEP_BATCH)
         lost = await LostItems(self.session).declare(limit=SWEEP_BATCH)
-        today = datetime.now(UTC).date()
-        recorded, more = 0, SWEEP_BATCH in (expired, lost)
-        for kind in NoticeKind:
-            rows = await self.notices.record_due(
-                kind=kind, day=today, limit=SWEEP_BATCH, window=self.due_soon
-            )
-            for row in rows:
-                await events.notice_requested(
-                    self.session,
-                    notice_id=row.notice_id,
-                    kind=kind,
-                    member_id=row.member_id,
-                    email=row.email,
-                    name=row.name,
-                    book_id=row.book_id,
-                    book_title=row.book_title,
-                    deadline=row.deadline,
-                )
-            recorded += len(rows)
-            more = more or len(rows) == SWEEP_BATCH
+        recorded, more_notices = await self.notices.record_due(
+            limit=SWEEP_BATCH, due_soon=self.due_soon
+        )
+        digests, more_digests = await self.notices.send_digests(limit=SWEEP_BATCH)
         summary = await self.summary()
         LIBRARY_LOANS_OUT.set(summary.loans_out)
         LIBRARY_LOANS_OVERDUE.set(summary.overdue)
         LIBRARY_HOLDS_WAITING.set(summary.holds_waiting)
         LIBRARY_HOLDS_READY.set(summary.holds_ready)
-        return SweepRead(expired_holds=expired, lost_loans=lost, notices=recorded, more=more)
+        return SweepRead(
+            expired_holds=expired,
+            lost_loans=lost,
+            notices=recorded,
+            digests=digests,
+            more=SWEEP_BATCH in (expired, lost) or more_notices or more_digests,
+        )
 
 
 def _window(days: int, limit: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from orders.lending.errors import (
     NotLendable,
     NotLendableByPolicy,
     OwesTooMuch,
+    PastFinalNotice,
     RenewalRefused,
     TooManyOverdue,
     UnknownBook,
@@ -77,9 +78,12 @@ async def active_member(members: MemberRepository, member_id: int) -> Member:
 
 
 async def in_good_standing(members: MemberRepository, member: Member) -> None:
-    """403 when the member has more loans overdue than their category allows, or owes
-    more than its `max_balance`."""
+    """403 when the member has more loans overdue than their category allows, owes more
+    than its `max_balance`, or (where the category says so) has a loan out after its final
+    overdue notice."""
     standing = await members.standing(member=member)
+    if standing.block_after_final_notice and standing.past_final_notice:
+        raise PastFinalNotice(member.id, current=standing.past_final_notice)
     if standing.overdue > standing.max_overdue:
         raise TooManyOverdue(member.id, limit=standing.max_overdue, current=standing.overdue)
     if member.balance > standing.max_balance:

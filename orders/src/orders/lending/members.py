@@ -44,6 +44,7 @@ class MemberService:
             "status": data.status,
             "category": data.category,
             "max_loans": data.max_loans,
+            "notice_delivery": data.notice_delivery,
         }
         with known_category(data.category):
             member = await self.members.add(values)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Date,
@@ -83,8 +84,29 @@ class LedgerKind(StrEnum):
 
 class NoticeKind(StrEnum):
     DUE_SOON = "due_soon"
-    OVERDUE = "overdue"
+    OVERDUE_1 = "overdue_1"
+    OVERDUE_2 = "overdue_2"
+    # The final overdue notice: it blocks members of categories that say so.
+    OVERDUE_3 = "overdue_3"
     HOLD_READY = "hold_ready"
+    HOLD_EXPIRING = "hold_expiring"
+
+
+class NoticeStatus(StrEnum):
+    """queued: recorded, its mail (or the member's digest) to come; retrying: an attempt
+    failed and another will follow; sent; failed: the last attempt failed."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class NoticeDelivery(StrEnum):
+    """How a member gets notices: each on its own, or all of a day in one mail."""
+
+    EACH = "each"
+    DIGEST = "digest"
 
 
 class MemberCategory(Base):
@@ -100,6 +122,8 @@ class MemberCategory(Base):
     max_balance: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     # More loans overdue than this block borrowing, renewing and new holds.
     max_overdue_loans: Mapped[int] = mapped_column(Integer)
+    # A loan still out after its final (3rd) overdue notice blocks the member.
+    block_after_final_notice: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
 
@@ -119,6 +143,9 @@ class Member(Base):
     loans_out: Mapped[int] = mapped_column(Integer, server_default="0")
     # What the member owes: the sum of their ledger, kept by a trigger (migration 0013).
     balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), server_default="0")
+    notice_delivery: Mapped[NoticeDelivery] = mapped_column(
+        _text_enum(NoticeDelivery), server_default="each"
+    )
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
     deleted_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
@@ -203,14 +230,30 @@ class Hold(Base):
 
 
 class Notice(Base):
+    """One notice about a loan or hold (its subject), and how its delivery went.
+
+    Unique per (kind, subject, deadline): see migration 0016."""
+
     __tablename__ = "notices"
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[NoticeKind] = mapped_column(_text_enum(NoticeKind))
     subject_id: Mapped[int] = mapped_column(BigInteger)
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    # The UTC day it was recorded: a digest gathers the notices of one day.
     day: Mapped[date] = mapped_column(Date)
+    # The loan's due date or the hold's pickup deadline it is about; null only for
+    # notices recorded before migration 0016.
+    deadline: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    status: Mapped[NoticeStatus] = mapped_column(_text_enum(NoticeStatus), server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+    via_digest: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    digest_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _timestamp(server_default=True)
+    updated_at: Mapped[datetime] = _timestamp(server_default=True)
 
 
 class Policy(Base):
@@ -237,6 +280,10 @@ class Policy(Base):
     # Days overdue after which a loan is lost; None: never.
     lost_after_days: Mapped[int | None] = mapped_column(Integer)
     lost_processing_fee: Mapped[Decimal] = mapped_column(Numeric(10, 2), server_default="0")
+    # Days after the due date the 1st, 2nd and 3rd (final) overdue notices go out.
+    overdue_notice_days: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer), server_default="{1,7,14}"
+    )
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
 

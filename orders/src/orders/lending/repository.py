@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     SQLColumnExpression,
     exists,
@@ -40,6 +39,7 @@ from orders.lending.models import (
     MemberStatus,
     Notice,
     NoticeKind,
+    NoticeStatus,
     Policy,
 )
 from orders.lending.schemas import BorrowListStatus
@@ -111,6 +111,9 @@ class Standing:
     overdue: int
     max_overdue: int
     max_balance: Decimal
+    # Loans still out after their final overdue notice, and whether that blocks.
+    past_final_notice: int
+    block_after_final_notice: bool
 
 
 class MemberRepository:
@@ -233,14 +236,37 @@ class MemberRepository:
             )
             .scalar_subquery()
         )
-        limits = select(MemberCategory.max_overdue_loans, MemberCategory.max_balance).where(
-            MemberCategory.code == member.category
+        # A final notice not delivered for good (failed) does not count: the member may
+        # never have read it.
+        past_final_notice = (
+            select(func.count())
+            .select_from(Borrow)
+            .where(
+                Borrow.member_id == member.id,
+                Borrow.status == BorrowStatus.ACTIVE,
+                exists().where(
+                    Notice.kind == NoticeKind.OVERDUE_3,
+                    Notice.subject_id == Borrow.id,
+                    Notice.deadline == Borrow.due_at,
+                    Notice.status != NoticeStatus.FAILED,
+                ),
+            )
+            .scalar_subquery()
         )
-        allowed_overdue, max_balance, current = (
-            await self.session.execute(limits.add_columns(overdue))
+        limits = select(
+            MemberCategory.max_overdue_loans,
+            MemberCategory.max_balance,
+            MemberCategory.block_after_final_notice,
+        ).where(MemberCategory.code == member.category)
+        allowed_overdue, max_balance, block_after_final_notice, current, past_final = (
+            await self.session.execute(limits.add_columns(overdue, past_final_notice))
         ).one()
         return Standing(
-            overdue=int(current), max_overdue=int(allowed_overdue), max_balance=max_balance
+            overdue=int(current),
+            max_overdue=int(allowed_overdue),
+            max_balance=max_balance,
+            past_final_notice=int(past_final),
+            block_after_final_notice=block_after_final_notice,
         )
 
     async def give_back_loan_slot(self, *, member_id: int) -> None:
@@ -625,80 +651,6 @@ def _hold_filters(
     if book_id is not None:
         conditions.append(Hold.book_id == book_id)
     return conditions
-
-
-# Records today's notice for each subject that is due one and has none yet, and returns
-# what the mail says. NOT EXISTS keeps already-noticed subjects out of the LIMIT, so each
-# batch makes progress; ON CONFLICT settles a race between two sweeps.
-_RECORD_NOTICES = {
-    NoticeKind.DUE_SOON: """
-        SELECT b.id AS subject_id, b.member_id FROM borrows b
-        WHERE b.status = 'active' AND b.due_at >= now() AND b.due_at < now() + :window
-    """,
-    NoticeKind.OVERDUE: """
-        SELECT b.id AS subject_id, b.member_id FROM borrows b
-        WHERE b.status = 'active' AND b.due_at < now()
-    """,
-    NoticeKind.HOLD_READY: """
-        SELECT h.id AS subject_id, h.member_id FROM holds h WHERE h.status = 'ready'
-    """,
-}
-_NOTICE_DETAILS = {
-    NoticeKind.HOLD_READY: """
-        SELECT f.id AS notice_id, f.subject_id, m.id AS member_id, m.email, m.name,
-               h.book_id, h.book_title, h.pickup_by AS deadline
-        FROM fresh f JOIN holds h ON h.id = f.subject_id JOIN members m ON m.id = f.member_id
-    """,
-}
-_BORROW_DETAILS = """
-    SELECT f.id AS notice_id, f.subject_id, m.id AS member_id, m.email, m.name,
-           b.book_id, b.book_title, b.due_at AS deadline
-    FROM fresh f JOIN borrows b ON b.id = f.subject_id JOIN members m ON m.id = f.member_id
-"""
-
-
-class NoticeRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def record_due(
-        self, *, kind: NoticeKind, day: date, limit: int, window: timedelta = timedelta(0)
-    ) -> Sequence[Row[Any]]:
-        """Today's new notices of `kind` (at most `limit`), with what each mail needs."""
-        statement = text(
-            f"""
-            WITH candidates AS ({_RECORD_NOTICES[kind]}),
-            fresh AS (
-                INSERT INTO notices (kind, subject_id, member_id, day)
-                SELECT :kind, c.subject_id, c.member_id, :day FROM candidates c
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM notices n
-                    WHERE n.kind = :kind AND n.subject_id = c.subject_id AND n.day = :day
-                )
-                ORDER BY c.subject_id
-                LIMIT :limit
-                ON CONFLICT DO NOTHING
-                RETURNING id, subject_id, member_id
-            )
-            {_NOTICE_DETAILS.get(kind, _BORROW_DETAILS)}
-            """  # noqa: S608 - only our own constant fragments are interpolated
-        )
-        params: dict[str, Any] = {"kind": kind.value, "day": day, "limit": limit}
-        if kind is NoticeKind.DUE_SOON:
-            params["window"] = window
-        return (await self.session.execute(statement, params)).all()
-
-    async def record(
-        self, *, kind: NoticeKind, subject_id: int, member_id: int, day: date
-    ) -> int | None:
-        """The new notice's id, or None when this one was already recorded today."""
-        statement = (
-            pg_insert(Notice)
-            .values(kind=kind, subject_id=subject_id, member_id=member_id, day=day)
-            .on_conflict_do_nothing()
-            .returning(Notice.id)
-        )
-        return await self.session.scalar(statement)
 
 
 class LedgerRepository:

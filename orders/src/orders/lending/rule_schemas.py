@@ -36,6 +36,14 @@ MaxOverdue = Annotated[
     Meta(ge=0, le=1000, description="More loans overdue than this block the member."),
 ]
 
+BlockAfterFinalNotice = Annotated[
+    bool,
+    Meta(
+        description="true: a member with a loan still out after its final (3rd) overdue "
+        "notice cannot borrow, renew or place holds."
+    ),
+]
+
 
 class CategoryCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code: Code
@@ -45,6 +53,7 @@ class CategoryCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         AmountIn, Meta(description="Fines owed above this will block the member.")
     ] = "10.00"
     max_overdue_loans: MaxOverdue = 0
+    block_after_final_notice: BlockAfterFinalNotice = False
 
     def values(self) -> dict[str, object]:
         return {
@@ -53,6 +62,7 @@ class CategoryCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             "max_loans": self.max_loans,
             "max_balance": Decimal(self.max_balance),
             "max_overdue_loans": self.max_overdue_loans,
+            "block_after_final_notice": self.block_after_final_notice,
         }
 
 
@@ -63,6 +73,7 @@ class CategoryUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     max_loans: CategoryMaxLoans | UnsetType = UNSET
     max_balance: AmountIn | UnsetType = UNSET
     max_overdue_loans: MaxOverdue | UnsetType = UNSET
+    block_after_final_notice: BlockAfterFinalNotice | UnsetType = UNSET
 
     def changes(self) -> dict[str, object]:
         values: dict[str, object] = {
@@ -83,6 +94,7 @@ class CategoryRead(msgspec.Struct, kw_only=True):
     max_loans: CategoryMaxLoans
     max_balance: Annotated[Money, Meta(description="Fines owed above this block the member.")]
     max_overdue_loans: MaxOverdue
+    block_after_final_notice: BlockAfterFinalNotice
     created_at: datetime
     updated_at: datetime
 
@@ -94,6 +106,7 @@ class CategoryRead(msgspec.Struct, kw_only=True):
             max_loans=category.max_loans,
             max_balance=money(category.max_balance),
             max_overdue_loans=category.max_overdue_loans,
+            block_after_final_notice=category.block_after_final_notice,
             created_at=utc(category.created_at),
             updated_at=utc(category.updated_at),
         )
@@ -109,6 +122,17 @@ FineCap = Annotated[
     ),
 ]
 BOOK_PRICE = "book_price"
+OverdueNoticeDays = Annotated[
+    list[PolicyDays],
+    Meta(
+        min_length=3,
+        max_length=3,
+        description="Days after the due date the 1st, 2nd and 3rd (final) overdue notices "
+        "go out; kept in increasing order. Each notice follows the one before a day later "
+        "at least.",
+        examples=[[1, 7, 14]],
+    ),
+]
 
 
 class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -165,6 +189,7 @@ class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         AmountIn,
         Meta(description="Charged with a lost loan's price; not refunded if it comes back."),
     ] = "0.00"
+    overdue_notice_days: OverdueNoticeDays = msgspec.field(default_factory=lambda: [1, 7, 14])
 
     def values(self) -> dict[str, object]:
         values = msgspec.structs.asdict(self)
@@ -172,6 +197,7 @@ class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         values["fine_per_day"] = Decimal(self.fine_per_day)
         values["lost_processing_fee"] = Decimal(self.lost_processing_fee)
         values["fine_cap"] = None if self.fine_cap == BOOK_PRICE else Decimal(self.fine_cap)
+        values["overdue_notice_days"] = sorted(self.overdue_notice_days)
         return values
 
 
@@ -195,6 +221,7 @@ class PolicyRead(msgspec.Struct, kw_only=True):
     hold_pickup_days: int
     lost_after_days: int | None
     lost_processing_fee: Money
+    overdue_notice_days: OverdueNoticeDays
     created_at: datetime
     updated_at: datetime
 
@@ -218,6 +245,7 @@ class PolicyRead(msgspec.Struct, kw_only=True):
             hold_pickup_days=policy.hold_pickup_days,
             lost_after_days=policy.lost_after_days,
             lost_processing_fee=money(policy.lost_processing_fee),
+            overdue_notice_days=list(policy.overdue_notice_days),
             created_at=utc(policy.created_at),
             updated_at=utc(policy.updated_at),
         )

@@ -19,6 +19,10 @@ from orders.lending.models import (
     LedgerKind,
     Member,
     MemberStatus,
+    Notice,
+    NoticeDelivery,
+    NoticeKind,
+    NoticeStatus,
 )
 from orders.ordering.schemas import Id, Money, OrderItemCreate, money, utc
 
@@ -81,6 +85,13 @@ MemberStatusField = Annotated[
     MemberStatus, Meta(description="active, or blocked: a blocked member cannot borrow or hold.")
 ]
 MemberName = Annotated[str, Meta(description="Full name, as on the library card.")]
+NoticeDeliveryField = Annotated[
+    NoticeDelivery,
+    Meta(
+        description="each: every notice mailed on its own, at once; digest: one mail a day "
+        "with all the notices of the day before."
+    ),
+]
 
 
 class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -89,6 +100,7 @@ class MemberCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_loans: MaxLoans | None = None
     status: MemberStatusField = MemberStatus.ACTIVE
     category: CategoryCode = "adult"
+    notice_delivery: NoticeDeliveryField = NoticeDelivery.EACH
 
     def __post_init__(self) -> None:
         self.name = self.name.strip()
@@ -105,6 +117,7 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omi
     status: MemberStatusField | UnsetType = UNSET
     max_loans: MaxLoans | UnsetType | None = UNSET
     category: CategoryCode | UnsetType = UNSET
+    notice_delivery: NoticeDeliveryField | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.name, str):
@@ -140,6 +153,7 @@ class MemberRead(msgspec.Struct, kw_only=True):
     balance: Annotated[
         Money, Meta(description="What the member owes: the sum of their ledger's entries.")
     ]
+    notice_delivery: NoticeDeliveryField
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -155,6 +169,7 @@ class MemberRead(msgspec.Struct, kw_only=True):
             own_max_loans=member.max_loans,
             loans_out=member.loans_out,
             balance=money(member.balance),
+            notice_delivery=member.notice_delivery,
             created_at=utc(member.created_at),
             updated_at=utc(member.updated_at),
         )
@@ -377,6 +392,7 @@ class SweepRead(msgspec.Struct, kw_only=True):
     expired_holds: int
     lost_loans: int
     notices: int
+    digests: int
     more: Annotated[bool, Meta(description="A batch was full: call again.")]
 
 
@@ -521,3 +537,85 @@ class LedgerPage(msgspec.Struct, kw_only=True):
     total: Total
     limit: PageLimit
     offset: PageOffset
+
+
+class DeliveryOutcome(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DeliveryReport(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How one attempt of a mail job went, for the notices its mail carried."""
+
+    notice_ids: Annotated[list[Id], Meta(min_length=1, max_length=1000)]
+    attempt: Annotated[int, Meta(ge=1, le=1000, description="1 for the first attempt.")]
+    outcome: DeliveryOutcome
+    error: Annotated[str, Meta(max_length=2000)] | None = None
+    final: Annotated[bool, Meta(description="No attempt will follow a failed one.")] = False
+
+
+NoticeStatusField = Annotated[
+    NoticeStatus,
+    Meta(
+        description="queued (its mail, or the member's digest, is to come), retrying (an "
+        "attempt failed; another follows), sent, or failed (the last attempt failed)."
+    ),
+]
+
+
+class NoticeRead(msgspec.Struct, kw_only=True):
+    id: Annotated[int, Meta(description="The notice's id.")]
+    kind: Annotated[
+        NoticeKind,
+        Meta(
+            description="due_soon (courtesy, before the due date), overdue_1, overdue_2, "
+            "overdue_3 (the final one), hold_ready, hold_expiring."
+        ),
+    ]
+    member_id: MemberId
+    subject: Annotated[
+        str,
+        Meta(description="What it is about: `borrow:<id>` or `hold:<id>`.", examples=["borrow:12"]),
+    ]
+    deadline: Annotated[
+        datetime | None,
+        Meta(description="The due date or pickup deadline it is about (UTC, RFC 3339)."),
+    ]
+    via_digest: Annotated[bool, Meta(description="Mailed in the member's daily digest.")]
+    status: NoticeStatusField
+    attempts: Annotated[int, Meta(description="Attempts to mail it so far.")]
+    last_error: Annotated[str | None, Meta(description="Why the last failed attempt failed.")]
+    sent_at: Annotated[datetime | None, Meta(description="When the mail server took it.")]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, notice: Notice) -> NoticeRead:
+        about = (
+            "hold" if notice.kind in (NoticeKind.HOLD_READY, NoticeKind.HOLD_EXPIRING) else "borrow"
+        )
+        return cls(
+            id=notice.id,
+            kind=notice.kind,
+            member_id=notice.member_id,
+            subject=f"{about}:{notice.subject_id}",
+            deadline=None if notice.deadline is None else utc(notice.deadline),
+            via_digest=notice.via_digest,
+            status=notice.status,
+            attempts=notice.attempts,
+            last_error=notice.last_error,
+            sent_at=None if notice.sent_at is None else utc(notice.sent_at),
+            created_at=utc(notice.created_at),
+            updated_at=utc(notice.updated_at),
+        )
+
+
+class NoticePage(msgspec.Struct, kw_only=True):
+    data: Annotated[list[NoticeRead], Meta(description="This page's notices, newest first.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
+
+
+class DeliveryRead(msgspec.Struct, kw_only=True):
+    notices: list[NoticeRead]
