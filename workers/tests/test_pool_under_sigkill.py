@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import redis
 from aiosmtpd.controller import Controller
@@ -194,10 +195,30 @@ class QuitOnRelease:
         return "221 Bye"
 
 
+def recorded_notice(orders_database_url: str) -> int:
+    """A notice as orders' sweep records it (the job reports its delivery to orders)."""
+    with psycopg.connect(orders_database_url, autocommit=True) as conn:
+        row = conn.execute(
+            """
+            WITH member AS (
+                INSERT INTO members (name, email, status)
+                VALUES ('Anne', 'anne@example.org', 'active') RETURNING id
+            )
+            INSERT INTO notices (kind, subject_id, member_id, day, deadline)
+            SELECT 'overdue_1', 1, id, current_date, now() FROM member RETURNING id
+            """
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class TestMailOnce:
     @pytest.mark.timeout(120)
     def test_a_notice_whose_worker_was_killed_after_the_send_is_not_mailed_again(
-        self, start_worker: Callable[..., WorkerProcess], connection: redis.Redis
+        self,
+        start_worker: Callable[..., WorkerProcess],
+        connection: redis.Redis,
+        orders_database_url: str,
     ) -> None:
         server = QuitOnRelease()
         controller = Controller(server, hostname="127.0.0.1", port=free_port())
@@ -212,8 +233,8 @@ class TestMailOnce:
                 connection,
                 "workers.notifications.send_notice",
                 {
-                    "notice_id": 1,
-                    "kind": "overdue",
+                    "notice_id": recorded_notice(orders_database_url),
+                    "kind": "overdue_1",
                     "member_id": 1,
                     "email": "anne@example.org",
                     "name": "Anne",
@@ -242,6 +263,11 @@ class TestMailOnce:
             )
             assert fetch(connection, job.id).return_value() == "already sent"
             assert len(server.messages) == 1
+            # The run that mailed died before it reported; the run after it did.
+            with psycopg.connect(orders_database_url) as conn:
+                assert conn.execute("SELECT status, attempts FROM notices").fetchall() == [
+                    ("sent", 2)
+                ]
         finally:
             server.released.set()
             controller.stop()
