@@ -93,3 +93,40 @@ class TestMigrations:
                 except psycopg.errors.CheckViolation:
                     continue
                 raise AssertionError(f"accepted status {status} with reason {reason!r}")
+
+
+class TestNoticesMigration:
+    def test_notices_sent_before_keep_their_rows(self, postgres_server_url):
+        """The daily overdue reminders become first overdue notices, marked sent with no
+        sent_at (their outcome is unknown), and back again."""
+        url = create_database(postgres_server_url, "orders_notices")
+        try:
+            config = alembic_config("orders", url)
+            command.upgrade(config, "0015")
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO members (id, name, email, status)"
+                    " VALUES (1, 'A', 'a@x.org', 'active')"
+                )
+                conn.execute(
+                    "INSERT INTO notices (kind, subject_id, member_id, day) VALUES"
+                    " ('overdue', 7, 1, '2026-12-01'), ('overdue', 7, 1, '2026-12-02'),"
+                    " ('due_soon', 8, 1, '2026-12-02')"
+                )
+            command.upgrade(config, "head")
+            with psycopg.connect(url) as conn:
+                upgraded = conn.execute(
+                    "SELECT kind, subject_id, deadline, status, attempts, sent_at FROM notices"
+                    " ORDER BY id"
+                ).fetchall()
+            command.downgrade(config, "0015")
+            with psycopg.connect(url) as conn:
+                downgraded = conn.execute("SELECT kind FROM notices ORDER BY id").fetchall()
+        finally:
+            drop_database(postgres_server_url, url)
+        assert upgraded == [
+            ("overdue_1", 7, None, "sent", 0, None),
+            ("overdue_1", 7, None, "sent", 0, None),
+            ("due_soon", 8, None, "sent", 0, None),
+        ]
+        assert downgraded == [("overdue",), ("overdue",), ("due_soon",)]

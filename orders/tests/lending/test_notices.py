@@ -274,6 +274,19 @@ class TestDigest:
         listed = (await client.get(f"/v1/members/{reader['id']}/notices")).json()
         assert {(n["via_digest"], n["status"]) for n in listed["data"]} == {(True, "queued")}
 
+    async def test_a_ready_hold_of_a_digest_member_waits_for_the_digest(
+        self, client, make_member, make_lendable, internal, db
+    ) -> None:
+        reader = await make_member(notice_delivery="digest")
+        hold = await place_hold(client, reader, await make_lendable(title="Emma"))
+        await internal.post(f"/holds/{hold['id']}/ready")
+        assert notices(db) == [("hold_ready", hold["id"])]
+        assert events(db, "notice.requested") == []
+        days_pass(db, 1)
+        assert (await sweep(internal))["digests"] == 1
+        [digest] = events(db, "notice.digest_requested")
+        assert [(n["kind"], n["book_title"]) for n in digest["notices"]] == [("hold_ready", "Emma")]
+
     async def test_members_choose_and_change_their_delivery(self, client, make_member) -> None:
         member = await make_member()
         assert member["notice_delivery"] == "each"

@@ -3,7 +3,7 @@ and the delivery record the workers keep up to date."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +16,8 @@ from orders.lending.repository import MemberRepository
 from orders.lending.schemas import DeliveryOutcome, DeliveryReport
 
 
-def today() -> datetime:
-    return datetime.now(UTC)
+def utc_today() -> date:
+    return datetime.now(UTC).date()
 
 
 class NoticeService:
@@ -29,7 +29,7 @@ class NoticeService:
     async def record_due(self, *, limit: int, due_soon: timedelta) -> tuple[int, bool]:
         """Today's new notices of every kind, at most `limit` of each, in the order a
         subject goes through them; how many, and whether a kind had more."""
-        day = today().date()
+        day = utc_today()
         recorded, more = 0, False
         for kind in NoticeKind:
             mails = await self.notices.record_due(
@@ -43,7 +43,7 @@ class NoticeService:
     async def send_digests(self, *, limit: int) -> tuple[int, bool]:
         """One mail per member and past day with that day's digest notices (at most
         `limit` digests); how many, and whether there are more."""
-        mails = await self.notices.gather_digests(before=today().date(), limit=limit)
+        mails = await self.notices.gather_digests(before=utc_today(), limit=limit)
         digests = [list(d) for _, d in groupby(mails, key=lambda mail: mail.digest_id)]
         for digest in digests:
             await events.digest_requested(self.session, digest)
@@ -55,7 +55,7 @@ class NoticeService:
             kind=NoticeKind.HOLD_READY,
             subject_id=hold_id,
             member=member,
-            day=today().date(),
+            day=utc_today(),
             deadline=deadline,
         )
         if mail is not None:
