@@ -10,6 +10,7 @@ import redis
 
 from devstack.mail import MailSink
 from tests.conftest import Books, Library, fetch, release_scheduled, work
+from workers.notifications import send_notice
 
 
 def overdue_loans(library: Library, books: Books, member: dict[str, Any], *titles: str) -> None:
@@ -145,3 +146,37 @@ class TestDigest:
         assert "Overdue: Mansfield Park" in body
         statuses = {(n["status"], n["attempts"]) for n in notices_of(library, member)}
         assert statuses == {("sent", 1)}
+
+
+class TestJobsOfBefore:
+    def test_a_job_enqueued_before_the_overdue_kinds_mails_the_first_notice(
+        self,
+        saga_env: dict[str, str],
+        mailbox: MailSink,
+        settle,
+        library: Library,
+        books: Books,
+        orders_database_url: str,
+    ) -> None:
+        member = library.member()
+        overdue_loans(library, books, member, "Emma")
+        settle()
+        due_days_ago(orders_database_url, 2)
+        library.sweep()
+        [notice] = notices_of(library, member)
+        payload = {
+            "notice_id": notice["id"],
+            "kind": "overdue",
+            "member_id": member["id"],
+            "email": member["email"],
+            "name": member["name"],
+            "book_id": 1,
+            "book_title": "Emma",
+            "deadline": notice["deadline"],
+        }
+
+        assert send_notice(payload) == "sent"
+
+        [mail] = mailbox.messages()
+        assert (mail["Subject"], mail["X-Notice-Kind"]) == ("Overdue: Emma", "overdue_1")
+        assert notices_of(library, member)[0]["status"] == "sent"

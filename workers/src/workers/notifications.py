@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rq import get_current_job
 
 from workers import clients, mail, metrics
@@ -88,6 +88,13 @@ class About(BaseModel):
     book_title: str
     # The due date of a loan, or the pickup deadline of a ready hold.
     deadline: datetime
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def former_overdue_is_the_first(cls, kind: object) -> object:
+        """A job enqueued before orders migration 0016 says `overdue`: that notice is now
+        the first overdue notice."""
+        return NoticeKind.OVERDUE_1 if kind == "overdue" else kind
 
 
 class Addressee(BaseModel):
