@@ -43,8 +43,8 @@ SEEDED_CATEGORY_VALUES = """
 DEFAULT_POLICY_VALUES = """
     UPDATE lending_policies SET lendable = true, loan_period_days = 14, max_renewals = 2,
         renew_grace_days = 0, max_loans = NULL, fine_per_day = 0.25, fine_cap = 10.00,
-        grace_days = 0, holds_allowed = true, hold_pickup_days = 3, lost_after_days = NULL,
-        lost_processing_fee = 0, overdue_notice_days = '{1,7,14}'
+        grace_days = 0, holds_allowed = true, hold_pickup_days = 3, max_holds = NULL,
+        lost_after_days = NULL, lost_processing_fee = 0, overdue_notice_days = '{1,7,14}'
     WHERE member_category IS NULL AND item_type IS NULL
 """
 SERVICE_HEADERS = {"X-Service-Key": SERVICE_KEY}

@@ -268,3 +268,24 @@ class TestLending:
         assert "<svg" in figures
         assert len(re.findall(r"<rect ", figures)) == 30
         assert "Loans out" in figures
+
+
+class TestSuspendedHold:
+    def test_shown_on_the_member_page_with_the_place_it_keeps(
+        self, site: Site, librarian: Visitor
+    ) -> None:
+        book = site.book(title="Queued Book", copies_total=1)
+        member = site.member(name="Away Reader")
+        hold = site.orders.post(
+            "/v1/holds", json={"member_id": member["id"], "book_id": book["id"]}
+        )
+        assert hold.status_code == 201, hold.text
+        site.wait(f"/v1/holds/{hold.json()['id']}", lambda body: body["status"] == "ready")
+        other = site.member(name="Second Reader")
+        queued = site.orders.post(
+            "/v1/holds", json={"member_id": other["id"], "book_id": book["id"]}
+        )
+        suspended = site.orders.post(f"/v1/holds/{queued.json()['id']}/suspend", json={})
+        assert suspended.status_code == 200, suspended.text
+        page = librarian.get(f"/desk/members/{other['id']}").text
+        assert "suspended, keeping number 1 in the queue" in page

@@ -175,6 +175,10 @@ def document_structs(document: OpenAPI) -> None:
                 documented.minimum = bound
             _document_union(documented, enforced.get(name, {}).get("anyOf", []))
             _document_items(documented, enforced.get(name, {}).get("items", {}))
+            if enforced.get(name, {}).get("uniqueItems"):
+                # Asked for by the field's `Meta(extra_json_schema=…)`: the service refuses
+                # repeats, which Litestar leaves out of the document.
+                documented.unique_items = True
 
 
 # msgspec's JSON Schema keywords, and the Schema attributes Litestar names them by.

@@ -54,7 +54,8 @@ class Rule(msgspec.Struct, kw_only=True):
             "(the policy's limit for this item type), `max_overdue_loans`, `max_balance` "
             "(fines owed; money as a string), `block_after_final_notice` (loans out after "
             "their final overdue notice), `not_lendable`, "
-            "`holds_not_allowed`, `max_renewals`, `renew_grace`.",
+            "`holds_not_allowed`, `max_holds` (the policy's cap on open holds of this item "
+            "type), `max_renewals`, `renew_grace`.",
             examples=["max_loans_of_kind"],
         ),
     ]

@@ -153,3 +153,83 @@ class TestFinesOnClosedDays:
         dry = (await client.post(f"/v1/borrows/{loan['id']}/return?dry_run=true")).json()
         returned = (await client.post(f"/v1/borrows/{loan['id']}/return")).json()
         assert dry["late_fee"] == returned["late_fee"] == "0.50"
+
+
+def open_days_on(db: psycopg.Connection[Any], start: str, days: int) -> datetime:
+    row = db.execute("SELECT add_open_days(%s::timestamptz, %s)", [start, days]).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+class TestAddOpenDays:
+    @pytest.mark.parametrize(
+        ("closed", "start", "days", "end"),
+        [
+            ([], "2027-01-29T10:00:00Z", 3, "2027-02-01T10:00:00Z"),
+            (["2027-01-31", "2027-02-01"], "2027-01-29T10:00:00Z", 3, "2027-02-03T10:00:00Z"),
+            (["2027-01-30"], "2027-01-29T10:00:00Z", 1, "2027-01-31T10:00:00Z"),
+            # The day it starts on being closed changes nothing: the window starts after it.
+            (["2027-01-29"], "2027-01-29T10:00:00Z", 2, "2027-01-31T10:00:00Z"),
+            (["2028-02-29", "2028-03-01"], "2028-02-28T23:30:00Z", 2, "2028-03-03T23:30:00Z"),
+            (["2026-12-31", "2027-01-01"], "2026-12-30T08:00:00Z", 3, "2027-01-04T08:00:00Z"),
+        ],
+        ids=["open", "across-month-end", "one-day", "closed-start", "leap-day", "year-end"],
+    )
+    async def test_counts_open_days_only(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection,
+        closed: list[str],
+        start: str,
+        days: int,
+        end: str,
+    ) -> None:
+        await close(client, *(date.fromisoformat(day) for day in closed))
+        assert open_days_on(db, start, days) == datetime.fromisoformat(end)
+
+
+class TestPickupWindow:
+    async def test_a_ready_hold_waits_its_pickup_days_in_open_days_across_the_month_end(
+        self,
+        client: httpx.AsyncClient,
+        db: psycopg.Connection,
+        make_member,
+        make_lendable,
+        internal,
+    ) -> None:
+        """The window reaches past the end of this month, whose last day and the next
+        month's first are closed: it ends two days later than the same count of days."""
+        today = datetime.now(UTC).date()
+        # The end of the month tomorrow is in (so never today).
+        tomorrow = today + timedelta(days=1)
+        month_end = (tomorrow.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(
+            days=1
+        )
+        pickup_days = (month_end - today).days + 2
+        db.execute("UPDATE lending_policies SET hold_pickup_days = %s", [pickup_days])
+        await close(client, month_end, month_end + timedelta(days=1))
+        member, book = await make_member(), await make_lendable()
+        response = await client.post(
+            "/v1/holds", json={"member_id": member["id"], "book_id": book["id"]}
+        )
+        hold = response.json()
+        ready = await internal.post(f"/holds/{hold['id']}/ready")
+        ready_at, pickup_by = (datetime.fromisoformat(ready[k]) for k in ("ready_at", "pickup_by"))
+        assert pickup_by - ready_at == timedelta(days=pickup_days + 2)
+        assert pickup_by.date() > month_end + timedelta(days=1)
+
+    async def test_a_copy_handed_over_gets_the_same_window(
+        self, client: httpx.AsyncClient, make_member, make_lendable, internal
+    ) -> None:
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        await close(client, tomorrow, tomorrow + timedelta(days=2))
+        member, book = await make_member(), await make_lendable()
+        await client.post("/v1/holds", json={"member_id": member["id"], "book_id": book["id"]})
+        handed = await internal.post(
+            "/holds/hand-over", {"book_id": book["id"], "from_reference": "borrow:5"}
+        )
+        ready_at, pickup_by = (
+            datetime.fromisoformat(handed["hold"][k]) for k in ("ready_at", "pickup_by")
+        )
+        # Three open days: the day after tomorrow, and the two after the second closed day.
+        assert pickup_by - ready_at == timedelta(days=5)

@@ -66,6 +66,7 @@ class TestListPolicies:
             "grace_days": 0,
             "holds_allowed": True,
             "hold_pickup_days": 3,
+            "max_holds": None,
             "lost_after_days": None,
             "lost_processing_fee": "0.00",
             "overdue_notice_days": [1, 7, 14],

@@ -114,7 +114,7 @@ class Hold(msgspec.Struct):
     book_id: int
     book_title: str
     book_author: str
-    status: Literal["waiting", "ready", "fulfilled", "cancelled", "expired"]
+    status: Literal["waiting", "suspended", "ready", "fulfilled", "cancelled", "expired"]
     position: int | None
     pickup_by: datetime | None
     created_at: datetime

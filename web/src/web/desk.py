@@ -139,7 +139,7 @@ async def member_context(request: Request, member_id: int) -> dict[str, Any]:
         if error.status in (404, 422):
             raise HTTPException(404, "No member has this number.") from error
         raise
-    open_holds = [h for h in holds.items if h.status in ("waiting", "ready")]
+    open_holds = [h for h in holds.items if h.status in ("waiting", "suspended", "ready")]
     pending = any(b.status == "pending" for b in loans.items)
     return {
         "member": member,

@@ -114,6 +114,7 @@ class HandOver(BaseModel):
 
 class Sweep(BaseModel):
     expired_holds: int
+    resumed_holds: int
     lost_loans: int
     notices: int
     more: bool

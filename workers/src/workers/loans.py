@@ -165,21 +165,26 @@ def hand_to_loan(payload: dict[str, Any]) -> str:
 
 
 def library_sweep(payload: dict[str, Any]) -> str:
-    """The periodic round: expire uncollected holds, declare long-overdue loans lost,
-    send due and overdue notices."""
+    """The periodic round: expire uncollected holds, resume suspended holds whose date has
+    come, declare long-overdue loans lost, send due and overdue notices."""
     LIBRARY_SWEEP.schedule_next()
-    expired = lost = notices = 0
+    expired = resumed = lost = notices = 0
     for _ in range(SWEEP_MAX_ROUNDS):
         sweep = clients.lending().sweep()
         expired += sweep.expired_holds
+        resumed += sweep.resumed_holds
         lost += sweep.lost_loans
         notices += sweep.notices
         if not sweep.more:
             break
     logger.info(
-        "library sweep: %d holds expired, %d loans lost, %d notices", expired, lost, notices
+        "library sweep: %d holds expired, %d resumed, %d loans lost, %d notices",
+        expired,
+        resumed,
+        lost,
+        notices,
     )
-    return f"expired {expired}, lost {lost}, notices {notices}"
+    return f"expired {expired}, resumed {resumed}, lost {lost}, notices {notices}"
 
 
 LIBRARY_SWEEP = Periodic(

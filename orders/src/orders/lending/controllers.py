@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, cast
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -24,7 +24,7 @@ from orders.lending.ledger import LedgerService
 from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
 from orders.lending.members import MemberService
-from orders.lending.models import HoldStatus, LedgerKind, MemberStatus
+from orders.lending.models import Hold, HoldStatus, LedgerKind, MemberStatus
 from orders.lending.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -37,7 +37,9 @@ from orders.lending.schemas import (
     DryRunRead,
     HoldCreate,
     HoldPage,
+    HoldQueue,
     HoldRead,
+    HoldSuspend,
     LedgerEntryRead,
     LedgerPage,
     LibrarySummary,
@@ -46,15 +48,19 @@ from orders.lending.schemas import (
     MemberRead,
     MemberUpdate,
     PopularBook,
+    QueueOrder,
     TopMember,
 )
 from orders.ordering.schemas import MAX_ID, money
 from orders.security import BEARER, caller, requires
-from servicekit.api_keys import BORROWING, LIBRARY_STAFF
+from servicekit.api_keys import BORROWING, LIBRARY_STAFF, Role
+
+ADMIN = frozenset({Role.ADMIN})
 
 MemberIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Member id.")]
 BorrowIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Borrow id.")]
 HoldIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Hold id.")]
+BookIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Book id.")]
 Limit = Annotated[
     int, QueryParameter(ge=1, description=f"Page size; values above {MAX_PAGE_SIZE} are capped.")
 ]
@@ -578,6 +584,88 @@ class HoldController(Controller):
         Cancelling again answers the same hold; a fulfilled or expired one is a 409.
         """
         return HoldRead.of(await holds.cancel(hold_id=hold_id))
+
+    @post(
+        "/{hold_id:str}/suspend",
+        status_code=200,
+        guards=[json_body(HoldSuspend)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+        response_description="The suspended hold, with the place it keeps.",
+    )
+    async def suspend_hold(
+        self,
+        data: JSONBody[HoldSuspend],
+        holds: NamedDependency[HoldService],
+        hold_id: HoldIdPath,
+    ) -> HoldRead:
+        """Suspend a waiting hold (away, or not ready to read it yet); `{}` for no end date.
+
+        The hold keeps its place in the queue, but the copies that come back pass it by
+        and go to the next waiting hold, until it is resumed: by `POST
+        /v1/holds/{id}/resume`, or by itself on `until` (a UTC date after today). Suspending
+        it again sets a new `until`. A hold not in the queue (ready, fulfilled, cancelled,
+        expired) is a 409 `HOLD_NOT_SUSPENDABLE`.
+        """
+        hold = await holds.suspend(hold_id=hold_id, until=data.until)
+        return HoldRead.of(hold, outlook=await holds.outlook(hold))
+
+    @post(
+        "/{hold_id:str}/resume",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 422),
+        response_description="The hold, waiting again in the place it kept.",
+    )
+    async def resume_hold(
+        self, holds: NamedDependency[HoldService], hold_id: HoldIdPath
+    ) -> HoldRead:
+        """Resume a suspended hold: it waits again in the place it kept.
+
+        A copy on the shelf is set aside for it at once if it is first in line. Resuming a
+        waiting hold answers it as it is; a hold not in the queue is a 409
+        `HOLD_NOT_SUSPENDED`.
+        """
+        hold = await holds.resume(hold_id=hold_id)
+        return HoldRead.of(hold, outlook=await holds.outlook(hold))
+
+    @get(
+        "/queues/{book_id:str}",
+        guards=[requires(LIBRARY_STAFF)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+    )
+    async def hold_queue(
+        self, holds: NamedDependency[HoldService], book_id: BookIdPath
+    ) -> HoldQueue:
+        """A book's queue in the order copies go to it: waiting and suspended holds."""
+        return await self._queue(holds, book_id, await holds.queue(book_id=book_id))
+
+    @put(
+        "/queues/{book_id:str}",
+        guards=[requires(ADMIN), json_body(QueueOrder)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(409, 415, 422),
+        response_description="The book's queue in its new order.",
+    )
+    async def reorder_queue(
+        self, data: JSONBody[QueueOrder], holds: NamedDependency[HoldService], book_id: BookIdPath
+    ) -> HoldQueue:
+        """Put a book's queue in a new order (staff: a member's special need, a mistake).
+
+        Send every hold of the queue (`GET` it first), each once, in the new order: the
+        copies that come back, the positions and the wait estimates follow it; holds
+        placed later still queue behind. A list that is not exactly the queue now (a hold
+        placed, readied, cancelled or reordered since) is a 409 `QUEUE_CHANGED` and
+        changes nothing; the same order sent again changes nothing.
+        """
+        queue = await holds.reorder(book_id=book_id, hold_ids=data.hold_ids)
+        return await self._queue(holds, book_id, queue)
+
+    @staticmethod
+    async def _queue(holds: HoldService, book_id: int, queue: list[Hold]) -> HoldQueue:
+        data = [HoldRead.of(hold, outlook=await holds.outlook(hold)) for hold in queue]
+        return HoldQueue(book_id=book_id, data=data)
 
     @post(
         "/{hold_id:str}/checkout",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from orders.problems import Rule, RuleRefusal
-from servicekit.problems import ProblemError
+from servicekit.problems import VALIDATION_ERROR, ProblemError, validation_detail
 
 
 class MemberNotFound(ProblemError):
@@ -335,3 +335,80 @@ class NoticesNotFound(ProblemError):
 
     def __init__(self, notice_ids: list[int]) -> None:
         super().__init__(f"No notice has id {', '.join(map(str, notice_ids))}.")
+
+
+class HoldLimitReached(RuleRefusal, ProblemError):
+    status, title, type = 409, "Hold limit reached", "/problems/hold-limit-reached"
+    code = "HOLD_LIMIT_REACHED"
+
+    def __init__(
+        self, member_id: int, *, item_type: str, policy_id: int, limit: int, current: int
+    ) -> None:
+        super().__init__(
+            f"Member {member_id} already has {current} open hold(s) on books of item type "
+            f"{item_type!r} and policy {policy_id} allows {limit}; cancel one or collect a "
+            "ready one first.",
+            rule=Rule(name="max_holds", policy_id=policy_id, limit=limit, current=current),
+        )
+
+
+class HoldNotSuspendable(ProblemError):
+    status, title, type = 409, "Hold not suspendable", "/problems/hold-not-suspendable"
+    code = "HOLD_NOT_SUSPENDABLE"
+
+    def __init__(self, hold_id: int, status: str) -> None:
+        super().__init__(
+            f"Hold {hold_id} is {status}; only a hold waiting in its book's queue can be "
+            "suspended (a ready one is collected or cancelled)."
+        )
+
+
+class HoldNotSuspended(ProblemError):
+    status, title, type = 409, "Hold not suspended", "/problems/hold-not-suspended"
+    code = "HOLD_NOT_SUSPENDED"
+
+    def __init__(self, hold_id: int, status: str) -> None:
+        super().__init__(f"Hold {hold_id} is {status}; only a suspended hold can be resumed.")
+
+
+class QueueChanged(ProblemError):
+    """A reorder that does not name exactly the holds in the book's queue now: it was made
+    from a view of the queue that is out of date."""
+
+    status, title, type = 409, "Queue changed", "/problems/queue-changed"
+    code = "QUEUE_CHANGED"
+
+    def __init__(self, book_id: int, *, missing: list[int], unknown: list[int]) -> None:
+        parts = []
+        if missing:
+            parts.append(f"holds {missing} are in the queue but not in the order sent")
+        if unknown:
+            parts.append(f"holds {unknown} are not in the queue (any more)")
+        super().__init__(
+            f"The queue of book {book_id} is not the one the order was made from: "
+            f"{'; '.join(parts)}. GET /v1/holds/queues/{book_id} and send the whole queue.",
+        )
+
+
+class RepeatedHolds(ProblemError):
+    status, title, type = 422, "Validation failed", VALIDATION_ERROR
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, repeats: dict[int, int]) -> None:
+        """`repeats`: index in `hold_ids` -> the repeated hold id."""
+        errors = [
+            {"field": f"hold_ids[{index}]", "in": "body", "message": f"hold {hold_id} twice"}
+            for index, hold_id in repeats.items()
+        ]
+        super().__init__(validation_detail(errors), errors=errors)
+
+
+class ResumeDateNotAhead(ProblemError):
+    status, title, type = 422, "Validation failed", VALIDATION_ERROR
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, today: date) -> None:
+        errors = [
+            {"field": "until", "in": "body", "message": f"must be after today ({today:%Y-%m-%d})"}
+        ]
+        super().__init__(validation_detail(errors), errors=errors)

@@ -1,8 +1,9 @@
-"""Hold rules: a FIFO queue per book, a copy set aside for the first in line, a deadline."""
+"""Hold rules: a queue per book (first come, first served, unless staff reorder it), a copy
+set aside for the first in line who is not suspended, a pickup deadline in open days."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -16,18 +17,30 @@ from orders.lending.errors import (
     AlreadyHolding,
     HoldNotFound,
     HoldNotReady,
+    HoldNotSuspendable,
+    HoldNotSuspended,
     HoldsNotAllowed,
+    QueueChanged,
+    RepeatedHolds,
+    ResumeDateNotAhead,
 )
-from orders.lending.loans import active_member, in_good_standing, lendable_book, open_loan
+from orders.lending.loans import (
+    active_member,
+    in_good_standing,
+    lendable_book,
+    open_loan,
+    within_hold_cap,
+)
 from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus
 from orders.lending.notices import NoticeService
 from orders.lending.policy import PolicyResolver
 from orders.lending.repository import (
-    HOLD_PICKUP,
+    QUEUED,
     BorrowRepository,
     HoldRepository,
     MemberRepository,
     due_date,
+    pickup_deadline,
 )
 from orders.lending.schemas import BuyInstead, DryRunRead
 from orders.lending.waits import Outlook, estimate_available_at
@@ -67,6 +80,9 @@ class HoldService:
             raise HoldsNotAllowed(book_id, item_type=book.format, policy_id=policy.id)
         if await self.borrows.has_open(member_id=member_id, book_id=book_id):
             raise AlreadyBorrowed(member_id, book_id)
+        await within_hold_cap(
+            self.session, member_id=member_id, item_type=book.format, policy=policy
+        )
         hold = await self.holds.add(
             {
                 "member_id": member_id,
@@ -92,7 +108,8 @@ class HoldService:
             dry_run=True,
             action="hold",
             outcome=f"The member would be number {position} in the book's queue; a copy on "
-            f"the shelf would be set aside at once, kept {policy.hold_pickup.days} day(s).",
+            f"the shelf would be set aside at once, kept {policy.hold_pickup.days} open "
+            "day(s).",
             policy_id=policy.id,
             member_id=member_id,
             book_id=book_id,
@@ -127,14 +144,20 @@ class HoldService:
         return hold
 
     async def position(self, hold: Hold) -> int | None:
-        return await self.holds.position(hold=hold) if hold.status is HoldStatus.WAITING else None
+        if hold.status not in QUEUED:
+            return None
+        position, _waiting_ahead = await self.holds.place_in_queue(hold=hold)
+        return position
 
     async def outlook(self, hold: Hold) -> Outlook:
-        """A waiting hold's place in the queue and its estimated wait (see
-        `orders.lending.waits`); nothing for a hold that no longer waits."""
-        if hold.status is not HoldStatus.WAITING:
+        """A queued hold's place in the queue and, while it waits, its estimated wait (see
+        `orders.lending.waits`): the suspended holds ahead are passed over, so they do not
+        count. Nothing for a hold that left the queue."""
+        if hold.status not in QUEUED:
             return Outlook()
-        position = await self.holds.position(hold=hold)
+        position, waiting_ahead = await self.holds.place_in_queue(hold=hold)
+        if hold.status is HoldStatus.SUSPENDED:
+            return Outlook(position=position)
         due_dates, ready = await self.holds.queue_of(book_id=hold.book_id)
         policy = await self.resolver.for_member(member_id=hold.member_id, item_type=hold.item_type)
         now = datetime.now(UTC)
@@ -142,7 +165,7 @@ class HoldService:
             now=now,
             due_dates=due_dates,
             ready_holds=ready,
-            ahead=position - 1,
+            ahead=waiting_ahead,
             loan_period=policy.loan_period,
         )
         buy = None
@@ -177,24 +200,94 @@ class HoldService:
         return holds, total
 
     async def cancel(self, *, hold_id: int) -> Hold:
-        """waiting|ready -> cancelled; a copy set aside goes to the next in line. Repeats are
-        harmless; a fulfilled or expired hold cannot be cancelled (409)."""
-        closed = {"status": HoldStatus.CANCELLED, "closed_at": func.now()}
+        """waiting|suspended|ready -> cancelled; a copy set aside goes to the next in line.
+        Repeats are harmless; a fulfilled or expired hold cannot be cancelled (409)."""
+        closed = {"status": HoldStatus.CANCELLED, "closed_at": func.now(), "suspended_until": None}
         hold = await self.holds.change(
             hold_id=hold_id, allowed_from=(HoldStatus.READY,), values=closed
         )
         if hold is not None:
             await events.copy_freed(self.session, book_id=hold.book_id, reference=hold.reference)
             return hold
-        hold = await self.holds.change(
-            hold_id=hold_id, allowed_from=(HoldStatus.WAITING,), values=closed
-        )
+        hold = await self.holds.change(hold_id=hold_id, allowed_from=QUEUED, values=closed)
         if hold is not None:
             return hold
         hold = await self.get(hold_id=hold_id)
         if hold.status is HoldStatus.CANCELLED:
             return hold
         raise IllegalTransition(f"Hold {hold_id}", current=hold.status, target=HoldStatus.CANCELLED)
+
+    async def suspend(self, *, hold_id: int, until: date | None) -> Hold:
+        """waiting -> suspended: the hold keeps its place in the queue, but copies pass it
+        by until it is resumed (by the member, or by the library sweep on `until`).
+
+        Suspending a suspended hold again sets its resume date to `until` (a repeat changes
+        nothing); a hold that is not in the queue (ready, closed) is a 409.
+        """
+        today = datetime.now(UTC).date()
+        if until is not None and until <= today:
+            raise ResumeDateNotAhead(today)
+        hold = await self.holds.change(
+            hold_id=hold_id,
+            allowed_from=QUEUED,
+            values={"status": HoldStatus.SUSPENDED, "suspended_until": until},
+        )
+        if hold is not None:
+            return hold
+        hold = await self.get(hold_id=hold_id)
+        raise HoldNotSuspendable(hold_id, hold.status)
+
+    async def resume(self, *, hold_id: int) -> Hold:
+        """suspended -> waiting, in the place it kept; a copy on the shelf is looked for
+        again at once (as for a new hold). A waiting hold is answered as it is (a repeat);
+        one that is not in the queue is a 409."""
+        hold = await self.holds.change(
+            hold_id=hold_id,
+            allowed_from=(HoldStatus.SUSPENDED,),
+            values={"status": HoldStatus.WAITING, "suspended_until": None},
+        )
+        if hold is not None:
+            await events.hold_placed(self.session, hold_id=hold.id, book_id=hold.book_id)
+            return hold
+        hold = await self.get(hold_id=hold_id)
+        if hold.status is HoldStatus.WAITING:
+            return hold
+        raise HoldNotSuspended(hold_id, hold.status)
+
+    async def resume_due(self, *, limit: int) -> int:
+        """Suspended holds whose resume date has come (UTC) wait again; one batch."""
+        resumed = await self.holds.resume_due(day=datetime.now(UTC).date(), limit=limit)
+        for hold in resumed:
+            await events.hold_placed(self.session, hold_id=hold.id, book_id=hold.book_id)
+        return len(resumed)
+
+    async def queue(self, *, book_id: int) -> list[Hold]:
+        return await self.holds.queue(book_id=book_id)
+
+    async def reorder(self, *, book_id: int, hold_ids: list[int]) -> list[Hold]:
+        """Put the book's queue in the order of `hold_ids`, which names every hold in it
+        (waiting and suspended): anything else was made from an out-of-date view (409).
+
+        The holds swap the ranks the queue has, so holds placed later still come after
+        them. Copies handed over meanwhile wait for this to commit (`lock_queue`).
+        """
+        repeats = {
+            index: hold_id for index, hold_id in enumerate(hold_ids) if hold_id in hold_ids[:index]
+        }
+        if repeats:
+            raise RepeatedHolds(repeats)
+        await self.holds.lock_queue(book_id=book_id)
+        queue = await self.holds.queue(book_id=book_id, lock=True)
+        current = {hold.id for hold in queue}
+        if current != set(hold_ids):
+            raise QueueChanged(
+                book_id,
+                missing=sorted(current - set(hold_ids)),
+                unknown=[hold_id for hold_id in hold_ids if hold_id not in current],
+            )
+        ranks = sorted(hold.queue_rank for hold in queue)
+        await self.holds.rerank(ranks=dict(zip(hold_ids, ranks, strict=True)))
+        return await self.holds.queue(book_id=book_id)
 
     async def cancel_all_of(self, *, member_id: int) -> None:
         for hold in await self.holds.open_holds_of(member_id=member_id):
@@ -275,6 +368,7 @@ class HoldService:
         book; None when nobody waits. A repeat answers the hold it went to."""
         if (hold := await self.holds.handed(from_reference=from_reference)) is not None:
             return hold
+        await self.holds.lock_queue(book_id=book_id)
         try:
             async with self.session.begin_nested():
                 hold = await self.holds.take_first_waiting(
@@ -295,11 +389,12 @@ class HoldService:
         return len(expired)
 
     def _ready(self, *, copy_from: str) -> dict[str, object]:
+        """What readying a hold sets; its pickup window counts open days only."""
         return {
             "status": HoldStatus.READY,
             "copy_from": copy_from,
             "ready_at": func.now(),
-            "pickup_by": func.now() + HOLD_PICKUP,
+            "pickup_by": pickup_deadline(func.now()),
         }
 
     async def _tell_ready(self, hold: Hold) -> None:

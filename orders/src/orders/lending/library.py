@@ -119,9 +119,11 @@ class LibraryService:
 
     async def sweep(self) -> SweepRead:
         """One bounded round of the periodic work: expire uncollected holds (their copies
-        move on), declare loans lost (see `orders.lending.lost`), record today's notices,
-        mail yesterday's digests, refresh the gauges. `more` asks for another."""
+        move on), resume suspended holds whose date has come, declare loans lost (see
+        `orders.lending.lost`), record today's notices, mail yesterday's digests, refresh
+        the gauges. `more` asks for another."""
         expired = await self.holds.expire_uncollected(limit=SWEEP_BATCH)
+        resumed = await self.holds.resume_due(limit=SWEEP_BATCH)
         lost = await LostItems(self.session).declare(limit=SWEEP_BATCH)
         recorded, more_notices = await self.notices.record_due(
             limit=SWEEP_BATCH, due_soon=self.due_soon
@@ -134,10 +136,11 @@ class LibraryService:
         LIBRARY_HOLDS_READY.set(summary.holds_ready)
         return SweepRead(
             expired_holds=expired,
+            resumed_holds=resumed,
             lost_loans=lost,
             notices=recorded,
             digests=digests,
-            more=SWEEP_BATCH in (expired, lost) or more_notices or more_digests,
+            more=SWEEP_BATCH in (expired, resumed, lost) or more_notices or more_digests,
         )
 
 

@@ -18,6 +18,7 @@ from orders.lending import events, ledger
 from orders.lending.errors import (
     AlreadyBorrowed,
     BorrowNotFound,
+    HoldLimitReached,
     KindLimitReached,
     LoanLimitReached,
     MemberBlocked,
@@ -157,6 +158,28 @@ async def open_loan(
     return borrow
 
 
+async def within_hold_cap(
+    session: AsyncSession, *, member_id: int, item_type: str, policy: LendingPolicy
+) -> None:
+    """409 when the member has as many open holds of this item type as the policy allows.
+
+    The member's row is locked first, until the transaction ends: of two holds placed at
+    once at the cap, the second waits for the first, then counts it and is refused.
+    """
+    if policy.max_holds is None:
+        return
+    await MemberRepository(session).lock(member_id=member_id)
+    current = await HoldRepository(session).open_of_kind(member_id=member_id, item_type=item_type)
+    if current >= policy.max_holds:
+        raise HoldLimitReached(
+            member_id,
+            item_type=item_type,
+            policy_id=policy.id,
+            limit=policy.max_holds,
+            current=current,
+        )
+
+
 class LoanService:
     def __init__(
         self,
@@ -229,7 +252,19 @@ class LoanService:
             preview.outcome = "A copy is on the shelf: it would be lent until due_at."
             preview.due_at = await self.borrows.due_date_from_now(period=policy.loan_period)
         elif policy.holds_allowed:
-            preview.outcome = "No copy is free: the request would become a hold in the queue."
+            try:
+                async with rolled_back(self.session):
+                    await within_hold_cap(
+                        self.session,
+                        member_id=data.member_id,
+                        item_type=book.format,
+                        policy=policy,
+                    )
+                preview.outcome = "No copy is free: the request would become a hold in the queue."
+            except HoldLimitReached as refusal:
+                preview.outcome = (
+                    f"No copy is free and the request would be rejected: {refusal.detail}"
+                )
         else:
             preview.outcome = (
                 "No copy is free and the policy allows no holds: the request would be rejected."
@@ -488,6 +523,18 @@ class LoanService:
                 borrow_id=borrow_id,
                 reason=f"No copy was free, and policy {policy.id} does not let this member "
                 f"hold books of item type {borrow.item_type!r}.",
+            )
+        try:
+            await within_hold_cap(
+                self.session,
+                member_id=borrow.member_id,
+                item_type=borrow.item_type,
+                policy=policy,
+            )
+        except HoldLimitReached as refusal:
+            return await self.reject(
+                borrow_id=borrow_id,
+                reason=f"No copy was free, and no hold could be placed: {refusal.detail}",
             )
         hold = await self.holds.add(
             {

@@ -63,6 +63,8 @@ class BorrowStatus(StrEnum):
 
 class HoldStatus(StrEnum):
     WAITING = "waiting"
+    # In the queue, keeping its place, but passed over when a copy is handed over.
+    SUSPENDED = "suspended"
     READY = "ready"
     FULFILLED = "fulfilled"
     CANCELLED = "cancelled"
@@ -218,6 +220,14 @@ class Hold(Base):
     copy_from: Mapped[str | None] = mapped_column(Text)
     borrow_id: Mapped[int | None] = mapped_column(BigInteger)
     item_type: Mapped[str] = mapped_column(Text, server_default="book")
+    # The hold's place in its book's queue, lowest first: the order holds were placed in,
+    # until staff reorder the queue (migration 0017).
+    queue_rank: Mapped[int] = mapped_column(
+        BigInteger, server_default=func.nextval("holds_queue_rank_seq")
+    )
+    # A suspended hold resumes by itself on this UTC date (the library sweep); None: when
+    # the member resumes it.
+    suspended_until: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     ready_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
     pickup_by: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
@@ -284,6 +294,8 @@ class Policy(Base):
     overdue_notice_days: Mapped[list[int]] = mapped_column(
         ARRAY(Integer), server_default="{1,7,14}"
     )
+    # Open holds of this kind a member may have at once; None: no cap.
+    max_holds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _timestamp(server_default=True)
     updated_at: Mapped[datetime] = _timestamp(server_default=True)
 

@@ -38,6 +38,8 @@ class LendingPolicy:
     # A loan this long overdue is lost; None: never.
     lost_after: timedelta | None
     lost_processing_fee: Decimal
+    # Open holds (waiting, suspended or ready) of this kind a member may have; None: no cap.
+    max_holds: int | None
 
     @classmethod
     def of(cls, row: Policy) -> LendingPolicy:
@@ -55,6 +57,7 @@ class LendingPolicy:
             hold_pickup=timedelta(days=row.hold_pickup_days),
             lost_after=None if row.lost_after_days is None else timedelta(days=row.lost_after_days),
             lost_processing_fee=row.lost_processing_fee,
+            max_holds=row.max_holds,
         )
 
     def late_fee(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     SQLColumnExpression,
+    case,
     exists,
     func,
     or_,
@@ -46,14 +47,19 @@ from orders.lending.schemas import BorrowListStatus
 from orders.saga import RedrivePolicy
 
 OPEN_BORROW = (BorrowStatus.PENDING, BorrowStatus.ACTIVE)
-OPEN_HOLD = (HoldStatus.WAITING, HoldStatus.READY)
+OPEN_HOLD = (HoldStatus.WAITING, HoldStatus.SUSPENDED, HoldStatus.READY)
+# A book's queue: the holds waiting for a copy, the suspended ones keeping their place.
+QUEUED = (HoldStatus.WAITING, HoldStatus.SUSPENDED)
 # Rows returned by an UPDATE replace what the session already holds of them.
 NO_SYNC = {"synchronize_session": False, "populate_existing": True}
 # The partial unique indexes' predicates, as literals: PostgreSQL matches `ON CONFLICT …
 # WHERE` to an index only by its text, and psycopg's prepared statements (from the fifth
 # run of a statement) would turn bound values into parameters it cannot match.
 _OPEN_BORROW_PREDICATE = text("status IN ('pending', 'active')")
-_OPEN_HOLD_PREDICATE = text("status IN ('waiting', 'ready')")
+_OPEN_HOLD_PREDICATE = text("status IN ('waiting', 'suspended', 'ready')")
+# The advisory-lock key space of books' hold queues (the second key: a hash of the book id;
+# two-key locks never meet the relay's one-key lock).
+QUEUE_LOCK_SPACE = 17
 
 
 def policy_match(
@@ -87,21 +93,32 @@ def category_of(member_id: SQLColumnExpression[int] | int) -> ColumnElement[str]
     )
 
 
+def policy_value(
+    column: SQLColumnExpression[int] | SQLColumnExpression[int | None],
+    *,
+    member_id: SQLColumnExpression[int],
+    item_type: SQLColumnExpression[str],
+) -> ColumnElement[Any]:
+    """`column` of the policy that applies to a row's member and item type, for a
+    statement that sets a due date or a pickup deadline in place."""
+    return (
+        policy_match(category_of(member_id), item_type)
+        .with_only_columns(column)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def policy_days(
     column: SQLColumnExpression[int] | SQLColumnExpression[int | None],
     *,
     member_id: SQLColumnExpression[int],
     item_type: SQLColumnExpression[str],
 ) -> ColumnElement[Any]:
-    """`column` days (an interval) of the policy that applies to a row's member and item
-    type, for a statement that sets a due date or a pickup deadline in place."""
-    days = (
-        policy_match(category_of(member_id), item_type)
-        .with_only_columns(column)
-        .limit(1)
-        .scalar_subquery()
+    """`column` days of the policy that applies, as an interval (see `policy_value`)."""
+    return func.make_interval(
+        0, 0, 0, policy_value(column, member_id=member_id, item_type=item_type)
     )
-    return func.make_interval(0, 0, 0, days)
 
 
 @dataclass(frozen=True)
@@ -267,6 +284,13 @@ class MemberRepository:
             max_balance=max_balance,
             past_final_notice=int(past_final),
             block_after_final_notice=block_after_final_notice,
+        )
+
+    async def lock(self, *, member_id: int) -> None:
+        """Lock the member's row until commit: what is counted against one of their limits
+        after it cannot change under the count (a concurrent request waits, then counts)."""
+        await self.session.execute(
+            select(Member.id).where(Member.id == member_id).with_for_update()
         )
 
     async def give_back_loan_slot(self, *, member_id: int) -> None:
@@ -463,12 +487,6 @@ def _borrow_filters(
     return conditions
 
 
-# A ready hold's pickup window, as its policy sets it, in the statement that readies it.
-HOLD_PICKUP = policy_days(
-    Policy.hold_pickup_days, member_id=Hold.member_id, item_type=Hold.item_type
-)
-
-
 def due_date(start: SQLColumnExpression[Any], period: Any) -> ColumnElement[Any]:
     """`start` + `period`, moved to the next open day when it falls on a closed one (the
     `next_open_day` function of migration 0014): every due date is set through this."""
@@ -479,6 +497,15 @@ def due_date(start: SQLColumnExpression[Any], period: Any) -> ColumnElement[Any]
 LOST_AFTER = policy_days(
     Policy.lost_after_days, member_id=Borrow.member_id, item_type=Borrow.item_type
 )
+
+
+def pickup_deadline(start: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+    """Until when a hold readied at `start` keeps its copy: its policy's
+    `hold_pickup_days`, counting open days only (the `add_open_days` function of migration
+    0017), in the statement that readies the hold."""
+    days = policy_value(Policy.hold_pickup_days, member_id=Hold.member_id, item_type=Hold.item_type)
+    return func.add_open_days(start, days, type_=TIMESTAMP(timezone=True))
+
 
 # A loan's period, as its policy sets it, in the statement that starts the loan.
 LOAN_PERIOD = policy_days(
@@ -531,16 +558,80 @@ class HoldRepository:
             ready or 0
         )
 
-    async def position(self, *, hold: Hold) -> int:
-        """1 for the first waiting hold of the book."""
-        ahead = await self.session.scalar(
+    async def place_in_queue(self, *, hold: Hold) -> tuple[int, int]:
+        """The hold's position in its book's queue (1 = first; suspended holds keep their
+        places), and how many holds ahead of it wait for a copy (suspended ones do not)."""
+        ahead = (
+            await self.session.execute(
+                select(
+                    func.count(),
+                    func.count().filter(Hold.status == HoldStatus.WAITING),
+                ).where(
+                    Hold.book_id == hold.book_id,
+                    Hold.status.in_(QUEUED),
+                    Hold.queue_rank < hold.queue_rank,
+                )
+            )
+        ).one()
+        return int(ahead[0]) + 1, int(ahead[1])
+
+    async def open_of_kind(self, *, member_id: int, item_type: str) -> int:
+        """The member's open holds (waiting, suspended or ready) on books of one item type."""
+        total = await self.session.scalar(
             select(func.count())
             .select_from(Hold)
             .where(
-                Hold.book_id == hold.book_id, Hold.status == HoldStatus.WAITING, Hold.id < hold.id
+                Hold.member_id == member_id,
+                Hold.status.in_(OPEN_HOLD),
+                Hold.item_type == item_type,
             )
         )
-        return int(ahead or 0) + 1
+        return int(total or 0)
+
+    async def lock_queue(self, *, book_id: int) -> None:
+        """Serialize the changes of a book's queue order with its hand-overs until commit: a
+        copy handed over while staff reorder the queue goes by the order that commits."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(QUEUE_LOCK_SPACE, func.hashint8(book_id)))
+        )
+
+    async def queue(self, *, book_id: int, lock: bool = False) -> list[Hold]:
+        """The book's queue (waiting and suspended holds), first in line first."""
+        statement = (
+            select(Hold)
+            .where(Hold.book_id == book_id, Hold.status.in_(QUEUED))
+            .order_by(Hold.queue_rank)
+        )
+        if lock:
+            statement = statement.with_for_update()
+        return list((await self.session.scalars(statement)).all())
+
+    async def rerank(self, *, ranks: dict[int, int]) -> None:
+        """Give each hold (id -> rank) its new rank, in one statement."""
+        statement = (
+            update(Hold)
+            .where(Hold.id.in_(ranks))
+            .values(queue_rank=case(ranks, value=Hold.id), updated_at=func.now())
+            .returning(Hold)
+        )
+        (await self.session.scalars(statement, execution_options=NO_SYNC)).all()
+
+    async def resume_due(self, *, day: date, limit: int) -> list[Hold]:
+        """Suspended holds whose resume date has come wait again, soonest date first."""
+        due = (
+            select(Hold.id)
+            .where(Hold.status == HoldStatus.SUSPENDED, Hold.suspended_until <= day)
+            .order_by(Hold.suspended_until, Hold.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(Hold)
+            .where(Hold.id.in_(due.scalar_subquery()), Hold.status == HoldStatus.SUSPENDED)
+            .values(status=HoldStatus.WAITING, suspended_until=None, updated_at=func.now())
+            .returning(Hold)
+        )
+        return list((await self.session.scalars(statement, execution_options=NO_SYNC)).all())
 
     async def others_waiting(self, *, book_id: int, member_id: int) -> bool:
         """Whether another member has an open hold on the book (a renewal would keep it)."""
@@ -570,14 +661,15 @@ class HoldRepository:
         return await self.session.scalar(select(Hold).where(Hold.copy_from == from_reference))
 
     async def take_first_waiting(self, *, book_id: int, from_reference: str) -> Hold | None:
-        """Set the copy of `from_reference` aside for the first waiting hold of the book.
+        """Set the copy of `from_reference` aside for the first waiting hold of the book, in
+        queue order; suspended holds are passed over.
 
         SKIP LOCKED: two copies handed over at once go to two different holds.
         """
         first = (
             select(Hold.id)
             .where(Hold.book_id == book_id, Hold.status == HoldStatus.WAITING)
-            .order_by(Hold.id)
+            .order_by(Hold.queue_rank)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -589,7 +681,7 @@ class HoldRepository:
                 status=HoldStatus.READY,
                 copy_from=from_reference,
                 ready_at=func.now(),
-                pickup_by=func.now() + HOLD_PICKUP,
+                pickup_by=pickup_deadline(func.now()),
                 updated_at=func.now(),
             )
             .returning(Hold)

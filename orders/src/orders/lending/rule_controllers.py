@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orders.http import DocumentedOperation, json_body, paged, problem_responses
 from orders.lending.categories import CategoryService
 from orders.lending.closed_days import CalendarService
-from orders.lending.controllers import LOCATION, PAGE_HEADERS, Limit, Offset
+from orders.lending.controllers import ADMIN, LOCATION, PAGE_HEADERS, Limit, Offset
 from orders.lending.policies import PolicyService
 from orders.lending.rule_schemas import (
     CategoryCreate,
@@ -31,9 +31,8 @@ from orders.lending.rule_schemas import (
 from orders.lending.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from orders.ordering.schemas import MAX_ID
 from orders.security import BEARER, caller, requires
-from servicekit.api_keys import LIBRARY_STAFF, Role
+from servicekit.api_keys import LIBRARY_STAFF
 
-ADMIN = frozenset({Role.ADMIN})
 CodePath = Annotated[
     str,
     PathParameter(

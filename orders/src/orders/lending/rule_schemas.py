@@ -171,7 +171,13 @@ class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ] = 0
     holds_allowed: Annotated[bool, Meta(description="false: such books cannot be held.")] = True
     hold_pickup_days: Annotated[
-        int, Meta(ge=1, le=60, description="Days a ready hold's copy waits for pickup.")
+        int,
+        Meta(
+            ge=1,
+            le=60,
+            description="Open days a ready hold's copy waits for pickup (closed days are "
+            "not counted).",
+        ),
     ]
     lost_after_days: (
         Annotated[
@@ -190,6 +196,18 @@ class PolicyWrite(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         Meta(description="Charged with a lost loan's price; not refunded if it comes back."),
     ] = "0.00"
     overdue_notice_days: OverdueNoticeDays = msgspec.field(default_factory=lambda: [1, 7, 14])
+    max_holds: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=1000,
+                description="Open holds (waiting, suspended or ready) of this kind a member "
+                "may have at once; null: no cap.",
+            ),
+        ]
+        | None
+    ) = None
 
     def values(self) -> dict[str, object]:
         values = msgspec.structs.asdict(self)
@@ -222,6 +240,7 @@ class PolicyRead(msgspec.Struct, kw_only=True):
     lost_after_days: int | None
     lost_processing_fee: Money
     overdue_notice_days: OverdueNoticeDays
+    max_holds: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -246,6 +265,7 @@ class PolicyRead(msgspec.Struct, kw_only=True):
             lost_after_days=policy.lost_after_days,
             lost_processing_fee=money(policy.lost_processing_fee),
             overdue_notice_days=list(policy.overdue_notice_days),
+            max_holds=policy.max_holds,
             created_at=utc(policy.created_at),
             updated_at=utc(policy.updated_at),
         )

@@ -313,19 +313,26 @@ class HoldRead(msgspec.Struct, kw_only=True):
     status: Annotated[
         HoldStatus,
         Meta(
-            description="waiting (in the queue), ready (a copy is set aside until "
-            "`pickup_by`), fulfilled (checked out as `borrow_id`), cancelled, expired."
+            description="waiting (in the queue), suspended (in the queue, keeping its "
+            "place, but passed over by the copies that come back until resumed), ready (a "
+            "copy is set aside until `pickup_by`), fulfilled (checked out as `borrow_id`), "
+            "cancelled, expired."
         ),
     ]
     position: Annotated[
-        int | None, Meta(description="Place in the book's queue (1 = next); null unless waiting.")
+        int | None,
+        Meta(
+            description="Place in the book's queue (1 = first), suspended holds ahead "
+            "included; null unless waiting or suspended."
+        ),
     ]
     estimated_available_at: Annotated[
         datetime | None,
         Meta(
             description="When a copy should come to a waiting hold: the loans out come back "
             "by their due dates (none can be renewed while members wait) and each hold ahead "
-            "keeps a copy one loan period. Null unless waiting."
+            "keeps a copy one loan period; suspended holds ahead are passed over and do not "
+            "count. Null unless waiting."
         ),
     ]
     buy_instead: Annotated[
@@ -335,8 +342,19 @@ class HoldRead(msgspec.Struct, kw_only=True):
             "ORDERS_BUY_INSTEAD_AFTER_DAYS (14) and the shop has the book in stock."
         ),
     ]
+    suspended_until: Annotated[
+        date | None,
+        Meta(
+            description="A suspended hold resumes by itself on this UTC date; null: when "
+            "resumed (`POST /v1/holds/{id}/resume`), or not suspended."
+        ),
+    ]
     pickup_by: Annotated[
-        datetime | None, Meta(description="A ready hold's copy is kept until then.")
+        datetime | None,
+        Meta(
+            description="A ready hold's copy is kept until then: its policy's "
+            "`hold_pickup_days` counted in open days (closed days are skipped)."
+        ),
     ]
     borrow_id: Annotated[int | None, Meta(description="The loan a fulfilled hold became.")]
     created_at: Timestamp
@@ -347,7 +365,8 @@ class HoldRead(msgspec.Struct, kw_only=True):
 
     @classmethod
     def of(cls, hold: Hold, *, outlook: Outlook | None = None) -> HoldRead:
-        waiting = outlook if outlook is not None and hold.status is HoldStatus.WAITING else None
+        queued = hold.status in (HoldStatus.WAITING, HoldStatus.SUSPENDED)
+        waiting = outlook if outlook is not None and queued else None
         return cls(
             id=hold.id,
             member_id=hold.member_id,
@@ -360,12 +379,45 @@ class HoldRead(msgspec.Struct, kw_only=True):
                 _utc_or_none(waiting.estimated_available_at) if waiting else None
             ),
             buy_instead=waiting.buy_instead if waiting else None,
+            suspended_until=hold.suspended_until,
             pickup_by=_utc_or_none(hold.pickup_by),
             borrow_id=hold.borrow_id,
             created_at=utc(hold.created_at),
             ready_at=_utc_or_none(hold.ready_at),
             closed_at=_utc_or_none(hold.closed_at),
         )
+
+
+class HoldSuspend(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    until: Annotated[
+        date | None,
+        Meta(
+            description="The UTC date the hold resumes by itself (after today); absent or "
+            "null: it stays suspended until resumed.",
+            examples=["2026-12-28"],
+        ),
+    ] = None
+
+
+class QueueOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    hold_ids: Annotated[
+        list[Id],
+        Meta(
+            min_length=1,
+            max_length=1000,
+            description="Every hold in the book's queue (waiting and suspended), each once, "
+            "in the order they should get copies.",
+            extra_json_schema={"uniqueItems": True},
+        ),
+    ]
+
+
+class HoldQueue(msgspec.Struct, kw_only=True):
+    book_id: BookId
+    data: Annotated[
+        list[HoldRead],
+        Meta(description="The book's queue, first in line first (waiting and suspended holds)."),
+    ]
 
 
 class HoldPage(msgspec.Struct, kw_only=True):
@@ -390,6 +442,7 @@ class HandOverRead(msgspec.Struct, kw_only=True):
 
 class SweepRead(msgspec.Struct, kw_only=True):
     expired_holds: int
+    resumed_holds: int
     lost_loans: int
     notices: int
     digests: int
