@@ -29,6 +29,7 @@ from orders.lending.controllers import (
     LedgerController,
     LibraryController,
     MemberController,
+    OverrideController,
 )
 from orders.lending.internal import InternalLendingController
 from orders.lending.notice_controllers import NoticeController
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HoldController,
             LibraryController,
             NoticeController,
+            OverrideController,
             MemberCategoryController,
             PolicyController,
             CalendarController,

@@ -59,6 +59,11 @@ LIBRARY_ACTIVATION_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 LIBRARY_RETURNS = Counter("library_returns_total", "Loans returned, by lateness.", ["late"])
+LIBRARY_BLOCK_OVERRIDES = Counter(
+    "library_block_overrides_total",
+    "Actions a librarian let through a member's block, by action and the block's rule.",
+    ["action", "rule"],
+)
 LIBRARY_LOANS_LOST = Counter(
     "library_loans_lost_total",
     "Loans declared lost by the library sweep (overdue past their policy's lost_after_days).",

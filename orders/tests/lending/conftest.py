@@ -73,6 +73,20 @@ def borrow_now(client, make_member, make_lendable, internal):  # type: ignore[no
     return make
 
 
+@pytest.fixture
+def owing(client, borrow_now, db):  # type: ignore[no-untyped-def]
+    """Factory: a member who returned a loan late enough to owe `fee` (at 0.25 a day)."""
+
+    async def make(days_late: int = 4) -> tuple[dict[str, Any], dict[str, Any]]:
+        loan = await borrow_now()
+        shift_due(db, loan["id"], days=days_late - 0.5)
+        returned = (await client.post(f"/v1/borrows/{loan['id']}/return")).json()
+        member = (await client.get(f"/v1/members/{loan['member_id']}")).json()
+        return member, returned
+
+    return make
+
+
 def shift_due(db: psycopg.Connection[Any], borrow_id: int, *, days: float) -> None:
     """Move a loan's due date `days` into the past (negative: the future)."""
     db.execute(

@@ -31,20 +31,6 @@ def assert_balances_agree(db: psycopg.Connection[Any]) -> None:
     assert disagreeing == []
 
 
-@pytest.fixture
-def owing(client, borrow_now, db):  # type: ignore[no-untyped-def]
-    """Factory: a member who returned a loan late enough to owe `fee` (at 0.25 a day)."""
-
-    async def make(days_late: int = 4) -> tuple[dict[str, Any], dict[str, Any]]:
-        loan = await borrow_now()
-        shift_due(db, loan["id"], days=days_late - 0.5)
-        returned = (await client.post(f"/v1/borrows/{loan['id']}/return")).json()
-        member = (await client.get(f"/v1/members/{loan['member_id']}")).json()
-        return member, returned
-
-    return make
-
-
 async def pay(
     client: httpx.AsyncClient, member_id: int, amount: str, headers: dict[str, str] | None = None
 ) -> httpx.Response:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, cast
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Example
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +26,7 @@ from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
 from orders.lending.members import MemberService
 from orders.lending.models import Hold, HoldStatus, LedgerKind, MemberStatus
+from orders.lending.overrides import Override
 from orders.lending.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -47,6 +49,8 @@ from orders.lending.schemas import (
     MemberPage,
     MemberRead,
     MemberUpdate,
+    OverridePage,
+    OverrideRead,
     PopularBook,
     QueueOrder,
     TopMember,
@@ -79,6 +83,20 @@ DryRun = Annotated[
     QueryParameter(
         description="true: answer what the action would do (200, `DryRunRead`), or the "
         "refusal it would meet, and record nothing."
+    ),
+]
+
+OverrideReason = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        max_length=200,
+        pattern=r"^(?=.*\S)[^\x00]*$",
+        description="Staff only (403 `OVERRIDE_NOT_ALLOWED` otherwise): let this one "
+        "action through the member's block (fines owed above `max_balance`, loans overdue "
+        "above `max_overdue_loans`), recording this reason; see "
+        "`GET /v1/members/{id}/overrides`. Other refusals still apply.",
+        examples=[Example(value="Paid in full by phone; payment on its way")],
     ),
 ]
 
@@ -391,6 +409,7 @@ class BorrowController(Controller):
         loans: NamedDependency[LoanService],
         idempotency_key: IdempotencyKey = None,
         dry_run: DryRun = False,
+        override_reason: OverrideReason = None,
     ) -> Response[BorrowRead | DryRunRead]:
         """Borrow a copy of a book for a member.
 
@@ -400,12 +419,14 @@ class BorrowController(Controller):
         recorded: unknown member or book (422), member blocked (403), member at their
         loan limit, the book already out to this member, or a book without lendable
         copies (409). With `dry_run=true`: what would happen (the policy, the due date if
-        a copy is free), the same refusals, nothing recorded and no key claimed.
+        a copy is free), the same refusals, nothing recorded and no key claimed. With
+        `override_reason` (staff): through a block, the override recorded.
         """
+        override = Override.of(override_reason, caller(request))
         if dry_run:
-            return Response(await loans.try_request(data=data), status_code=200)
+            return Response(await loans.try_request(data=data, override=override), status_code=200)
         answer = await loans.request(
-            data=data, idempotency_key=idempotency_key, client=caller(request)
+            data=data, idempotency_key=idempotency_key, client=caller(request), override=override
         )
         # The stored bytes are the encoded BorrowRead: a replay sends them unchanged.
         return cast("Response[BorrowRead | DryRunRead]", answer_response(answer))
@@ -484,18 +505,25 @@ class BorrowController(Controller):
         response_description="The loan with its new due date.",
     )
     async def renew_borrow(
-        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath, dry_run: DryRun = False
+        self,
+        request: Request[Any, Any, Any],
+        loans: NamedDependency[LoanService],
+        borrow_id: BorrowIdPath,
+        dry_run: DryRun = False,
+        override_reason: OverrideReason = None,
     ) -> BorrowRead | DryRunRead:
         """Renew a loan: its due date moves one loan period later.
 
         Refused (409, the reason named) past the renewal limit, when the loan is overdue
         beyond the grace period, or when another member is waiting for the book; 403 when
         the member is blocked. Each refusal's `rule` names the policy, the limit and where
-        the loan stands. With `dry_run=true`: the new due date, nothing recorded.
+        the loan stands. With `dry_run=true`: the new due date, nothing recorded. With
+        `override_reason` (staff): through a block, the override recorded.
         """
+        override = Override.of(override_reason, caller(request))
         if dry_run:
-            return await loans.try_renew(borrow_id=borrow_id)
-        borrow = await loans.renew(borrow_id=borrow_id)
+            return await loans.try_renew(borrow_id=borrow_id, override=override)
+        borrow = await loans.renew(borrow_id=borrow_id, override=override)
         return BorrowRead.of(borrow, now=loans.now())
 
 
@@ -515,9 +543,11 @@ class HoldController(Controller):
     )
     async def place_hold(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[HoldCreate],
         holds: NamedDependency[HoldService],
         dry_run: DryRun = False,
+        override_reason: OverrideReason = None,
     ) -> Response[HoldRead | DryRunRead]:
         """Queue a member for a book (first come, first served).
 
@@ -525,12 +555,16 @@ class HoldController(Controller):
         copy goes to the first hold in line. A ready hold waits for pickup until
         `pickup_by`. Refused: unknown member or book (422), member blocked (403), book
         not lendable, holds not allowed by the policy, the member already holds it or has
-        it out (409). With `dry_run=true`: the place in the queue, nothing recorded.
+        it out (409). With `dry_run=true`: the place in the queue, nothing recorded. With
+        `override_reason` (staff): through a block, the override recorded.
         """
+        override = Override.of(override_reason, caller(request))
         if dry_run:
-            preview = await holds.try_place(member_id=data.member_id, book_id=data.book_id)
+            preview = await holds.try_place(
+                member_id=data.member_id, book_id=data.book_id, override=override
+            )
             return Response(preview, status_code=200)
-        hold = await holds.place(member_id=data.member_id, book_id=data.book_id)
+        hold = await holds.place(member_id=data.member_id, book_id=data.book_id, override=override)
         body = HoldRead.of(hold, outlook=await holds.outlook(hold))
         return Response(body, status_code=201, headers={"Location": f"{self.path}/{hold.id}"})
 
@@ -678,26 +712,62 @@ class HoldController(Controller):
     )
     async def check_out_hold(
         self,
+        request: Request[Any, Any, Any],
         holds: NamedDependency[HoldService],
         loans: NamedDependency[LoanService],
         hold_id: HoldIdPath,
         dry_run: DryRun = False,
+        override_reason: OverrideReason = None,
     ) -> Response[BorrowRead | DryRunRead]:
         """Borrow the copy set aside for a ready hold.
 
         Refused (409) unless the hold is ready, or when the member is at a loan limit;
         403 when the member is blocked. With `dry_run=true`: the due date the loan would
-        get, nothing recorded.
+        get, nothing recorded. With `override_reason`: through a block, the override
+        recorded.
         """
+        override = Override.of(override_reason, caller(request))
         if dry_run:
-            return Response(await holds.try_check_out(hold_id=hold_id), status_code=200)
-        borrow, created = await holds.check_out(hold_id=hold_id)
+            preview = await holds.try_check_out(hold_id=hold_id, override=override)
+            return Response(preview, status_code=200)
+        borrow, created = await holds.check_out(hold_id=hold_id, override=override)
         body = BorrowRead.of(borrow, now=loans.now())
         return Response(
             body,
             status_code=201 if created else 200,
             headers={"Location": f"{BorrowController.path}/{borrow.id}"},
         )
+
+
+class OverrideController(Controller):
+    path = "/v1/members/{member_id:str}/overrides"
+    tags = ["members"]
+    dependencies = LENDING_DEPENDENCIES
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def member_overrides(
+        self,
+        request: Request[Any, Any, Any],
+        members: NamedDependency[MemberService],
+        member_id: MemberIdPath,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[OverridePage]:
+        """The actions librarians let through the member's blocks, newest first: which
+        action, the block's rule as it stood, the reason and the key that recorded it."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await members.overrides(member_id=member_id, limit=limit, offset=offset)
+        page = OverridePage(
+            data=[OverrideRead.of(o) for o in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
 
 
 class LibraryController(Controller):

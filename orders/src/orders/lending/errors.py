@@ -101,6 +101,18 @@ class PastFinalNotice(RuleRefusal, ProblemError):
         )
 
 
+class OverrideNotAllowed(ProblemError):
+    status, title, type = 403, "Override not allowed", "/problems/override-not-allowed"
+    code = "OVERRIDE_NOT_ALLOWED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Only library staff (a desk or admin key) may override a member's block; "
+            "send the request without `override_reason`, or ask at the desk.",
+            errors=[{"field": "override_reason", "in": "query", "message": "staff only"}],
+        )
+
+
 class LoanLimitReached(RuleRefusal, ProblemError):
     status, title, type = 409, "Loan limit reached", "/problems/loan-limit-reached"
     code = "LOAN_LIMIT_REACHED"

@@ -31,8 +31,9 @@ from orders.lending.loans import (
     open_loan,
     within_hold_cap,
 )
-from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus
+from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, OverrideAction
 from orders.lending.notices import NoticeService
+from orders.lending.overrides import Override
 from orders.lending.policy import PolicyResolver
 from orders.lending.repository import (
     QUEUED,
@@ -70,9 +71,13 @@ class HoldService:
         self.resolver = PolicyResolver(session)
         self.buy_instead_after = buy_instead_after
 
-    async def place(self, *, member_id: int, book_id: int) -> Hold:
+    async def place(
+        self, *, member_id: int, book_id: int, override: Override | None = None
+    ) -> Hold:
         """Queue the member for the book; a copy on the shelf is set aside at once."""
-        member = await active_member(self.members, member_id)
+        member = await active_member(
+            self.members, member_id, action=OverrideAction.HOLD, override=override
+        )
         book, policy = await lendable_book(
             self.books, self.resolver, member=member, book_id=book_id
         )
@@ -98,10 +103,12 @@ class HoldService:
         await events.hold_placed(self.session, hold_id=hold.id, book_id=book_id)
         return hold
 
-    async def try_place(self, *, member_id: int, book_id: int) -> DryRunRead:
+    async def try_place(
+        self, *, member_id: int, book_id: int, override: Override | None = None
+    ) -> DryRunRead:
         """What placing a hold would do now; nothing kept."""
         async with rolled_back(self.session):
-            hold = await self.place(member_id=member_id, book_id=book_id)
+            hold = await self.place(member_id=member_id, book_id=book_id, override=override)
             position = await self.position(hold)
             policy = await self.resolver.for_member(member_id=member_id, item_type=hold.item_type)
         return DryRunRead(
@@ -114,12 +121,13 @@ class HoldService:
             member_id=member_id,
             book_id=book_id,
             position=position,
+            overrides=None if override is None else override.used_on,
         )
 
-    async def try_check_out(self, *, hold_id: int) -> DryRunRead:
+    async def try_check_out(self, *, hold_id: int, override: Override | None = None) -> DryRunRead:
         """What checking out a ready hold would do now; nothing kept."""
         async with rolled_back(self.session):
-            borrow, created = await self.check_out(hold_id=hold_id)
+            borrow, created = await self.check_out(hold_id=hold_id, override=override)
             policy = await self.resolver.for_member(
                 member_id=borrow.member_id, item_type=borrow.item_type
             )
@@ -135,6 +143,7 @@ class HoldService:
             member_id=member_id,
             book_id=book_id,
             due_at=None if due_at is None else utc(due_at),
+            overrides=None if override is None else override.used_on,
         )
 
     async def get(self, *, hold_id: int) -> Hold:
@@ -293,7 +302,9 @@ class HoldService:
         for hold in await self.holds.open_holds_of(member_id=member_id):
             await self.cancel(hold_id=hold.id)
 
-    async def check_out(self, *, hold_id: int) -> tuple[Borrow, bool]:
+    async def check_out(
+        self, *, hold_id: int, override: Override | None = None
+    ) -> tuple[Borrow, bool]:
         """ready -> fulfilled: the copy set aside becomes the member's loan, active at once.
 
         Returns the loan and whether it was made now (a repeat returns the same loan).
@@ -307,7 +318,9 @@ class HoldService:
             raise HoldNotReady(hold_id, hold.status)
         member = await self.members.get(member_id=hold.member_id)
         if member is not None:
-            await in_good_standing(self.members, member)
+            await in_good_standing(
+                self.members, member, action=OverrideAction.CHECKOUT, override=override
+            )
         policy = await self.resolver.for_member(member_id=hold.member_id, item_type=hold.item_type)
         borrow = await open_loan(
             self.session,

@@ -39,7 +39,9 @@ from orders.lending.models import (
     LedgerKind,
     Member,
     MemberStatus,
+    OverrideAction,
 )
+from orders.lending.overrides import Override
 from orders.lending.policy import LendingPolicy, PolicyResolver
 from orders.lending.repository import (
     LOAN_PERIOD,
@@ -67,30 +69,50 @@ from servicekit.problems import ProblemError
 BORROWS_PATH = "/v1/borrows"
 
 
-async def active_member(members: MemberRepository, member_id: int) -> Member:
+async def active_member(
+    members: MemberRepository,
+    member_id: int,
+    *,
+    action: OverrideAction,
+    override: Override | None = None,
+) -> Member:
     """The member, if they may borrow: 422 when unknown, 403 when blocked."""
     member = await members.get(member_id=member_id)
     if member is None:
         raise UnknownMember(member_id)
     if member.status is MemberStatus.BLOCKED:
         raise MemberBlocked(member_id)
-    await in_good_standing(members, member)
+    await in_good_standing(members, member, action=action, override=override)
     return member
 
 
-async def in_good_standing(members: MemberRepository, member: Member) -> None:
+async def in_good_standing(
+    members: MemberRepository,
+    member: Member,
+    *,
+    action: OverrideAction,
+    override: Override | None = None,
+) -> None:
     """403 when the member has more loans overdue than their category allows, owes more
     than its `max_balance`, or (where the category says so) has a loan out after its final
-    overdue notice."""
+    overdue notice; with a librarian's override, the action goes through and the override
+    is recorded."""
     standing = await members.standing(member=member)
+    block: PastFinalNotice | TooManyOverdue | OwesTooMuch | None = None
     if standing.block_after_final_notice and standing.past_final_notice:
-        raise PastFinalNotice(member.id, current=standing.past_final_notice)
-    if standing.overdue > standing.max_overdue:
-        raise TooManyOverdue(member.id, limit=standing.max_overdue, current=standing.overdue)
-    if member.balance > standing.max_balance:
-        raise OwesTooMuch(
+        block = PastFinalNotice(member.id, current=standing.past_final_notice)
+    elif standing.overdue > standing.max_overdue:
+        block = TooManyOverdue(member.id, limit=standing.max_overdue, current=standing.overdue)
+    elif member.balance > standing.max_balance:
+        block = OwesTooMuch(
             member.id, limit=money(standing.max_balance), current=money(member.balance)
         )
+    if block is None:
+        return
+    if override is None:
+        raise block
+    assert block.rule is not None
+    await override.let_through(members.session, member_id=member.id, action=action, rule=block.rule)
 
 
 async def catalog_book(books: BooksClient, book_id: int, *, where: str = "body") -> BookSnapshot:
@@ -198,25 +220,34 @@ class LoanService:
         self.idempotency_store = idempotency_store
 
     async def request(
-        self, *, data: BorrowCreate, idempotency_key: str | None, client: ApiKey
+        self,
+        *,
+        data: BorrowCreate,
+        idempotency_key: str | None,
+        client: ApiKey,
+        override: Override | None = None,
     ) -> Answer:
-        """Ask for a copy once per key; a retry with the same key gets the first answer."""
+        """Ask for a copy once per key; a retry with the same key gets the first answer
+        (the same key with another override is another request)."""
+        path = BORROWS_PATH if override is None else f"{BORROWS_PATH}?override={override.reason}"
         return await respond_once(
             self.idempotency_store,
             self.session,
             api_key_id=client.id,
             key=idempotency_key,
-            fingerprint=idempotency.fingerprint(
-                b"POST", BORROWS_PATH.encode(), msgspec.json.encode(data)
-            ),
-            respond=partial(self._request, data),
+            fingerprint=idempotency.fingerprint(b"POST", path.encode(), msgspec.json.encode(data)),
+            respond=partial(self._request, data, override),
             count=lambda outcome: LIBRARY_BORROWS.labels(outcome).inc(),
         )
 
-    async def _open(self, data: BorrowCreate) -> tuple[Borrow, BookSnapshot, LendingPolicy]:
+    async def _open(
+        self, data: BorrowCreate, override: Override | None
+    ) -> tuple[Borrow, BookSnapshot, LendingPolicy]:
         """The pending borrow, after every check."""
         # Cheap refusals first, before the call to books.
-        member = await active_member(self.members, data.member_id)
+        member = await active_member(
+            self.members, data.member_id, action=OverrideAction.BORROW, override=override
+        )
         book, policy = await lendable_book(
             self.books, self.resolver, member=member, book_id=data.book_id
         )
@@ -235,11 +266,13 @@ class LoanService:
         )
         return borrow, book, policy
 
-    async def try_request(self, *, data: BorrowCreate) -> DryRunRead:
+    async def try_request(
+        self, *, data: BorrowCreate, override: Override | None = None
+    ) -> DryRunRead:
         """What borrowing would do now, every check run and nothing kept (no idempotency
         key is claimed either)."""
         async with rolled_back(self.session):
-            _borrow, book, policy = await self._open(data)
+            _borrow, book, policy = await self._open(data, override)
         preview = DryRunRead(
             dry_run=True,
             action="borrow",
@@ -247,6 +280,7 @@ class LoanService:
             policy_id=policy.id,
             member_id=data.member_id,
             book_id=data.book_id,
+            overrides=None if override is None else override.used_on,
         )
         if book.copies_available:
             preview.outcome = "A copy is on the shelf: it would be lent until due_at."
@@ -271,9 +305,11 @@ class LoanService:
             )
         return preview
 
-    async def _request(self, data: BorrowCreate, claim: Claimed | None) -> StoredResponse:
+    async def _request(
+        self, data: BorrowCreate, override: Override | None, claim: Claimed | None
+    ) -> StoredResponse:
         try:
-            borrow, _book, _policy = await self._open(data)
+            borrow, _book, _policy = await self._open(data, override)
         except ProblemError as exc:
             LIBRARY_BORROWS.labels(exc.type.rpartition("/")[2]).inc()
             raise
@@ -372,7 +408,7 @@ class LoanService:
             member_id=borrow.member_id, item_type=borrow.item_type
         )
 
-    async def renew(self, *, borrow_id: int) -> Borrow:
+    async def renew(self, *, borrow_id: int, override: Override | None = None) -> Borrow:
         """Push the due date back one loan period, within the rules (each refusal says which)."""
         borrow = await self.get(borrow_id=borrow_id)
         now = self.now()
@@ -384,7 +420,9 @@ class LoanService:
         assert borrow.due_at is not None
         member = await self.members.get(member_id=borrow.member_id)
         if member is not None:
-            await in_good_standing(self.members, member)
+            await in_good_standing(
+                self.members, member, action=OverrideAction.RENEW, override=override
+            )
         policy = await self.policy_of(borrow)
         if borrow.renewals >= policy.max_renewals:
             raise RenewalRefused(
@@ -441,12 +479,13 @@ class LoanService:
             )
         return renewed
 
-    async def try_renew(self, *, borrow_id: int) -> DryRunRead:
+    async def try_renew(self, *, borrow_id: int, override: Override | None = None) -> DryRunRead:
         """What renewing would do now; nothing kept."""
         async with rolled_back(self.session):
-            renewed = await self.renew(borrow_id=borrow_id)
+            renewed = await self.renew(borrow_id=borrow_id, override=override)
             policy = await self.policy_of(renewed)
             preview = self._preview("renew", renewed, policy, due_at=renewed.due_at)
+        preview.overrides = None if override is None else override.used_on
         preview.outcome = "The loan would be renewed: due_at is its new due date."
         return preview
 

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.lending.errors import EmailTaken, MemberHasLoans, MemberNotFound, UnknownCategory
 from orders.lending.holds import HoldService
-from orders.lending.models import Borrow, Member, MemberStatus
+from orders.lending.models import BlockOverride, Borrow, Member, MemberStatus
+from orders.lending.overrides import OverrideRepository
 from orders.lending.repository import BorrowRepository, MemberRepository
 from orders.lending.schemas import MemberCreate, MemberUpdate
 from servicekit.database import violates_foreign_key
@@ -51,6 +52,16 @@ class MemberService:
         if member is None:
             raise EmailTaken(data.email)
         return member
+
+    async def overrides(
+        self, *, member_id: int, limit: int, offset: int
+    ) -> tuple[list[BlockOverride], int]:
+        """A page of the overrides of the member's blocks, and how many there are: 404
+        for an unknown member."""
+        await self.get(member_id=member_id)
+        overrides = OverrideRepository(self.session)
+        found = await overrides.page(member_id=member_id, limit=limit, offset=offset)
+        return found, await overrides.count(member_id=member_id)
 
     async def get(self, *, member_id: int) -> Member:
         member = await self.members.get(member_id=member_id)

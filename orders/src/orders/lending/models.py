@@ -342,6 +342,29 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = _timestamp(server_default=True)
 
 
+class OverrideAction(StrEnum):
+    BORROW = "borrow"
+    RENEW = "renew"
+    HOLD = "hold"
+    CHECKOUT = "checkout"
+
+
+class BlockOverride(Base):
+    """One action a librarian let through a member's block, and why (migration 0016)."""
+
+    __tablename__ = "block_overrides"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    action: Mapped[OverrideAction] = mapped_column(_text_enum(OverrideAction))
+    # The block's rule, as the refusal would have named it.
+    rule: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+
+
 class ClosedDay(Base):
     """A UTC date the library is closed: no loan falls due on it."""
 

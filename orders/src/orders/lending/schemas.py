@@ -11,6 +11,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from orders.lending.models import (
+    BlockOverride,
     Borrow,
     BorrowStatus,
     Hold,
@@ -23,8 +24,10 @@ from orders.lending.models import (
     NoticeDelivery,
     NoticeKind,
     NoticeStatus,
+    OverrideAction,
 )
 from orders.ordering.schemas import Id, Money, OrderItemCreate, money, utc
+from orders.problems import Rule
 
 if TYPE_CHECKING:
     from orders.books_client import BookSnapshot
@@ -507,6 +510,13 @@ class DryRunRead(msgspec.Struct, kw_only=True):
     pickup_by: Annotated[
         datetime | None, Meta(description="Until when a ready hold's copy would wait.")
     ] = None
+    overrides: Annotated[
+        Rule | None,
+        Meta(
+            description="With `override_reason`: the block the override would let the "
+            "action through (null: the member is not blocked, nothing would be recorded)."
+        ),
+    ] = None
 
 
 CreditAmount = Annotated[
@@ -547,7 +557,11 @@ class LedgerEntryRead(msgspec.Struct, kw_only=True):
     member_id: MemberId
     kind: Annotated[
         LedgerKind,
-        Meta(description="fine (a charge), payment or waiver (credits)."),
+        Meta(
+            description="Charges: fine, lost_item (a lost loan's book price), "
+            "processing_fee (with a lost item). Credits: payment, waiver, refund (a lost "
+            "copy returned: its lost_item given back)."
+        ),
     ]
     amount: Annotated[
         str,
@@ -582,6 +596,37 @@ class LedgerEntryRead(msgspec.Struct, kw_only=True):
             recorded_by=entry.recorded_by,
             created_at=utc(entry.created_at),
         )
+
+
+class OverrideRead(msgspec.Struct, kw_only=True):
+    id: int
+    member_id: MemberId
+    action: Annotated[
+        OverrideAction, Meta(description="What was let through: borrow, renew, hold, checkout.")
+    ]
+    rule: Annotated[Rule, Meta(description="The block, as the refusal would have named it.")]
+    reason: Annotated[str, Meta(description="Why the librarian let it through.")]
+    recorded_by: Annotated[str, Meta(description="The role and prefix of the key used.")]
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, override: BlockOverride) -> OverrideRead:
+        return cls(
+            id=override.id,
+            member_id=override.member_id,
+            action=override.action,
+            rule=msgspec.convert(override.rule, Rule),
+            reason=override.reason,
+            recorded_by=override.recorded_by,
+            created_at=utc(override.created_at),
+        )
+
+
+class OverridePage(msgspec.Struct, kw_only=True):
+    data: Annotated[list[OverrideRead], Meta(description="This page's overrides, newest first.")]
+    total: Total
+    limit: PageLimit
+    offset: PageOffset
 
 
 class LedgerPage(msgspec.Struct, kw_only=True):
