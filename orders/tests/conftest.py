@@ -28,6 +28,8 @@ TABLES = (
     "lending_policy_changes",
     "ledger_entries",
     "closed_days",
+    "closings",
+    "block_overrides",
 )
 SERVICE_KEY = "test-service-key"
 # The categories migration 0011 creates, as it creates them; tests' own are deleted.

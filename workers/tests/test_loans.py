@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -207,6 +208,59 @@ class TestReturnAndHolds:
         assert library.get(f"/v1/holds/{first['id']}")["status"] == "expired"
         assert library.get(f"/v1/holds/{second['id']}")["status"] == "ready"
         assert copies(books, book["id"]) == 0
+
+
+class TestLostAndClosed:
+    def test_a_lost_copy_returned_goes_to_the_next_hold(
+        self,
+        saga_env: dict[str, str],
+        settle,
+        library: Library,
+        books: Books,
+        books_database_url: str,
+        orders_database_url: str,
+    ) -> None:
+        book = books.create_book(stock=None, copies_total=1)
+        loan = library.borrow(library.member(), book)
+        settle()
+        waiting = library.hold(library.member(), book)
+        with psycopg.connect(orders_database_url, autocommit=True) as conn:
+            conn.execute("UPDATE lending_policies SET lost_after_days = 10")
+            conn.execute("UPDATE borrows SET due_at = now() - interval '11 days'")
+        assert library.sweep()["lost_loans"] == 1
+        settle()
+        assert ledger(books_database_url, book["id"]) == {f"borrow:{loan['id']}": "out"}
+
+        library.post(f"/v1/borrows/{loan['id']}/return")
+        settle()
+
+        assert library.get(f"/v1/holds/{waiting['id']}")["status"] == "ready"
+        assert ledger(books_database_url, book["id"])[f"hold:{waiting['id']}"] == "out"
+
+    def test_a_closing_moves_the_due_dates_through_its_job(
+        self, saga_env: dict[str, str], settle, library: Library, books: Books, orders_database_url
+    ) -> None:
+        book = books.create_book(stock=None, copies_total=3)
+        loans_out = [library.borrow(library.member(), book) for _ in range(3)]
+        settle()
+        with psycopg.connect(orders_database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE borrows SET due_at = date_trunc('day', now()) + interval '2 days 9 hours'"
+            )
+            day = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date + 2").fetchone()
+        assert day is not None
+        body = {"first_day": str(day[0]), "last_day": str(day[0]), "reason": "Burst pipe"}
+        response = library.http.post("/v1/calendar/closings", json=body)
+        assert response.status_code == 202, response.text
+
+        settle()
+
+        closing = library.get(response.headers["location"])
+        assert (closing["status"], closing["loans_moved"]) == ("done", 3)
+        for loan in loans_out:
+            assert library.get(f"/v1/borrows/{loan['id']}")["due_at"].startswith(
+                str(day[0] + timedelta(days=1))
+            )
 
 
 class TestNotices:

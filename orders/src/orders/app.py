@@ -35,6 +35,7 @@ from orders.lending.internal import InternalLendingController
 from orders.lending.notice_controllers import NoticeController
 from orders.lending.rule_controllers import (
     CalendarController,
+    ClosingController,
     MemberCategoryController,
     PolicyController,
 )
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MemberCategoryController,
             PolicyController,
             CalendarController,
+            ClosingController,
             InternalOrderController,
             InternalLendingController,
             ReconcileController,

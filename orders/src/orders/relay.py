@@ -21,6 +21,7 @@ ROUTES = {
     events.HOLD_CHECKED_OUT: Route("borrows", "workers.loans.hand_to_loan"),
     events.NOTICE_REQUESTED: Route("notifications", "workers.notifications.send_notice"),
     events.DIGEST_REQUESTED: Route("notifications", "workers.notifications.send_digest"),
+    events.CLOSING_ANNOUNCED: Route("borrows", "workers.loans.move_due_dates"),
 }
 
 

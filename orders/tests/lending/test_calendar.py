@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -11,10 +12,11 @@ import httpx
 import psycopg
 import pytest
 
+from orders.lending import closed_days
 from orders.lending.models import Policy
 from orders.lending.policy import LendingPolicy
 from tests.conftest import assert_problem
-from tests.lending.conftest import shift_due
+from tests.lending.conftest import events, shift_due
 
 
 def next_open(db: psycopg.Connection[Any], due: str) -> datetime:
@@ -233,3 +235,134 @@ class TestPickupWindow:
         )
         # Three open days: the day after tomorrow, and the two after the second closed day.
         assert pickup_by - ready_at == timedelta(days=5)
+
+
+def set_due(db: psycopg.Connection[Any], borrow_id: int, due: datetime) -> None:
+    db.execute("UPDATE borrows SET due_at = %s WHERE id = %s", [due, borrow_id])
+
+
+def due_of(db: psycopg.Connection[Any], borrow_id: int) -> datetime:
+    row = db.execute("SELECT due_at FROM borrows WHERE id = %s", [borrow_id]).fetchone()
+    assert row is not None
+    return row[0].astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def a_closing_over_a_month_end() -> tuple[date, date, date]:
+    """(first day, the month's last day, last day): a closing from today or later that
+    takes in a month end and two days of the next month."""
+    month_end = (date.today().replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(
+        days=1
+    )
+    if month_end <= date.today():  # today is the month's last day: take the next one
+        month_end = (month_end + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return max(date.today(), month_end - timedelta(days=1)), month_end, month_end + timedelta(2)
+
+
+class TestClosings:
+    async def test_a_closing_moves_the_loans_and_pickups_on_its_days(
+        self, client, borrow_now, make_lendable, make_member, internal, db
+    ) -> None:
+        first, month_end, last = a_closing_over_a_month_end()
+        on_month_end = await borrow_now()
+        set_due(db, on_month_end["id"], datetime.combine(month_end, time(10), UTC))
+        on_last = await borrow_now()
+        set_due(db, on_last["id"], datetime.combine(last, time(23, 59), UTC))
+        after = await borrow_now()
+        after_due = datetime.combine(last + timedelta(days=1), time(0, 1), UTC)
+        set_due(db, after["id"], after_due)
+        hold = await client.post(
+            "/v1/holds",
+            json={
+                "member_id": (await make_member())["id"],
+                "book_id": (await make_lendable())["id"],
+            },
+        )
+        await internal.post(f"/holds/{hold.json()['id']}/ready")
+        db.execute(
+            "UPDATE holds SET pickup_by = %s WHERE id = %s",
+            [datetime.combine(month_end, time(18), UTC), hold.json()["id"]],
+        )
+
+        response = await client.post(
+            "/v1/calendar/closings",
+            json={"first_day": first.isoformat(), "last_day": last.isoformat(), "reason": "Flood"},
+        )
+
+        assert response.status_code == 202, response.text
+        closing = response.json()
+        assert response.headers["location"] == f"/v1/calendar/closings/{closing['id']}"
+        assert closing["status"] == "moving"
+        closed = (await client.get(f"/v1/calendar/closed-days?since={first}")).json()
+        assert [d["day"] for d in closed][: (last - first).days + 1] == [
+            (first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)
+        ]
+        assert events(db, "closing.announced") == [{"closing_id": closing["id"]}]
+
+        moved = await internal.post(f"/closings/{closing['id']}/move")
+
+        assert moved["status"] == "done"
+        assert (moved["loans_moved"], moved["holds_moved"]) == (2, 1)
+        next_open = last + timedelta(days=1)
+        assert due_of(db, on_month_end["id"]) == datetime.combine(next_open, time(10), UTC)
+        assert due_of(db, on_last["id"]) == datetime.combine(next_open, time(23, 59), UTC)
+        assert due_of(db, after["id"]) == after_due
+        pickup = (await client.get(f"/v1/holds/{hold.json()['id']}")).json()["pickup_by"]
+        assert datetime.fromisoformat(pickup) == datetime.combine(next_open, time(18), UTC)
+        again = await internal.post(f"/closings/{closing['id']}/move")
+        assert (again["loans_moved"], again["holds_moved"]) == (2, 1)
+        shown = (await client.get(f"/v1/calendar/closings/{closing['id']}")).json()
+        assert shown == moved
+        listed = await client.get("/v1/calendar/closings")
+        assert listed.headers["x-total-count"] == "1"
+        assert listed.json()["data"] == [moved]
+
+    async def test_batches_count_each_move_once_even_when_jobs_race(
+        self, client, borrow_now, internal, db, monkeypatch
+    ) -> None:
+        monkeypatch.setattr(closed_days, "MOVE_BATCH", 2)
+        first = date.today() + timedelta(days=3)
+        loans = [await borrow_now() for _ in range(5)]
+        for loan in loans:
+            set_due(db, loan["id"], datetime.combine(first, time(12), UTC))
+        closing = (
+            await client.post(
+                "/v1/calendar/closings",
+                json={"first_day": str(first), "last_day": str(first), "reason": "Strike"},
+            )
+        ).json()
+        path = f"/closings/{closing['id']}/move"
+        rounds = await asyncio.gather(*(internal.post(path) for _ in range(6)))
+        assert rounds[-1]["status"] == "done" or any(r["status"] == "done" for r in rounds)
+        final = (await client.get(f"/v1/calendar/closings/{closing['id']}")).json()
+        assert final["loans_moved"] == 5
+        assert all(due_of(db, loan["id"]).date() == first + timedelta(days=1) for loan in loans)
+
+    @pytest.mark.parametrize(
+        ("first", "last", "field"),
+        [(-1, 0, "first_day"), (2, 1, "last_day"), (0, 366, "last_day")],
+    )
+    async def test_bad_days_are_a_422_and_close_nothing(
+        self, client, db, first: int, last: int, field: str
+    ) -> None:
+        today = date.today()
+        body = {
+            "first_day": str(today + timedelta(days=first)),
+            "last_day": str(today + timedelta(days=last)),
+            "reason": "Flood",
+        }
+        problem = assert_problem(await client.post("/v1/calendar/closings", json=body), 422)
+        assert problem["errors"][0]["field"] == field
+        assert db.execute("SELECT count(*) FROM closed_days").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM closings").fetchone() == (0,)
+
+    async def test_a_blank_reason_is_a_422(self, client) -> None:
+        body = {"first_day": str(date.today()), "last_day": str(date.today()), "reason": " "}
+        assert_problem(await client.post("/v1/calendar/closings", json=body), 422)
+
+    async def test_needs_an_admin_key(self, shop: httpx.AsyncClient) -> None:
+        body = {"first_day": str(date.today()), "last_day": str(date.today()), "reason": "x"}
+        assert_problem(await shop.post("/v1/calendar/closings", json=body), 403)
+
+    async def test_an_unknown_closing_is_a_404(self, client, internal) -> None:
+        assert_problem(await client.get("/v1/calendar/closings/99"), 404)
+        await internal.post("/closings/99/move", status=404)

@@ -112,6 +112,13 @@ class HandOver(BaseModel):
     hold: Hold | None
 
 
+class Closing(BaseModel):
+    id: int
+    status: str
+    loans_moved: int
+    holds_moved: int
+
+
 class Sweep(BaseModel):
     expired_holds: int
     resumed_holds: int
@@ -304,6 +311,11 @@ class LendingClient:
             "final": final,
         }
         self.client.post("/internal/v1/notices/deliveries", body)
+
+    def move_closing(self, *, closing_id: int) -> Closing:
+        """One batch of a closing's moves."""
+        response = self.client.post(f"/internal/v1/closings/{closing_id}/move")
+        return self.client.parse(Closing, response)
 
     def sweep(self) -> Sweep:
         return self.client.parse(Sweep, self.client.post("/internal/v1/library/sweep"))

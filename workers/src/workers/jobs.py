@@ -43,6 +43,7 @@ JOB_FUNCTIONS = frozenset(
                 loans.pass_on,
                 loans.fill_hold,
                 loans.hand_to_loan,
+                loans.move_due_dates,
                 # Does nothing: `python -m workers.bench` and the SIGKILL tests time with it.
                 bench.noop,
             )

@@ -164,6 +164,29 @@ def hand_to_loan(payload: dict[str, Any]) -> str:
     return status.value
 
 
+class ClosingAnnounced(_Payload):
+    closing_id: int
+
+
+def move_due_dates(payload: dict[str, Any]) -> str:
+    """Days closed at short notice: move the loans due and the holds to be picked up on
+    them to the next open day, batch by batch, until orders says the closing is done.
+    A run cut short (its timeout, a kill) is retried and goes on where it stopped: each
+    batch is counted in orders' transaction that moves it."""
+    announced = parse_payload(ClosingAnnounced, payload)
+    lending = clients.lending()
+    closing = lending.move_closing(closing_id=announced.closing_id)
+    while closing.status != "done":
+        closing = lending.move_closing(closing_id=announced.closing_id)
+    logger.info(
+        "closing %s moved %d loans and %d holds",
+        closing.id,
+        closing.loans_moved,
+        closing.holds_moved,
+    )
+    return f"moved {closing.loans_moved} loans, {closing.holds_moved} holds"
+
+
 def library_sweep(payload: dict[str, Any]) -> str:
     """The periodic round: expire uncollected holds, resume suspended holds whose date has
     come, declare long-overdue loans lost, send due and overdue notices."""

@@ -501,7 +501,7 @@ class BorrowController(Controller):
         "/{borrow_id:str}/renew",
         status_code=200,
         operation_class=DocumentedOperation,
-        responses=problem_responses(404, 409, 422),
+        responses=problem_responses(403, 404, 409, 422),
         response_description="The loan with its new due date.",
     )
     async def renew_borrow(

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 from orders.problems import Rule, RuleRefusal
-from servicekit.problems import VALIDATION_ERROR, ProblemError, validation_detail
+from servicekit.problems import (
+    VALIDATION_ERROR,
+    VALIDATION_ERROR_CODE,
+    ProblemError,
+    validation_detail,
+)
 
 
 class MemberNotFound(ProblemError):
@@ -424,3 +429,21 @@ class ResumeDateNotAhead(ProblemError):
             {"field": "until", "in": "body", "message": f"must be after today ({today:%Y-%m-%d})"}
         ]
         super().__init__(validation_detail(errors), errors=errors)
+
+
+class ClosingNotFound(ProblemError):
+    status, title, type = 404, "Closing not found", "/problems/closing-not-found"
+    code = "CLOSING_NOT_FOUND"
+
+    def __init__(self, closing_id: int) -> None:
+        super().__init__(f"Closing {closing_id} does not exist.")
+
+
+class InvalidClosing(ProblemError):
+    """Closing days that cannot be closed: in the past, or out of order."""
+
+    status, title, type = 422, "Invalid closing", VALIDATION_ERROR
+    code = VALIDATION_ERROR_CODE
+
+    def __init__(self, detail: str, *, field: str, message: str) -> None:
+        super().__init__(detail, errors=[{"field": field, "in": "body", "message": message}])

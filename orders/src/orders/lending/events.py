@@ -18,6 +18,7 @@ HOLD_CHECKED_OUT = "hold.checked_out"
 NOTICE_REQUESTED = "notice.requested"
 DIGEST_REQUESTED = "notice.digest_requested"
 BORROW_GIVEN_UP = "borrow.given_up"
+CLOSING_ANNOUNCED = "closing.announced"
 
 
 async def borrow_requested(session: AsyncSession, *, borrow_id: int, book_id: int) -> None:
@@ -83,3 +84,8 @@ def _about(mail: NoticeMail) -> dict[str, Any]:
         "book_title": mail.book_title,
         "deadline": mail.deadline.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
+
+
+async def closing_announced(session: AsyncSession, *, closing_id: int) -> None:
+    """Move the due dates and pickup deadlines that fall on the closing's days."""
+    await add_event(session, topic=CLOSING_ANNOUNCED, payload={"closing_id": closing_id})

@@ -4,16 +4,19 @@ required. Each call is idempotent; a repeat answers the state it already reached
 from __future__ import annotations
 
 from litestar import Controller, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.http import json_body
+from orders.lending.closed_days import CalendarService
 from orders.lending.controllers import LENDING_DEPENDENCIES, BorrowIdPath, HoldIdPath
 from orders.lending.holds import HoldService
 from orders.lending.library import LibraryService
 from orders.lending.loans import LoanService
 from orders.lending.notices import NoticeService
+from orders.lending.rule_controllers import ClosingIdPath, provide_calendar
+from orders.lending.rule_schemas import ClosingRead
 from orders.lending.schemas import (
     BorrowRead,
     BorrowReject,
@@ -81,6 +84,17 @@ class InternalLendingController(Controller):
         """How one attempt to mail notices went: sent, or failed with its reason."""
         notices = await NoticeService(session).report(data=data)
         return DeliveryRead(notices=[NoticeRead.of(notice) for notice in notices])
+
+    @post(
+        "/closings/{closing_id:str}/move",
+        status_code=200,
+        dependencies={"calendar": Provide(provide_calendar, sync_to_thread=False)},
+    )
+    async def move_closing(
+        self, calendar: NamedDependency[CalendarService], closing_id: ClosingIdPath
+    ) -> ClosingRead:
+        """One batch of a closing's moves; call again until `status` is `done`."""
+        return ClosingRead.of(await calendar.move_batch(closing_id=closing_id))
 
     @post("/library/sweep", status_code=200)
     async def sweep(self, library: NamedDependency[LibraryService]) -> SweepRead:

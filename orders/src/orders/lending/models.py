@@ -365,6 +365,30 @@ class BlockOverride(Base):
     created_at: Mapped[datetime] = _timestamp(server_default=True)
 
 
+class ClosingStatus(StrEnum):
+    MOVING = "moving"
+    DONE = "done"
+
+
+class Closing(Base):
+    """Days closed at short notice, and the due dates and pickup deadlines it moved."""
+
+    __tablename__ = "closings"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[ClosingStatus] = mapped_column(
+        _text_enum(ClosingStatus), server_default=ClosingStatus.MOVING.value
+    )
+    loans_moved: Mapped[int] = mapped_column(Integer, server_default="0")
+    holds_moved: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _timestamp(server_default=True)
+    finished_at: Mapped[datetime | None] = mapped_column(TIMESTAMP(timezone=True))
+
+
 class ClosedDay(Base):
     """A UTC date the library is closed: no loan falls due on it."""
 

@@ -22,6 +22,9 @@ from orders.lending.rule_schemas import (
     CategoryUpdate,
     ClosedDayCreate,
     ClosedDayRead,
+    ClosingCreate,
+    ClosingPage,
+    ClosingRead,
     PolicyChangePage,
     PolicyChangeRead,
     PolicyRead,
@@ -336,3 +339,75 @@ class CalendarController(Controller):
     async def reopen_day(self, calendar: NamedDependency[CalendarService], day: DayPath) -> None:
         """Open the library again on a closed day (admin key)."""
         await calendar.reopen(day=day)
+
+
+ClosingIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="The closing's id.")]
+
+
+class ClosingController(Controller):
+    path = "/v1/calendar/closings"
+    tags = ["calendar"]
+    dependencies = {"calendar": Provide(provide_calendar, sync_to_thread=False)}
+    guards = [requires(LIBRARY_STAFF)]
+    security = BEARER
+
+    @post(
+        "",
+        status_code=202,
+        guards=[requires(ADMIN), json_body(ClosingCreate)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(415, 422),
+        response_description="The closing, its days closed; `moving` until a job has moved "
+        "every due date and pickup deadline on them (poll its Location).",
+        response_headers=LOCATION,
+    )
+    async def close_at_short_notice(
+        self, data: JSONBody[ClosingCreate], calendar: NamedDependency[CalendarService]
+    ) -> Response[ClosingRead]:
+        """Close the library from `first_day` to `last_day` at short notice (admin key).
+
+        The days are closed at once (days closed already stay as they are). Then a job
+        moves, in bounded batches, the due dates of the active loans and the pickup
+        deadlines of the ready holds that fall on them to the next open day, at the same
+        time of day, and counts them in `loans_moved` and `holds_moved`; `status` becomes
+        `done`. A first day in the past, or a last day before the first or more than 365
+        days after it, is a 422.
+        """
+        closing = await calendar.close_at_short_notice(data=data)
+        return Response(
+            ClosingRead.of(closing),
+            status_code=202,
+            headers={"Location": f"{self.path}/{closing.id}"},
+        )
+
+    @get(
+        "",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def list_closings(
+        self,
+        request: Request[Any, Any, Any],
+        calendar: NamedDependency[CalendarService],
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[ClosingPage]:
+        """List closings, newest first, with what each moved."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await calendar.list_closings(limit=limit, offset=offset)
+        page = ClosingPage(
+            data=[ClosingRead.of(c) for c in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{closing_id:str}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+    )
+    async def get_closing(
+        self, calendar: NamedDependency[CalendarService], closing_id: ClosingIdPath
+    ) -> ClosingRead:
+        """One closing: its days, its status and how many loans and holds it moved."""
+        return ClosingRead.of(await calendar.closing(closing_id=closing_id))

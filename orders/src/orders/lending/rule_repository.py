@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import column, delete, exists, func, or_, select, table, update
+from sqlalchemy import Date, column, delete, exists, func, literal, or_, select, table, update
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.lending.models import (
+    Borrow,
+    BorrowStatus,
     ClosedDay,
+    Closing,
+    ClosingStatus,
+    Hold,
+    HoldStatus,
     Member,
     MemberCategory,
     Policy,
     PolicyAction,
     PolicyChange,
 )
-from orders.lending.repository import MOST_SPECIFIC_FIRST, NO_SYNC, category_of, policy_match
+from orders.lending.repository import (
+    MOST_SPECIFIC_FIRST,
+    NO_SYNC,
+    category_of,
+    due_date,
+    policy_match,
+)
 
 
 class CategoryRepository:
@@ -213,3 +226,100 @@ class ClosedDayRepository:
     async def delete(self, *, day: date) -> bool:
         statement = delete(ClosedDay).where(ClosedDay.day == day).returning(ClosedDay.day)
         return await self.session.scalar(statement, execution_options=NO_SYNC) is not None
+
+
+def _utc_midnight(day: Any) -> Any:
+    """The instant a UTC date starts, for a range over an indexed timestamp column."""
+    return func.timezone("UTC", func.cast(day, TIMESTAMP()))
+
+
+class ClosingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *, first_day: date, last_day: date, reason: str) -> Closing:
+        """The closing, its days closed (those closed already stay as they were)."""
+        days = func.generate_series(first_day, last_day, timedelta(days=1)).column_valued("day")
+        await self.session.execute(
+            pg_insert(ClosedDay)
+            .from_select(
+                ["day", "reason"],
+                select(func.cast(days, Date), literal(reason)),
+            )
+            .on_conflict_do_nothing(index_elements=[ClosedDay.day])
+        )
+        closing = Closing(first_day=first_day, last_day=last_day, reason=reason)
+        self.session.add(closing)
+        await self.session.flush()
+        return closing
+
+    async def get(self, *, closing_id: int, lock: bool = False) -> Closing | None:
+        statement = select(Closing).where(Closing.id == closing_id)
+        if lock:
+            statement = statement.with_for_update().execution_options(populate_existing=True)
+        return await self.session.scalar(statement)
+
+    async def list(self, *, limit: int, offset: int) -> Sequence[Closing]:
+        statement = select(Closing).order_by(Closing.id.desc()).limit(limit).offset(offset)
+        return (await self.session.scalars(statement)).all()
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(Closing)) or 0)
+
+    async def move_loans(self, closing: Closing, *, limit: int) -> int:
+        """Active loans due on the closing's days: due the next open day (at most `limit`,
+        along the index of loans out by due date)."""
+        due = (
+            select(Borrow.id)
+            .where(
+                Borrow.status == BorrowStatus.ACTIVE,
+                Borrow.due_at >= _utc_midnight(closing.first_day),
+                Borrow.due_at < _utc_midnight(closing.last_day + timedelta(days=1)),
+            )
+            .order_by(Borrow.due_at, Borrow.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        moved = await self.session.execute(
+            update(Borrow)
+            .where(Borrow.id.in_(due.scalar_subquery()))
+            .values(due_at=due_date(Borrow.due_at, timedelta(0)), updated_at=func.now())
+            .returning(Borrow.id),
+            execution_options=NO_SYNC,
+        )
+        return len(moved.all())
+
+    async def move_pickups(self, closing: Closing, *, limit: int) -> int:
+        """Ready holds whose pickup deadline falls on the closing's days: the next open day."""
+        due = (
+            select(Hold.id)
+            .where(
+                Hold.status == HoldStatus.READY,
+                Hold.pickup_by >= _utc_midnight(closing.first_day),
+                Hold.pickup_by < _utc_midnight(closing.last_day + timedelta(days=1)),
+            )
+            .order_by(Hold.pickup_by, Hold.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        moved = await self.session.execute(
+            update(Hold)
+            .where(Hold.id.in_(due.scalar_subquery()))
+            .values(pickup_by=due_date(Hold.pickup_by, timedelta(0)), updated_at=func.now())
+            .returning(Hold.id),
+            execution_options=NO_SYNC,
+        )
+        return len(moved.all())
+
+    async def count_moved(self, closing: Closing, *, loans: int, holds: int, done: bool) -> None:
+        values: dict[str, Any] = {
+            "loans_moved": Closing.loans_moved + loans,
+            "holds_moved": Closing.holds_moved + holds,
+        }
+        if done:
+            values |= {"status": ClosingStatus.DONE, "finished_at": func.now()}
+        await self.session.execute(
+            update(Closing).where(Closing.id == closing.id).values(**values),
+            execution_options=NO_SYNC,
+        )
+        await self.session.refresh(closing)

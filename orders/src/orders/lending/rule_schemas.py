@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from orders.lending.models import ClosedDay, MemberCategory, Policy, PolicyAction, PolicyChange
+from orders.lending.models import (
+    ClosedDay,
+    Closing,
+    ClosingStatus,
+    MemberCategory,
+    Policy,
+    PolicyAction,
+    PolicyChange,
+)
 from orders.ordering.schemas import Money, money, utc
 
 Code = Annotated[
@@ -349,3 +357,52 @@ class ClosedDayRead(msgspec.Struct, kw_only=True):
     @classmethod
     def of(cls, closed: ClosedDay) -> ClosedDayRead:
         return cls(day=closed.day, reason=closed.reason, created_at=utc(closed.created_at))
+
+
+class ClosingCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    first_day: Annotated[date, Meta(description="The first UTC date closed: today or later.")]
+    last_day: Annotated[
+        date, Meta(description="The last UTC date closed: at most 365 days after the first.")
+    ]
+    reason: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"(?s)^(?=.*\S)[^\x00]*$")]
+
+
+class ClosingRead(msgspec.Struct, kw_only=True):
+    id: int
+    first_day: date
+    last_day: date
+    reason: str
+    status: Annotated[
+        ClosingStatus,
+        Meta(description="moving (a job is moving due dates), done (all moved)."),
+    ]
+    loans_moved: Annotated[
+        int, Meta(description="Active loans due on these days, now due the next open day.")
+    ]
+    holds_moved: Annotated[
+        int,
+        Meta(description="Ready holds whose pickup deadline fell on these days, moved too."),
+    ]
+    created_at: datetime
+    finished_at: Annotated[datetime | None, Meta(description="When the move was done.")]
+
+    @classmethod
+    def of(cls, closing: Closing) -> ClosingRead:
+        return cls(
+            id=closing.id,
+            first_day=closing.first_day,
+            last_day=closing.last_day,
+            reason=closing.reason,
+            status=closing.status,
+            loans_moved=closing.loans_moved,
+            holds_moved=closing.holds_moved,
+            created_at=utc(closing.created_at),
+            finished_at=None if closing.finished_at is None else utc(closing.finished_at),
+        )
+
+
+class ClosingPage(msgspec.Struct, kw_only=True):
+    data: Annotated[list[ClosingRead], Meta(description="This page's closings, newest first.")]
+    total: int
+    limit: int
+    offset: int

@@ -599,7 +599,7 @@ class LedgerEntryRead(msgspec.Struct, kw_only=True):
 
 
 class OverrideRead(msgspec.Struct, kw_only=True):
-    id: int
+    id: Annotated[int, Meta(description="The override's id.")]
     member_id: MemberId
     action: Annotated[
         OverrideAction, Meta(description="What was let through: borrow, renew, hold, checkout.")
