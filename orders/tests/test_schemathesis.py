@@ -41,6 +41,8 @@ RULES = Rules(
             # A closing starts today or later and ends within a year of its start: dates
             # relative to today, which no schema can say.
             "POST /v1/calendar/closings",
+            # One change exactly, naming a policy that exists, or closing days from today.
+            "POST /v1/policies/preview",
         )
     },
     # A category must be one that exists (GET /v1/member-categories lists them); a

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from tests.conftest import SERVICE_HEADERS
+from tests.lending.test_policies import policy
 
 
 @pytest.fixture
@@ -83,6 +84,16 @@ def owing(client, borrow_now, db):  # type: ignore[no-untyped-def]
         returned = (await client.post(f"/v1/borrows/{loan['id']}/return")).json()
         member = (await client.get(f"/v1/members/{loan['member_id']}")).json()
         return member, returned
+
+    return make
+
+
+@pytest.fixture
+def make_policy(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    async def make(**overrides: Any) -> dict[str, Any]:
+        response = await client.post("/v1/policies", json=policy(**overrides))
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
 
     return make
 

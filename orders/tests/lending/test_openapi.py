@@ -46,6 +46,9 @@ class TestLendingDocs:
             "Credit",
             "Notice",
             "Override",
+            "PolicyPreview",
+            "PreviewExample",
+            "Difference",
             "Problem",
             "FieldError",
         )

@@ -25,16 +25,6 @@ def policy(**overrides: Any) -> dict[str, Any]:
     } | overrides
 
 
-@pytest.fixture
-def make_policy(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
-    async def make(**overrides: Any) -> dict[str, Any]:
-        response = await client.post("/v1/policies", json=policy(**overrides))
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    return make
-
-
 def default_id(db: psycopg.Connection[Any]) -> int:
     row = db.execute(
         "SELECT id FROM lending_policies WHERE member_category IS NULL AND item_type IS NULL"

@@ -12,17 +12,6 @@ import pytest
 
 from tests.conftest import assert_problem, row_counts
 from tests.lending.conftest import shift_due
-from tests.lending.test_policies import policy
-
-
-@pytest.fixture
-def make_policy(client: httpx.AsyncClient):  # type: ignore[no-untyped-def]
-    async def make(**overrides: Any) -> dict[str, Any]:
-        response = await client.post("/v1/policies", json=policy(**overrides))
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    return make
 
 
 def at(value: str) -> datetime:

@@ -15,7 +15,7 @@ from orders.lending.errors import (
     ClosedDayExists,
     ClosedDayNotFound,
     ClosingNotFound,
-    InvalidClosing,
+    InvalidChange,
 )
 from orders.lending.models import ClosedDay, Closing, ClosingStatus
 from orders.lending.rule_repository import ClosedDayRepository, ClosingRepository
@@ -51,14 +51,14 @@ class CalendarService:
         on them; the closing says how far it got."""
         today = datetime.now(UTC).date()
         if data.first_day < today:
-            raise InvalidClosing(
+            raise InvalidChange(
                 f"A closing starts today ({today}) or later, not {data.first_day}: loans "
                 "returned already cannot be moved.",
                 field="first_day",
                 message=f"on or after {today}",
             )
         if not data.first_day <= data.last_day <= data.first_day + MAX_CLOSING:
-            raise InvalidClosing(
+            raise InvalidChange(
                 f"A closing ends on its first day or up to {MAX_CLOSING.days} days after it, "
                 f"not {data.last_day}.",
                 field="last_day",

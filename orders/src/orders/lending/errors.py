@@ -439,10 +439,11 @@ class ClosingNotFound(ProblemError):
         super().__init__(f"Closing {closing_id} does not exist.")
 
 
-class InvalidClosing(ProblemError):
-    """Closing days that cannot be closed: in the past, or out of order."""
+class InvalidChange(ProblemError):
+    """A change of the rules that cannot be made as asked: closing days in the past or
+    out of order, a preview that proposes no change or two."""
 
-    status, title, type = 422, "Invalid closing", VALIDATION_ERROR
+    status, title, type = 422, "Invalid change", VALIDATION_ERROR
     code = VALIDATION_ERROR_CODE
 
     def __init__(self, detail: str, *, field: str, message: str) -> None:

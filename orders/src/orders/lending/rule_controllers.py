@@ -16,6 +16,7 @@ from orders.lending.categories import CategoryService
 from orders.lending.closed_days import CalendarService
 from orders.lending.controllers import ADMIN, LOCATION, PAGE_HEADERS, Limit, Offset
 from orders.lending.policies import PolicyService
+from orders.lending.preview import PolicyPreviewer
 from orders.lending.rule_schemas import (
     CategoryCreate,
     CategoryRead,
@@ -27,8 +28,10 @@ from orders.lending.rule_schemas import (
     ClosingRead,
     PolicyChangePage,
     PolicyChangeRead,
+    PolicyPreview,
     PolicyRead,
     PolicyWrite,
+    PreviewRequest,
     Resolution,
 )
 from orders.lending.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -161,6 +164,32 @@ class PolicyController(Controller):
         that has a policy applies. Unknown member or book: 422.
         """
         return await policies.explain(member_id=member_id, book_id=book_id)
+
+    @post(
+        "/preview",
+        status_code=200,
+        guards=[json_body(PreviewRequest)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 409, 415, 422),
+        response_description="What the change would do to the loans out and holds open now.",
+    )
+    async def preview_change(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PreviewRequest],
+        policies: NamedDependency[PolicyService],
+    ) -> PolicyPreview:
+        """Preview a policy or calendar change before making it; nothing is saved.
+
+        Send one change: `policy` (a new policy), `policy_id` with `policy` (one
+        replaced), `policy_id` with `delete: true`, or `closing` (days closed at short
+        notice). The change is made, with every check it would meet (the same 404, 409
+        and 422), in a transaction that is rolled back; the answer counts the active
+        loans whose due date, fine if returned now, renewal or lost date would differ and
+        the open holds that would change, with the first few as examples.
+        """
+        previewer = PolicyPreviewer(policies.session, policies=policies)
+        return await previewer.preview(data=data, by=caller(request))
 
     @get(
         "/changes",

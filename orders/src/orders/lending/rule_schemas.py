@@ -406,3 +406,63 @@ class ClosingPage(msgspec.Struct, kw_only=True):
     total: int
     limit: int
     offset: int
+
+
+class PreviewDays(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    first_day: Annotated[date, Meta(description="The first UTC date closed: today or later.")]
+    last_day: Annotated[date, Meta(description="The last UTC date closed.")]
+
+
+class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One proposed change: a new policy (`policy`), a policy replaced (`policy_id` and
+    `policy`), a policy deleted (`policy_id` and `delete: true`), or an emergency closing
+    (`closing`)."""
+
+    policy_id: (
+        Annotated[int, Meta(ge=1, le=2**63 - 1, description="The policy to replace or delete.")]
+        | None
+    ) = None
+    policy: Annotated[
+        PolicyWrite | None, Meta(description="The policy as it would be (new or replacing).")
+    ] = None
+    delete: Annotated[bool, Meta(description="true: `policy_id` would be deleted.")] = False
+    closing: Annotated[
+        PreviewDays | None, Meta(description="Days that would be closed at short notice.")
+    ] = None
+
+
+class Difference(msgspec.Struct, kw_only=True):
+    what: Annotated[
+        str,
+        Meta(
+            description="due_at, fine_if_returned_now, renewable, due_at_if_renewed, "
+            "lost_after (loans); holds_allowed, pickup_by, hold_pickup_days (holds)."
+        ),
+    ]
+    before: Annotated[str | None, Meta(description="As it is now.")]
+    after: Annotated[str | None, Meta(description="As it would be after the change.")]
+
+
+class PreviewExample(msgspec.Struct, kw_only=True):
+    kind: Annotated[str, Meta(description="loan or hold.")]
+    id: Annotated[int, Meta(description="The borrow's or hold's id.")]
+    member_id: Annotated[int, Meta(description="Its member.")]
+    book_id: Annotated[int, Meta(description="Its book.")]
+    policy_before: Annotated[int, Meta(description="The policy that applies now.")]
+    policy_after: Annotated[int, Meta(description="The policy that would apply.")]
+    differences: Annotated[list[Difference], Meta(description="What would differ.")]
+
+
+class PolicyPreview(msgspec.Struct, kw_only=True):
+    """What the change would do to the loans out and the holds open now; nothing saved."""
+
+    loans_out: Annotated[int, Meta(description="Active loans looked at.")]
+    holds_open: Annotated[int, Meta(description="Waiting and ready holds looked at.")]
+    loans_affected: Annotated[int, Meta(description="Loans with at least one difference.")] = 0
+    holds_affected: Annotated[int, Meta(description="Holds with at least one difference.")] = 0
+    differences: Annotated[
+        dict[str, int], Meta(description="How many loans or holds differ in each respect.")
+    ] = msgspec.field(default_factory=dict)
+    examples: Annotated[
+        list[PreviewExample], Meta(description="The first few affected, with what differs.")
+    ] = msgspec.field(default_factory=list)
