@@ -708,3 +708,45 @@ class TestLendingSection:
         out = scalar(db, "SELECT count(*) FROM copy_loans WHERE state = 'out'")
         lent = scalar(db, "SELECT sum(copies_total - copies_available) FROM books")
         assert out == lent
+
+
+class TestCirculationSection:
+    def test_tiny_run_prints_every_row_and_leaves_the_data_as_it_was(
+        self,
+        books_api: str,
+        books_url: str,
+        orders_database: str,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        seed_lending(
+            SCENARIOS["minimal"], books_url=books_url, orders_url=orders_database, truncate=True
+        )
+        with psycopg.connect(orders_database) as conn:
+            before = conn.execute(
+                "SELECT status, count(*), sum(extract(epoch FROM due_at)) FROM borrows"
+                " GROUP BY status ORDER BY status"
+            ).fetchall()
+        args = [
+            *bench_args(books_api, books_url, only="circulation"),
+            *("--orders-database-url", orders_database),
+        ]
+        assert cli.main(args) == 0
+        output = capsys.readouterr().out
+        for name in (
+            "resolve a member's policy",
+            "lost-item batch (500)",
+            "closing batch",
+            "policy preview",
+            "lost-item job:",
+            "closing of 7 days:",
+            "preview of a doubled fine:",
+        ):
+            assert name in output, output
+        assert "skipped" not in output
+        with psycopg.connect(orders_database) as conn:
+            after = conn.execute(
+                "SELECT status, count(*), sum(extract(epoch FROM due_at)) FROM borrows"
+                " GROUP BY status ORDER BY status"
+            ).fetchall()
+            assert conn.execute("SELECT count(*) FROM closings").fetchone() == (0,)
+        assert after == before

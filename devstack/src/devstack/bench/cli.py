@@ -13,6 +13,7 @@ import uvloop
 
 from books.seed import database_url, describe
 from devstack.bench.catalog import run_books
+from devstack.bench.circulation import run_circulation
 from devstack.bench.jobs import WORKER_BENCH_REDIS_DB, run_workers
 from devstack.bench.lending import run_lending
 from devstack.bench.load import Load
@@ -52,6 +53,7 @@ SECTIONS: dict[str, Section] = {
     "workers": run_workers,
     "saga": run_saga,
     "lending": run_lending,
+    "circulation": run_circulation,
     "web": run_web,
     "tracing": run_tracing,
 }

@@ -44,7 +44,15 @@ HOLD_COLUMNS = (
     "id, member_id, book_id, book_title, book_author, status, copy_from, borrow_id,"
     " created_at, ready_at, pickup_by, closed_at, updated_at"
 )
-ORDERS_LENDING_TABLES = ("members", "borrows", "holds", "notices", "ledger_entries")
+ORDERS_LENDING_TABLES = (
+    "members",
+    "borrows",
+    "holds",
+    "notices",
+    "ledger_entries",
+    "block_overrides",
+    "closings",
+)
 
 
 @dataclass

@@ -56,7 +56,8 @@ def _snapshot(policy: Policy) -> dict[str, Any]:
 
 
 class PolicyService:
-    def __init__(self, session: AsyncSession, *, books: BooksClient) -> None:
+    def __init__(self, session: AsyncSession, *, books: BooksClient | None = None) -> None:
+        """`books` is needed by `explain` alone (it looks the book up)."""
         self.session = session
         self.policies = PolicyRepository(session)
         self.changes = PolicyChangeRepository(session)
@@ -121,6 +122,7 @@ class PolicyService:
         member = await self.members.get(member_id=member_id)
         if member is None:
             raise UnknownMember(member_id, where="query")
+        assert self.books is not None, "explain needs the books client"
         book = await catalog_book(self.books, book_id, where="query")
         found = await self.resolver.candidates(
             member_category=member.category, item_type=book.format
