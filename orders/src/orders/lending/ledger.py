@@ -8,6 +8,8 @@ sees what the first left; the balance's CHECK (never below 0) stands behind that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 
@@ -50,18 +52,37 @@ async def charge(
 ) -> None:
     """A charge of a loan in its member's ledger (a fine, a lost item and its fee): at
     most one of each kind per loan, by unique index; nothing when `amount` is 0."""
-    if amount <= 0:
+    await charge_many(session, [LoanCharge(borrow, kind, amount)])
+
+
+@dataclass(frozen=True)
+class LoanCharge:
+    borrow: Borrow
+    kind: LedgerKind
+    amount: Decimal
+
+
+async def charge_many(session: AsyncSession, charges: Sequence[LoanCharge]) -> None:
+    """Loans' charges in one statement (the sweep's batches charge hundreds at once);
+    those of 0 are left out."""
+    due = [charge for charge in charges if charge.amount > 0]
+    if not due:
         return
-    await LedgerRepository(session).add(
-        {
-            "member_id": borrow.member_id,
-            "kind": kind,
-            "amount": amount,
-            "borrow_id": borrow.id,
-            "reason": _loan_reason(kind, borrow),
-        }
+    await LedgerRepository(session).add_many(
+        [
+            {
+                "member_id": charge.borrow.member_id,
+                "kind": charge.kind,
+                "amount": charge.amount,
+                "borrow_id": charge.borrow.id,
+                "reason": _loan_reason(charge.kind, charge.borrow),
+            }
+            for charge in due
+        ]
     )
-    after_commit(session, partial(LIBRARY_LEDGER_AMOUNT.labels(kind).inc, float(amount)))
+    for kind in {charge.kind for charge in due}:
+        total = sum(charge.amount for charge in due if charge.kind is kind)
+        after_commit(session, partial(LIBRARY_LEDGER_AMOUNT.labels(kind).inc, float(total)))
 
 
 async def refund_replacement(session: AsyncSession, borrow: Borrow) -> Decimal:

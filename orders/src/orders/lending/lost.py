@@ -5,13 +5,15 @@ it comes back, `LoanService.give_back` refunds the price and passes the copy on.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.lending import ledger
-from orders.lending.models import Borrow, BorrowStatus, LedgerKind
+from orders.lending.models import Borrow, LedgerKind
 from orders.lending.policy import LendingPolicy, PolicyResolver
 from orders.lending.repository import BorrowRepository, MemberRepository
 from orders.lending.rule_repository import ClosedDayRepository
@@ -40,36 +42,31 @@ class LostItems:
         )
         # Few distinct (category, item type) pairs in a batch: resolve each once.
         policies: dict[tuple[str, str], LendingPolicy] = {}
+        charges: list[ledger.LoanCharge] = []
+        fees: dict[int, Decimal] = {}
         for borrow in lost:
             key = (categories[borrow.member_id], borrow.item_type)
             if key not in policies:
                 policies[key] = await self.resolver.resolve(
                     member_category=key[0], item_type=key[1]
                 )
-            await self._charge(borrow, policies[key], closed)
-            await self.members.give_back_loan_slot(member_id=borrow.member_id)
+            policy = policies[key]
+            fees[borrow.id] = borrow.late_fee = policy.late_fee(
+                due_at=_due(borrow),
+                returned_at=_lost(borrow),
+                book_price=borrow.book_price,
+                closed_days=closed,
+            )
+            charges += [
+                ledger.LoanCharge(borrow, LedgerKind.FINE, fees[borrow.id]),
+                ledger.LoanCharge(borrow, LedgerKind.LOST_ITEM, borrow.book_price or Decimal(0)),
+                ledger.LoanCharge(borrow, LedgerKind.PROCESSING_FEE, policy.lost_processing_fee),
+            ]
+        await self.borrows.set_late_fees(fees=fees)
+        await ledger.charge_many(self.session, charges)
+        await self.members.give_back_loan_slots(slots=Counter(borrow.member_id for borrow in lost))
         after_commit(self.session, partial(LIBRARY_LOANS_LOST.inc, len(lost)))
         return len(lost)
-
-    async def _charge(self, borrow: Borrow, policy: LendingPolicy, closed: set[date]) -> None:
-        fee = policy.late_fee(
-            due_at=_due(borrow),
-            returned_at=_lost(borrow),
-            book_price=borrow.book_price,
-            closed_days=closed,
-        )
-        fined = await self.borrows.change(
-            borrow_id=borrow.id, allowed_from=(BorrowStatus.LOST,), values={"late_fee": fee}
-        )
-        assert fined is not None
-        await ledger.charge(self.session, fined, kind=LedgerKind.FINE, amount=fee)
-        if borrow.book_price is not None:
-            await ledger.charge(
-                self.session, fined, kind=LedgerKind.LOST_ITEM, amount=borrow.book_price
-            )
-        await ledger.charge(
-            self.session, fined, kind=LedgerKind.PROCESSING_FEE, amount=policy.lost_processing_fee
-        )
 
 
 def _due(borrow: Borrow) -> datetime:

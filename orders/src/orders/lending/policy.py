@@ -81,13 +81,15 @@ class LendingPolicy:
 
     @staticmethod
     def days_late(*, due_at: datetime, until: datetime, closed_days: Collection[date]) -> int:
-        """The started days from `due_at` to `until`, but those starting on a closed day."""
+        """The started days from `due_at` to `until`, but those starting on a closed day.
+        The n-th started day begins on the n-th date from the due date's (UTC), so the
+        closed ones are the closed dates in that range."""
         started = math.ceil((until - due_at) / DAY) if until > due_at else 0
-        return sum(
-            1
-            for n in range(started)
-            if (due_at + n * DAY).astimezone(UTC).date() not in closed_days
-        )
+        if not started:
+            return 0
+        first = due_at.astimezone(UTC).date()
+        last = first + timedelta(days=started - 1)
+        return started - sum(1 for day in closed_days if first <= day <= last)
 
 
 class PolicyResolver:

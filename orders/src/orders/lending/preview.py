@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import SQLColumnExpression, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from orders.lending.closed_days import CalendarService
 from orders.lending.errors import InvalidChange
@@ -58,12 +58,11 @@ class HoldState:
     policy: LendingPolicy
 
 
-def _applying(
-    member_id: SQLColumnExpression[int], item_type: SQLColumnExpression[str]
-) -> type[Policy]:
-    """The policy that applies to each row of a statement over loans or holds."""
-    lateral = policy_match(category_of(member_id), item_type).limit(1).subquery().lateral()
-    return aliased(Policy, lateral)
+def _applying(member_id: SQLColumnExpression[int], item_type: SQLColumnExpression[str]) -> Any:
+    """The id of the policy that applies to each row of a statement over loans or holds,
+    as a lateral subquery (`policy_id`)."""
+    match = policy_match(category_of(member_id), item_type)
+    return match.with_only_columns(Policy.id.label("policy_id")).limit(1).lateral()
 
 
 class PolicyPreviewer:
@@ -118,44 +117,55 @@ class PolicyPreviewer:
             assert data.policy is not None
             await self.policies.create(data=data.policy, by=by)
 
+    async def _policies(self) -> dict[int, LendingPolicy]:
+        """Every policy as it stands now (a few rows)."""
+        rows = await self.session.scalars(select(Policy).execution_options(populate_existing=True))
+        return {row.id: LendingPolicy.of(row) for row in rows}
+
     async def _loans(self) -> dict[int, LoanState]:
-        policy = _applying(Borrow.member_id, Borrow.item_type)
+        policies = await self._policies()
+        applying = _applying(Borrow.member_id, Borrow.item_type)
         statement = (
-            select(Borrow, policy)
-            .join(policy, true())
-            .where(Borrow.status == BorrowStatus.ACTIVE)
-            .execution_options(populate_existing=True)
-        )
-        rows = await self.session.execute(statement)
-        return {
-            borrow.id: LoanState(
-                member_id=borrow.member_id,
-                book_id=borrow.book_id,
-                due_at=_due(borrow),
-                renewals=borrow.renewals,
-                book_price=borrow.book_price,
-                policy=LendingPolicy.of(applying),
+            select(
+                Borrow.id,
+                Borrow.member_id,
+                Borrow.book_id,
+                Borrow.due_at,
+                Borrow.renewals,
+                Borrow.book_price,
+                applying,
             )
-            for borrow, applying in rows.all()
+            .join(applying, true())
+            .where(Borrow.status == BorrowStatus.ACTIVE)
+        )
+        return {
+            row.id: LoanState(
+                member_id=row.member_id,
+                book_id=row.book_id,
+                due_at=row.due_at,
+                renewals=row.renewals,
+                book_price=row.book_price,
+                policy=policies[row.policy_id],
+            )
+            for row in await self.session.execute(statement)
         }
 
     async def _holds(self) -> dict[int, HoldState]:
-        policy = _applying(Hold.member_id, Hold.item_type)
+        policies = await self._policies()
+        applying = _applying(Hold.member_id, Hold.item_type)
         statement = (
-            select(Hold, policy)
-            .join(policy, true())
+            select(Hold.id, Hold.member_id, Hold.book_id, Hold.pickup_by, applying)
+            .join(applying, true())
             .where(Hold.status.in_(OPEN_HOLD))
-            .execution_options(populate_existing=True)
         )
-        rows = await self.session.execute(statement)
         return {
-            hold.id: HoldState(
-                member_id=hold.member_id,
-                book_id=hold.book_id,
-                pickup_by=hold.pickup_by,
-                policy=LendingPolicy.of(applying),
+            row.id: HoldState(
+                member_id=row.member_id,
+                book_id=row.book_id,
+                pickup_by=row.pickup_by,
+                policy=policies[row.policy_id],
             )
-            for hold, applying in rows.all()
+            for row in await self.session.execute(statement)
         }
 
 
@@ -247,11 +257,6 @@ def _loan_differences(
         _lost_at(after),
     )
     return differences
-
-
-def _due(borrow: Borrow) -> datetime:
-    assert borrow.due_at is not None  # an active loan has one (a CHECK of borrows)
-    return borrow.due_at
 
 
 def _lost_at(state: LoanState) -> datetime | None:

@@ -6,7 +6,7 @@ orders' `change_status`: of two racing changes the second sees the first's resul
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -16,9 +16,11 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     SQLColumnExpression,
+    bindparam,
     case,
     exists,
     func,
+    insert,
     or_,
     select,
     text,
@@ -286,6 +288,18 @@ class MemberRepository:
             block_after_final_notice=block_after_final_notice,
         )
 
+    async def give_back_loan_slots(self, *, slots: Mapping[int, int]) -> None:
+        """Members' loan slots (member id: how many): one statement run for each, sent
+        together."""
+        table = Member.metadata.tables["members"]
+        members = table.c
+        await self.session.execute(
+            update(table)
+            .where(members.id == bindparam("member"), members.loans_out >= bindparam("slots"))
+            .values(loans_out=members.loans_out - bindparam("slots")),
+            [{"member": member, "slots": count} for member, count in slots.items()],
+        )
+
     async def lock(self, *, member_id: int) -> None:
         """Lock the member's row until commit: what is counted against one of their limits
         after it cannot change under the count (a concurrent request waits, then counts)."""
@@ -413,6 +427,17 @@ class BorrowRepository:
             .returning(Borrow)
         )
         return list((await self.session.scalars(statement, execution_options=NO_SYNC)).all())
+
+    async def set_late_fees(self, *, fees: Mapping[int, Decimal]) -> None:
+        """Borrows' late fees (borrow id: fee): one statement run for each, sent together."""
+        table = Borrow.metadata.tables["borrows"]
+        borrows = table.c
+        await self.session.execute(
+            update(table)
+            .where(borrows.id == bindparam("borrow"))
+            .values(late_fee=bindparam("fee"), updated_at=func.now()),
+            [{"borrow": borrow_id, "fee": fee} for borrow_id, fee in fees.items()],
+        )
 
     async def count_redrive(self, *, borrow_ids: Collection[int]) -> None:
         await self.session.execute(
@@ -756,6 +781,10 @@ class LedgerRepository:
         self.session.add(entry)
         await self.session.flush()
         return entry
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Entries in one statement (the balance trigger runs for each row)."""
+        await self.session.execute(insert(LedgerEntry), list(rows))
 
     async def loan_charge(self, *, borrow_id: int, kind: LedgerKind) -> Decimal | None:
         """What a loan was charged of `kind`, if it was."""
