@@ -91,7 +91,7 @@ class Borrow(msgspec.Struct):
     book_id: int
     book_title: str
     book_author: str
-    status: Literal["pending", "active", "returned", "held", "rejected"]
+    status: Literal["pending", "active", "returned", "held", "rejected", "lost"]
     overdue: bool
     rejection_reason: str | None
     hold_id: int | None

@@ -105,7 +105,8 @@ class NoticeStatus(StrEnum):
 
 
 class NoticeDelivery(StrEnum):
-    """How a member gets notices: each on its own, or all of a day in one mail."""
+    # No docstring: the OpenAPI document would take either it or the field's description
+    # for the enum's schema, whichever it met first.
 
     EACH = "each"
     DIGEST = "digest"
