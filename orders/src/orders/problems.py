@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import msgspec
 from litestar import Request, Response
@@ -16,6 +16,7 @@ from msgspec import Meta
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from orders.ordering.schemas import BuyInstead
 from servicekit.logs import current_request_id
 from servicekit.problems import (
     DATABASE_RETRY_AFTER_S,
@@ -83,6 +84,17 @@ class RuleRefusal:
         self.rule = rule
 
 
+class ShopOffer:
+    """Mixed into a refusal of a book the member cannot borrow or hold: the problem
+    carries the shop's offer of it (`buy_instead`), when the shop has it in stock."""
+
+    buy_instead: BuyInstead | None = None
+
+    def offering(self, offer: BuyInstead | None) -> Self:
+        self.buy_instead = offer
+        return self
+
+
 class Problem(msgspec.Struct, kw_only=True):
     """RFC 9457 problem details, as every error response carries them."""
 
@@ -113,6 +125,16 @@ class Problem(msgspec.Struct, kw_only=True):
         Annotated[Rule, Meta(description="On a refusal by a circulation rule: which one.")]
         | msgspec.UnsetType
     ) = msgspec.UNSET
+    buy_instead: (
+        Annotated[
+            BuyInstead,
+            Meta(
+                description="On a refusal of a book that cannot be lent or held: the shop's "
+                "offer of it, when it has it in stock."
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 def problem_response(
@@ -126,6 +148,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     errors: Iterable[dict[str, str]] | None = None,
     rule: Rule | None = None,
+    buy_instead: BuyInstead | None = None,
 ) -> Response[Problem]:
     problem = Problem(
         type=type_,
@@ -141,6 +164,8 @@ def problem_response(
         problem.errors = [FieldError(e["field"], e["in"], e["message"]) for e in errors]
     if rule is not None:
         problem.rule = rule
+    if buy_instead is not None:
+        problem.buy_instead = buy_instead
     return Response(problem, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -189,6 +214,7 @@ def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
         headers=exc.headers,
         errors=exc.errors,
         rule=exc.rule if isinstance(exc, RuleRefusal) else None,
+        buy_instead=exc.buy_instead if isinstance(exc, ShopOffer) else None,
     )
 
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from orders.lending.waits import estimate_available_at
+from tests.conftest import assert_problem
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -151,3 +152,50 @@ class TestWaitingHolds:
         cancelled = (await client.delete(f"/v1/holds/{hold['id']}")).json()
         assert cancelled["estimated_available_at"] is None
         assert cancelled["buy_instead"] is None
+
+
+class TestRefusalsOfferTheBook:
+    """A book the member cannot borrow or hold: the refusal says what the shop sells."""
+
+    OFFER = {"price": "12.50", "in_stock": 2}
+
+    async def test_a_book_with_no_lendable_copies(self, client, make_member, make_book) -> None:
+        book = await make_book(stock=2, price="12.50")
+        member = await make_member()
+        body = {"member_id": member["id"], "book_id": book["id"]}
+        for path in ("/v1/borrows", "/v1/holds"):
+            problem = assert_problem(await client.post(path, json=body), 409)
+            assert problem["error"] == "BOOK_NOT_LENDABLE"
+            assert problem["buy_instead"] == self.OFFER | {
+                "order": {"items": [{"book_id": book["id"], "quantity": 1}]}
+            }
+
+    async def test_a_policy_that_lends_or_holds_it_not(
+        self, client, make_member, make_lendable, make_policy
+    ) -> None:
+        reference = await make_lendable(format="reference", stock=2, price="12.50")
+        audiobook = await make_lendable(format="audiobook", stock=2, price="12.50")
+        await make_policy(member_category=None, item_type="reference", lendable=False)
+        await make_policy(member_category=None, item_type="audiobook", holds_allowed=False)
+        member = await make_member()
+        refused = await client.post(
+            "/v1/borrows", json={"member_id": member["id"], "book_id": reference["id"]}
+        )
+        assert assert_problem(refused, 409)["buy_instead"]["in_stock"] == 2
+        refused = await client.post(
+            "/v1/holds", json={"member_id": member["id"], "book_id": audiobook["id"]}
+        )
+        problem = assert_problem(refused, 409)
+        assert problem["error"] == "HOLDS_NOT_ALLOWED"
+        assert problem["buy_instead"]["order"]["items"][0]["book_id"] == audiobook["id"]
+
+    async def test_no_offer_when_the_shop_has_none(self, client, make_member, make_book) -> None:
+        book = await make_book(stock=0)
+        member = await make_member()
+        problem = assert_problem(
+            await client.post(
+                "/v1/borrows", json={"member_id": member["id"], "book_id": book["id"]}
+            ),
+            409,
+        )
+        assert "buy_instead" not in problem

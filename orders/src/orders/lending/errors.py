@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from orders.problems import Rule, RuleRefusal
+from orders.problems import Rule, RuleRefusal, ShopOffer
 from servicekit.problems import (
     VALIDATION_ERROR,
     VALIDATION_ERROR_CODE,
@@ -152,7 +152,7 @@ class AlreadyBorrowed(ProblemError):
         super().__init__(f"Member {member_id} already has book {book_id} out or requested.")
 
 
-class NotLendable(ProblemError):
+class NotLendable(ShopOffer, ProblemError):
     status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
     code = "BOOK_NOT_LENDABLE"
 
@@ -160,7 +160,7 @@ class NotLendable(ProblemError):
         super().__init__(f"Book {book_id} has no lendable copies; it can only be bought.")
 
 
-class NotLendableByPolicy(RuleRefusal, ProblemError):
+class NotLendableByPolicy(ShopOffer, RuleRefusal, ProblemError):
     status, title, type = 409, "Book not lendable", "/problems/book-not-lendable"
     code = "BOOK_NOT_LENDABLE"
 
@@ -172,7 +172,7 @@ class NotLendableByPolicy(RuleRefusal, ProblemError):
         )
 
 
-class HoldsNotAllowed(RuleRefusal, ProblemError):
+class HoldsNotAllowed(ShopOffer, RuleRefusal, ProblemError):
     status, title, type = 409, "Holds not allowed", "/problems/holds-not-allowed"
     code = "HOLDS_NOT_ALLOWED"
 

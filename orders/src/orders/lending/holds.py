@@ -29,6 +29,7 @@ from orders.lending.loans import (
     in_good_standing,
     lendable_book,
     open_loan,
+    shop_offer,
     within_hold_cap,
 )
 from orders.lending.models import Borrow, BorrowStatus, Hold, HoldStatus, OverrideAction
@@ -43,9 +44,9 @@ from orders.lending.repository import (
     due_date,
     pickup_deadline,
 )
-from orders.lending.schemas import BuyInstead, DryRunRead
+from orders.lending.schemas import DryRunRead
 from orders.lending.waits import Outlook, estimate_available_at
-from orders.ordering.schemas import utc
+from orders.ordering.schemas import BuyInstead, utc
 from servicekit.database import rolled_back
 
 
@@ -82,7 +83,9 @@ class HoldService:
             self.books, self.resolver, member=member, book_id=book_id
         )
         if not policy.holds_allowed:
-            raise HoldsNotAllowed(book_id, item_type=book.format, policy_id=policy.id)
+            raise HoldsNotAllowed(book_id, item_type=book.format, policy_id=policy.id).offering(
+                shop_offer(book)
+            )
         if await self.borrows.has_open(member_id=member_id, book_id=book_id):
             raise AlreadyBorrowed(member_id, book_id)
         await within_hold_cap(
@@ -189,9 +192,7 @@ class HoldService:
             book = (await self.books.active_books(book_ids=[book_id])).get(book_id)
         except BooksUnavailable:
             return None
-        if book is None or not book.stock:
-            return None
-        return BuyInstead.of(book)
+        return None if book is None else shop_offer(book)
 
     async def list_holds(
         self,

@@ -59,7 +59,7 @@ from orders.metrics import (
     LIBRARY_LOANS_ACTIVATED,
     LIBRARY_RETURNS,
 )
-from orders.ordering.schemas import money, utc
+from orders.ordering.schemas import BuyInstead, money, utc
 from orders.problems import Rule
 from orders.saga import RedrivePolicy, Settled, given_up_reason
 from servicekit.api_keys import ApiKey
@@ -123,6 +123,11 @@ async def catalog_book(books: BooksClient, book_id: int, *, where: str = "body")
     return book
 
 
+def shop_offer(book: BookSnapshot) -> BuyInstead | None:
+    """What a member refused a book can buy instead, if the shop has it in stock."""
+    return BuyInstead.offer(book_id=book.id, price=book.price, stock=book.stock)
+
+
 async def lendable_book(
     books: BooksClient, resolver: PolicyResolver, *, member: Member, book_id: int
 ) -> tuple[BookSnapshot, LendingPolicy]:
@@ -130,10 +135,12 @@ async def lendable_book(
     422 when gone, 409 when it has no copies to lend or its policy lends it not."""
     book = await catalog_book(books, book_id)
     if not book.copies_total:
-        raise NotLendable(book_id)
+        raise NotLendable(book_id).offering(shop_offer(book))
     policy = await resolver.resolve(member_category=member.category, item_type=book.format)
     if not policy.lendable:
-        raise NotLendableByPolicy(book_id, item_type=book.format, policy_id=policy.id)
+        raise NotLendableByPolicy(book_id, item_type=book.format, policy_id=policy.id).offering(
+            shop_offer(book)
+        )
     return book, policy
 
 

@@ -26,11 +26,10 @@ from orders.lending.models import (
     NoticeStatus,
     OverrideAction,
 )
-from orders.ordering.schemas import Id, Money, OrderItemCreate, money, utc
+from orders.ordering.schemas import BuyInstead, Id, Money, money, utc
 from orders.problems import Rule
 
 if TYPE_CHECKING:
-    from orders.books_client import BookSnapshot
     from orders.lending.waits import Outlook
 
 DEFAULT_PAGE_SIZE = 50
@@ -280,31 +279,6 @@ class BorrowPage(msgspec.Struct, kw_only=True):
 class HoldCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     member_id: Annotated[Id, Meta(description="Who queues.")]
     book_id: Annotated[Id, Meta(description="The book to queue for.")]
-
-
-class BuyOrder(msgspec.Struct, kw_only=True):
-    items: Annotated[list[OrderItemCreate], Meta(description="One copy of the book.")]
-
-
-class BuyInstead(msgspec.Struct, kw_only=True):
-    """The shop sells this book and has it now: what a member who would rather not wait
-    can order."""
-
-    price: Annotated[Money, Meta(description="The book's price.")]
-    in_stock: Annotated[int, Meta(description="Copies the shop has for sale now.")]
-    order: Annotated[
-        BuyOrder,
-        Meta(description="The request that orders one copy: `POST /v1/orders` with this body."),
-    ]
-
-    @classmethod
-    def of(cls, book: BookSnapshot) -> BuyInstead:
-        assert book.stock is not None
-        return cls(
-            price=money(book.price),
-            in_stock=book.stock,
-            order=BuyOrder(items=[OrderItemCreate(book_id=book.id, quantity=1)]),
-        )
 
 
 class HoldRead(msgspec.Struct, kw_only=True):

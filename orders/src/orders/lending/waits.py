@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orders.lending.schemas import BuyInstead
+from orders.ordering.schemas import BuyInstead
 
 
 def estimate_available_at(

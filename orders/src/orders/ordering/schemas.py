@@ -144,3 +144,30 @@ class OrderPage(msgspec.Struct, kw_only=True):
     total: Annotated[int, Meta(description="Orders matching the filters (not just this page).")]
     limit: int
     offset: int
+
+
+class BuyOrder(msgspec.Struct, kw_only=True):
+    items: Annotated[list[OrderItemCreate], Meta(description="One copy of the book.")]
+
+
+class BuyInstead(msgspec.Struct, kw_only=True):
+    """The shop sells this book and has it now: what a member who would rather not wait
+    (or cannot borrow it) can order."""
+
+    price: Annotated[Money, Meta(description="The book's price.")]
+    in_stock: Annotated[int, Meta(description="Copies the shop has for sale now.")]
+    order: Annotated[
+        BuyOrder,
+        Meta(description="The request that orders one copy: `POST /v1/orders` with this body."),
+    ]
+
+    @classmethod
+    def offer(cls, *, book_id: int, price: Decimal, stock: int | None) -> BuyInstead | None:
+        """The shop's offer of a book, if it has it in stock."""
+        if not stock:
+            return None
+        return cls(
+            price=money(price),
+            in_stock=stock,
+            order=BuyOrder(items=[OrderItemCreate(book_id=book_id, quantity=1)]),
+        )
