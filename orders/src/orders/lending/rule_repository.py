@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, column, delete, exists, func, literal, or_, select, table, update
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from orders.lending.models import (
     Borrow,
@@ -267,46 +280,42 @@ class ClosingRepository:
         return int(await self.session.scalar(select(func.count()).select_from(Closing)) or 0)
 
     async def move_loans(self, closing: Closing, *, limit: int) -> int:
-        """Active loans due on the closing's days: due the next open day (at most `limit`,
-        along the index of loans out by due date)."""
-        due = (
-            select(Borrow.id)
-            .where(
-                Borrow.status == BorrowStatus.ACTIVE,
-                Borrow.due_at >= _utc_midnight(closing.first_day),
-                Borrow.due_at < _utc_midnight(closing.last_day + timedelta(days=1)),
-            )
-            .order_by(Borrow.due_at, Borrow.id)
-            .limit(limit)
-            .with_for_update()
-        )
-        moved = await self.session.execute(
-            update(Borrow)
-            .where(Borrow.id.in_(due.scalar_subquery()))
-            .values(due_at=due_date(Borrow.due_at, timedelta(0)), updated_at=func.now())
-            .returning(Borrow.id),
-            execution_options=NO_SYNC,
-        )
-        return len(moved.all())
+        """Active loans due on the closing's days: due the next open day."""
+        active = Borrow.status == BorrowStatus.ACTIVE
+        return await self._move(Borrow, Borrow.due_at, active, closing, limit=limit)
 
     async def move_pickups(self, closing: Closing, *, limit: int) -> int:
         """Ready holds whose pickup deadline falls on the closing's days: the next open day."""
+        ready = Hold.status == HoldStatus.READY
+        return await self._move(Hold, Hold.pickup_by, ready, closing, limit=limit)
+
+    async def _move(
+        self,
+        model: type[Borrow] | type[Hold],
+        deadline: InstrumentedAttribute[datetime | None],
+        state: ColumnElement[bool],
+        closing: Closing,
+        *,
+        limit: int,
+    ) -> int:
+        """Rows in `state` whose `deadline` falls on the closing's days: the same time on
+        the next open day; at most `limit`, along the partial index of `deadline`."""
         due = (
-            select(Hold.id)
+            select(model.id)
             .where(
-                Hold.status == HoldStatus.READY,
-                Hold.pickup_by >= _utc_midnight(closing.first_day),
-                Hold.pickup_by < _utc_midnight(closing.last_day + timedelta(days=1)),
+                state,
+                deadline >= _utc_midnight(closing.first_day),
+                deadline < _utc_midnight(closing.last_day + timedelta(days=1)),
             )
-            .order_by(Hold.pickup_by, Hold.id)
+            .order_by(deadline, model.id)
             .limit(limit)
             .with_for_update()
         )
         moved = await self.session.execute(
-            update(Hold)
-            .where(Hold.id.in_(due.scalar_subquery()))
-            .values(pickup_by=due_date(Hold.pickup_by, timedelta(0)), updated_at=func.now())
-            .returning(Hold.id),
+            update(model)
+            .where(model.id.in_(due.scalar_subquery()))
+            .values({deadline: due_date(deadline, timedelta(0)), model.updated_at: func.now()})
+            .returning(model.id),
             execution_options=NO_SYNC,
         )
         return len(moved.all())
