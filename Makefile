@@ -20,8 +20,9 @@ run: deps ## Start the whole stack (embedded PostgreSQL/Valkey unless URLs are s
 
 # Debian packages that some tests use, as command:package (those tests skip without them):
 # promtool and Prometheus for the monitoring tests, docker-compose to validate the compose file,
-# kubectl to render the Kubernetes overlays, Chromium for the web tests in a real browser.
-TEST_TOOLS := promtool:prometheus docker-compose:docker-compose kubectl:kubectl chromium:chromium
+# kubectl to render the Kubernetes overlays, Chromium for the web tests in a real browser,
+# wrk for the bench tests (the bench loads HTTP with it).
+TEST_TOOLS := promtool:prometheus docker-compose:docker-compose kubectl:kubectl chromium:chromium wrk:wrk
 
 test: deps ## Run every test suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	@for tool in $(TEST_TOOLS); do \

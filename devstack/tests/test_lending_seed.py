@@ -15,6 +15,7 @@ from books.seed import SeedError
 from devstack.pytest_plugin import drop_database, migrated_database
 from devstack.seed import SCENARIOS, Scenario, seed_lending
 from devstack.seed.__main__ import main as seed_main
+from devstack.seed.loader import ORDERS_LENDING_TABLES
 from orders.config import get_settings as orders_settings
 
 MINIMAL = SCENARIOS["minimal"]
@@ -54,7 +55,7 @@ def dbs(migrated: Databases) -> Databases:
         conn.execute("TRUNCATE books RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
     with psycopg.connect(migrated.orders, autocommit=True) as conn:
-        conn.execute("TRUNCATE members, borrows, holds, notices, ledger_entries RESTART IDENTITY")
+        conn.execute(f"TRUNCATE {', '.join(ORDERS_LENDING_TABLES)} RESTART IDENTITY")
     return migrated
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -291,6 +292,9 @@ def bench_args(api: str, database: str, *extra: str, only: str = "books") -> lis
     ]  # fmt: skip
 
 
+@pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (`make test` installs it)"
+)
 class TestBenchCommand:
     def test_tiny_run_prints_every_scenario_and_the_ratio(
         self,
