@@ -29,7 +29,6 @@ from orders.lending.controllers import (
     LedgerController,
     LibraryController,
     MemberController,
-    OverrideController,
 )
 from orders.lending.internal import InternalLendingController
 from orders.lending.notice_controllers import NoticeController
@@ -125,7 +124,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HoldController,
             LibraryController,
             NoticeController,
-            OverrideController,
             MemberCategoryController,
             PolicyController,
             CalendarController,

@@ -326,6 +326,29 @@ class LedgerController(Controller):
         )
         return paged(request, page, total=total, limit=limit, offset=offset)
 
+    @get(
+        "/overrides",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(404, 422),
+        response_headers=PAGE_HEADERS,
+    )
+    async def member_overrides(
+        self,
+        request: Request[Any, Any, Any],
+        members: NamedDependency[MemberService],
+        member_id: MemberIdPath,
+        limit: Limit = DEFAULT_PAGE_SIZE,
+        offset: Offset = 0,
+    ) -> Response[OverridePage]:
+        """The actions librarians let through the member's blocks, newest first: which
+        action, the block's rule as it stood, the reason and the key that recorded it."""
+        limit = min(limit, MAX_PAGE_SIZE)
+        found, total = await members.overrides(member_id=member_id, limit=limit, offset=offset)
+        page = OverridePage(
+            data=[OverrideRead.of(o) for o in found], total=total, limit=limit, offset=offset
+        )
+        return paged(request, page, total=total, limit=limit, offset=offset)
+
     @post(
         "/payments",
         guards=[json_body(CreditCreate)],
@@ -737,37 +760,6 @@ class HoldController(Controller):
             status_code=201 if created else 200,
             headers={"Location": f"{BorrowController.path}/{borrow.id}"},
         )
-
-
-class OverrideController(Controller):
-    path = "/v1/members/{member_id:str}/overrides"
-    tags = ["members"]
-    dependencies = LENDING_DEPENDENCIES
-    guards = [requires(LIBRARY_STAFF)]
-    security = BEARER
-
-    @get(
-        "",
-        operation_class=DocumentedOperation,
-        responses=problem_responses(404, 422),
-        response_headers=PAGE_HEADERS,
-    )
-    async def member_overrides(
-        self,
-        request: Request[Any, Any, Any],
-        members: NamedDependency[MemberService],
-        member_id: MemberIdPath,
-        limit: Limit = DEFAULT_PAGE_SIZE,
-        offset: Offset = 0,
-    ) -> Response[OverridePage]:
-        """The actions librarians let through the member's blocks, newest first: which
-        action, the block's rule as it stood, the reason and the key that recorded it."""
-        limit = min(limit, MAX_PAGE_SIZE)
-        found, total = await members.overrides(member_id=member_id, limit=limit, offset=offset)
-        page = OverridePage(
-            data=[OverrideRead.of(o) for o in found], total=total, limit=limit, offset=offset
-        )
-        return paged(request, page, total=total, limit=limit, offset=offset)
 
 
 class LibraryController(Controller):
