@@ -36,13 +36,24 @@ class LoanSlots:
         return member_id, book_id
 
 
+# Members who may borrow now: active, below their loan limit (their own, else their
+# category's), and not blocked by fines owed or loans overdue (a seed charges fines and
+# leaves loans overdue, so a random member may well be blocked: a 403, not a loan).
+FREE_SLOTS_SQL = """
+    SELECT m.id, coalesce(m.max_loans, c.max_loans) - m.loans_out
+    FROM members m JOIN member_categories c ON c.code = m.category
+    WHERE m.deleted_at IS NULL AND m.status = 'active'
+      AND m.loans_out < coalesce(m.max_loans, c.max_loans)
+      AND m.balance <= c.max_balance
+      AND (SELECT count(*) FROM borrows b
+           WHERE b.member_id = m.id AND b.status = 'active' AND b.due_at < now())
+          <= c.max_overdue_loans
+    ORDER BY random() LIMIT %s
+"""
+
+
 async def loan_slots(options: Options, rng: random.Random) -> LoanSlots:
-    rows = await fetch_all(
-        options.orders_database_url,
-        "SELECT id, max_loans - loans_out FROM members WHERE deleted_at IS NULL"
-        " AND status = 'active' AND loans_out < max_loans ORDER BY random() LIMIT %s",
-        (ID_SAMPLE_SIZE,),
-    )
+    rows = await fetch_all(options.orders_database_url, FREE_SLOTS_SQL, (ID_SAMPLE_SIZE,))
     members = [member_id for member_id, free in rows for _ in range(free)]
     rng.shuffle(members)
     books = await books_on_the_shelf(options.books_database_url)
