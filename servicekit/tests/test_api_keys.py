@@ -9,7 +9,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.pytest_plugin import create_database, drop_database
 from servicekit import api_keys
@@ -25,7 +24,7 @@ from servicekit.api_keys import (
     register_key,
     token_prefix,
 )
-from servicekit.database import create_engine
+from servicekit.database import ReadPool
 
 
 def key_database(server_url: str, prefix: str) -> str:
@@ -45,17 +44,17 @@ def two_databases(postgres_server_url: str) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-async def engine(two_databases: list[str]) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(
+async def reads(two_databases: list[str]) -> AsyncIterator[ReadPool]:
+    pool = ReadPool(
         two_databases[0],
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout_s=5,
+        size=1,
+        timeout_s=5,
         statement_timeout_s=5,
         idle_in_transaction_timeout_s=5,
+        name="api-keys-test",
     )
-    yield engine
-    await engine.dispose()
+    yield pool
+    await pool.close()
 
 
 def rows(url: str) -> list[tuple[Any, ...]]:
@@ -96,14 +95,14 @@ class TestCli:
         assert token not in listing
 
     async def test_revoke_ends_the_key_in_every_database(
-        self, two_databases: list[str], engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
+        self, two_databases: list[str], reads: ReadPool, capsys: pytest.CaptureFixture[str]
     ) -> None:
         token = create(two_databases, capsys)
-        assert await find_key(engine, f"Bearer {token}") is not None
+        assert await find_key(reads, f"Bearer {token}") is not None
         args = [arg for url in two_databases for arg in ("--database", url)]
         assert main([*args, "revoke", str(token_prefix(token))]) == 0
         assert "revoked" in capsys.readouterr().out
-        assert await find_key(engine, f"Bearer {token}") is None
+        assert await find_key(reads, f"Bearer {token}") is None
         assert main([*args, "revoke", str(token_prefix(token))]) == 1  # nothing left to revoke
 
     def test_databases_come_from_the_stacks_variables(
@@ -131,17 +130,17 @@ class TestCli:
 
 class TestFindKey:
     async def test_a_registered_key_is_found_with_its_role(
-        self, two_databases: list[str], engine: AsyncEngine
+        self, two_databases: list[str], reads: ReadPool
     ) -> None:
         token = new_token()
         register_key(two_databases, token=token, role=Role.DESK, name="desk")
-        key = await find_key(engine, f"Bearer {token}")
+        key = await find_key(reads, f"Bearer {token}")
         assert key is not None
         assert (key.prefix, key.role) == (token_prefix(token), Role.DESK)
-        assert await find_key(engine, f"bearer {token}") == key  # the scheme is case-blind
+        assert await find_key(reads, f"bearer {token}") == key  # the scheme is case-blind
 
     async def test_the_digests_are_compared_in_constant_time(
-        self, two_databases: list[str], engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+        self, two_databases: list[str], reads: ReadPool, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         token = new_token()
         register_key(two_databases, token=token, role=Role.CLIENT, name="shop")
@@ -154,8 +153,8 @@ class TestFindKey:
 
         monkeypatch.setattr(api_keys.hmac, "compare_digest", spy)
         forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-        assert await find_key(engine, f"Bearer {forged}") is None
-        assert await find_key(engine, f"Bearer {token}") is not None
+        assert await find_key(reads, f"Bearer {forged}") is None
+        assert await find_key(reads, f"Bearer {token}") is not None
         stored = api_keys.digest(token)
         assert compared == [(stored, api_keys.digest(forged)), (stored, stored)]
 
@@ -164,12 +163,12 @@ class TestFindKey:
         ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer bsk_nothex______", "Bearer x" * 3],
     )
     async def test_malformed_headers_find_nothing(
-        self, engine: AsyncEngine, authorization: str
+        self, reads: ReadPool, authorization: str
     ) -> None:
-        assert await find_key(engine, authorization) is None
+        assert await find_key(reads, authorization) is None
 
-    async def test_an_unknown_key_finds_nothing(self, engine: AsyncEngine) -> None:
-        assert await find_key(engine, f"Bearer {new_token()}") is None
+    async def test_an_unknown_key_finds_nothing(self, reads: ReadPool) -> None:
+        assert await find_key(reads, f"Bearer {new_token()}") is None
 
 
 class TestAuthorize:

@@ -14,7 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from books.catalog.router import router as catalog_router
 from books.config import ALIASES, Settings, get_settings
 from books.covers.router import router as covers_router
-from books.db import close_databases, create_engine, create_read_pool
+from books.db import close_databases, create_engine
 from books.errors import install_error_handlers
 from books.http import BodyLimit
 from books.inventory.router import ledger_router
@@ -25,7 +25,7 @@ from books.security import admit
 from books.system import router as system_router
 from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
-from servicekit.database import create_sessionmaker
+from servicekit.database import create_read_pool, create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
@@ -64,9 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(admit)],
     )
     app.state.settings = settings
-    app.state.gate = create_gate(engine, settings, service="books")
     app.state.engine = engine
-    app.state.reads = create_read_pool(settings)
+    app.state.reads = create_read_pool(settings, service="books")
+    app.state.gate = create_gate(app.state.reads, settings, service="books")
     app.state.sessionmaker = create_sessionmaker(engine)
 
     install_error_handlers(app)

@@ -32,17 +32,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_read_pool(settings: Settings) -> database.ReadPool:
-    return database.ReadPool(
-        settings.database_url,
-        size=settings.db_read_pool_size,
-        timeout_s=settings.db_pool_timeout_s,
-        statement_timeout_s=settings.db_statement_timeout_s,
-        idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
-        name="books-reads",
-    )
-
-
 async def close_databases(app: FastAPI) -> None:
     """Close the app's connections: the engine's pool and the read pool."""
     await app.state.engine.dispose()

@@ -47,7 +47,7 @@ from orders.security import SECURITY_COMPONENTS, admit
 from orders.system import health, livez, ready
 from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
-from servicekit.database import create_sessionmaker
+from servicekit.database import create_read_pool, create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
 from servicekit.problems import errors_description
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     tracing = configure_tracing("orders")
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    reads = create_read_pool(settings, service="orders")
     books_http = create_http_client(settings)
     idempotency_store = (
         IdempotencyStore(
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     await purger
             await books_http.aclose()
             await engine.dispose()
+            await reads.close()
             await flush_async()
 
     prometheus = PrometheusConfig(
@@ -154,7 +156,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
-    app.state.gate = create_gate(engine, settings, service="orders")
+    app.state.reads = reads
+    app.state.gate = create_gate(reads, settings, service="orders")
     app.state.books_http = books_http
     app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
     app.state.idempotency_store = idempotency_store

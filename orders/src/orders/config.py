@@ -51,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: Annotated[int, Meta(ge=1)] = 10
     db_max_overflow: Annotated[int, Meta(ge=0)] = 10
     db_pool_timeout_s: Positive = 5.0
+    # The read pool (psycopg, autocommit): API keys and the hot reads of orders.
+    db_read_pool_size: Annotated[int, Meta(ge=1)] = 10
     db_statement_timeout_s: Positive = 10.0
     db_idle_in_transaction_timeout_s: Positive = 30.0
     log_level: str = "INFO"

@@ -244,7 +244,7 @@ def _subclasses(cls: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
         yield from _subclasses(subclass)
 
 
-def refuse_unknown_query(
+async def refuse_unknown_query(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
     """Guard: a query parameter the operation does not take is a 422 naming it, as the

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Self
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -282,8 +283,11 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ProblemError: _problem_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    # SQLAlchemy's for the sessions, psycopg's (a pool timeout included) for the read pool.
     OperationalError: _database_unavailable,
     InterfaceError: _database_unavailable,
     PoolTimeoutError: _database_unavailable,
+    psycopg.OperationalError: _database_unavailable,
+    psycopg.InterfaceError: _database_unavailable,
     Exception: _unexpected_error,
 }

@@ -4,26 +4,25 @@ if they sent one) and whether they are within their rate limit. Each service cal
 the request for the endpoint's role check (`api_keys.authorize`).
 
 Reads without a key cost no database query; a request with a key costs one indexed
-query; every public request costs one Redis round trip. The internal API (service key)
-and the system endpoints (health, metrics) are not public paths: neither limited nor
-keyed here.
+query on the service's read pool; every public request costs one Redis round trip. The
+internal API (service key) and the system endpoints (health, metrics) are not public
+paths: neither limited nor keyed here.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from servicekit.api_keys import ApiKey, ApiKeyInvalid, find_key
+from servicekit.database import ReadPool
 from servicekit.rate_limits import RateLimiter, RateLimitSettings
 
 PUBLIC_PATH_PREFIX = "/v1/"
 
 
 class Gate:
-    def __init__(self, engine: AsyncEngine, limiter: RateLimiter | None) -> None:
-        self.engine = engine
+    def __init__(self, reads: ReadPool, limiter: RateLimiter | None) -> None:
+        self.reads = reads
         self.limiter = limiter
 
     async def admit(self, *, authorization: str | None, client_host: str) -> ApiKey | None:
@@ -32,7 +31,7 @@ class Gate:
         A request with a bad key is counted as anonymous (by its IP) before it is refused,
         so guessing keys spends the guesser's own budget.
         """
-        key = await find_key(self.engine, authorization) if authorization is not None else None
+        key = await find_key(self.reads, authorization) if authorization is not None else None
         if self.limiter is not None:
             await self.limiter.hit(key=key, client_host=client_host)
         if authorization is not None and key is None:
@@ -59,11 +58,12 @@ class GateSettings(Protocol):
     def rate_limit_admin(self) -> str: ...
 
 
-def create_gate(engine: AsyncEngine, settings: GateSettings, *, service: str) -> Gate:
-    """A service's gate: keys looked up in `engine`'s database, limits counted in Redis
-    (the queues' own unless `rate_limit_redis_url` says otherwise) unless turned off."""
+def create_gate(reads: ReadPool, settings: GateSettings, *, service: str) -> Gate:
+    """A service's gate: keys looked up through `reads` (the service's database), limits
+    counted in Redis (the queues' own unless `rate_limit_redis_url` says otherwise)
+    unless turned off."""
     if not settings.rate_limits_enabled:
-        return Gate(engine, None)
+        return Gate(reads, None)
     limits = RateLimitSettings(
         anonymous=settings.rate_limit_anonymous,
         client=settings.rate_limit_client,
@@ -71,7 +71,7 @@ def create_gate(engine: AsyncEngine, settings: GateSettings, *, service: str) ->
         admin=settings.rate_limit_admin,
     )
     redis_url = settings.rate_limit_redis_url or settings.redis_url
-    return Gate(engine, RateLimiter(redis_url, limits, service=service))
+    return Gate(reads, RateLimiter(redis_url, limits, service=service))
 
 
 def is_public_path(path: str) -> bool:

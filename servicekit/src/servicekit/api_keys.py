@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from servicekit.database import ReadPool
 from servicekit.problems import ProblemError
 
 TOKEN_PREFIX = "bsk"  # noqa: S105 (the public start of every token, not a secret)
@@ -125,22 +125,29 @@ def authorize(key: ApiKey | None, allowed: frozenset[Role]) -> ApiKey:
     return key
 
 
-_FIND = text("SELECT id, role, digest FROM api_keys WHERE prefix = :prefix AND revoked_at IS NULL")
+_FIND = "SELECT id, role, digest FROM api_keys WHERE prefix = %s AND revoked_at IS NULL"
 
 
-async def find_key(engine: AsyncEngine, authorization: str) -> ApiKey | None:
-    """The live key an `Authorization` header presents, or None: one indexed query, on
-    a pooled connection of its own (not the request's transaction, which may not exist)."""
+async def find_key(reads: ReadPool, authorization: str) -> ApiKey | None:
+    """The live key an `Authorization` header presents, or None: one indexed query on the
+    read pool, in autocommit (no BEGIN, COMMIT or pre-ping around it: a keyed request
+    through the engine paid four round trips for it), so a revoked key is refused by the
+    very next request."""
     token = bearer_token(authorization)
     prefix = token_prefix(token) if token else None
     if token is None or prefix is None:
         return None
-    async with engine.connect() as conn:
-        row = (await conn.execute(_FIND, {"prefix": prefix})).one_or_none()
+
+    async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[int, str, str] | None:
+        cursor = await conn.execute(_FIND, (prefix,))
+        return await cursor.fetchone()
+
+    row = await reads.run(read)
     # Constant time, so response timing does not reveal how much of a guess was right.
-    if row is None or not hmac.compare_digest(row.digest, digest(token)):
+    if row is None or not hmac.compare_digest(row[2], digest(token)):
         return None
-    return ApiKey(id=row.id, prefix=prefix, role=Role(row.role))
+    key_id, role, _ = row
+    return ApiKey(id=key_id, prefix=prefix, role=Role(role))
 
 
 # The table, as each service's migration creates it (books 0010, orders 0009). Changing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg.errors import ForeignKeyViolation
@@ -160,6 +160,33 @@ class ReadPool:
         if self._opened:
             await self._pool.close()
             self._opened = False
+
+
+class ReadPoolSettings(Protocol):
+    """The settings every service has for its read pool (read-only, as frozen settings are)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def db_read_pool_size(self) -> int: ...
+    @property
+    def db_pool_timeout_s(self) -> float: ...
+    @property
+    def db_statement_timeout_s(self) -> float: ...
+    @property
+    def db_idle_in_transaction_timeout_s(self) -> float: ...
+
+
+def create_read_pool(settings: ReadPoolSettings, *, service: str) -> ReadPool:
+    """A service's read pool, with its engine's timeouts."""
+    return ReadPool(
+        settings.database_url,
+        size=settings.db_read_pool_size,
+        timeout_s=settings.db_pool_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.db_idle_in_transaction_timeout_s,
+        name=f"{service}-reads",
+    )
 
 
 async def database_answers(engine: AsyncEngine, *, timeout_s: float) -> bool:

@@ -18,7 +18,9 @@ from orders.http import (
     paged,
     problem_responses,
 )
+from orders.ordering.errors import OrderNotFound
 from orders.ordering.models import OrderStatus
+from orders.ordering.reads import OrderReads
 from orders.ordering.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_ID,
@@ -36,6 +38,10 @@ from servicekit.api_keys import SHOPPING
 OrderIdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Order id.")]
 
 
+async def provide_order_reads(state: State) -> OrderReads:
+    return OrderReads(state.reads)
+
+
 def provide_order_service(session: NamedDependency[AsyncSession], state: State) -> OrderService:
     return OrderService(
         session, books=state.books_client, idempotency_store=state.idempotency_store
@@ -48,7 +54,10 @@ class OrderController(Controller):
     # A shop's orders are its customers' data: reading them needs its key too.
     guards = [requires(SHOPPING)]
     security = BEARER
-    dependencies = {"service": Provide(provide_order_service, sync_to_thread=False)}
+    dependencies = {
+        "service": Provide(provide_order_service, sync_to_thread=False),
+        "reads": Provide(provide_order_reads),
+    }
 
     @post(
         "",
@@ -94,7 +103,7 @@ class OrderController(Controller):
     async def list_orders(
         self,
         request: Request,  # type: ignore[type-arg]
-        service: NamedDependency[OrderService],
+        reads: NamedDependency[OrderReads],
         limit: Annotated[
             int,
             QueryParameter(
@@ -113,12 +122,10 @@ class OrderController(Controller):
     ) -> Response[OrderPage]:
         """List orders, newest first."""
         limit = min(limit, MAX_PAGE_SIZE)
-        orders, total = await service.list_orders(
+        orders, total = await reads.page(
             limit=limit, offset=offset, status=status, customer_id=customer_id
         )
-        page = OrderPage(
-            data=[OrderRead.of(order) for order in orders], total=total, limit=limit, offset=offset
-        )
+        page = OrderPage(data=orders, total=total, limit=limit, offset=offset)
         return paged(request, page, total=total, limit=limit, offset=offset)
 
     @get(
@@ -127,10 +134,13 @@ class OrderController(Controller):
         responses=problem_responses(404, 422),
     )
     async def get_order(
-        self, service: NamedDependency[OrderService], order_id: OrderIdPath
+        self, reads: NamedDependency[OrderReads], order_id: OrderIdPath
     ) -> OrderRead:
         """Fetch one order with its lines."""
-        return OrderRead.of(await service.get_order(order_id=order_id))
+        order = await reads.order(order_id=order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
 
     @post(
         "/{order_id:str}/cancel",

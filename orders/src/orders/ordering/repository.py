@@ -5,27 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from orders.ordering.models import Order, OrderItem, OrderStatus
 from orders.saga import RedrivePolicy
-
-
-def _filters(*, status: OrderStatus | None, customer_id: int | None) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if status is not None:
-        conditions.append(Order.status == status)
-    if customer_id is not None:
-        conditions.append(Order.customer_id == customer_id)
-    return conditions
-
-
-_COUNTED = text("SELECT coalesce(sum(orders), 0) FROM order_counts")
-_COUNTED_OF_STATUS = text(
-    "SELECT coalesce(sum(orders), 0) FROM order_counts WHERE status = :status"
-)
 
 
 class OrderRepository:
@@ -135,31 +120,3 @@ class OrderRepository:
             .returning(Order.id)
         )
         return moved is not None
-
-    async def list(
-        self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
-    ) -> list[Order]:
-        statement = (
-            select(Order)
-            .where(*_filters(status=status, customer_id=customer_id))
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .limit(limit)
-            .offset(offset)
-            .options(selectinload(Order.items))
-        )
-        return list((await self.session.scalars(statement)).all())
-
-    async def count(self, *, status: OrderStatus | None, customer_id: int | None) -> int:
-        """A customer's orders are counted (their index bounds the work); all orders, or
-        those of a status, are summed from the trigger-kept counters (migration 0006)."""
-        if customer_id is None:
-            total = await self.session.scalar(
-                _COUNTED if status is None else _COUNTED_OF_STATUS, {"status": status}
-            )
-        else:
-            total = await self.session.scalar(
-                select(func.count())
-                .select_from(Order)
-                .where(*_filters(status=status, customer_id=customer_id))
-            )
-        return int(total or 0)

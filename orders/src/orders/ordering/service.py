@@ -161,12 +161,6 @@ class OrderService:
         after_commit(self.session, ORDERS_CREATED.labels("created").inc)
         return response
 
-    async def get_order(self, *, order_id: int) -> Order:
-        order = await self.orders.get(order_id=order_id)
-        if order is None:
-            raise OrderNotFound(order_id)
-        return order
-
     async def confirm_order(self, *, order_id: int) -> Order:
         """pending -> confirmed, announced by `order.confirmed`; a repeat changes nothing."""
         order, moved = await self._move(order_id=order_id, to=OrderStatus.CONFIRMED, repeat_ok=True)
@@ -261,15 +255,6 @@ class OrderService:
             return order, False
         STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "illegal").inc()
         raise IllegalTransition(f"Order {order_id}", current=order.status, target=to)
-
-    async def list_orders(
-        self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
-    ) -> tuple[list[Order], int]:
-        orders = await self.orders.list(
-            limit=limit, offset=offset, status=status, customer_id=customer_id
-        )
-        total = await self.orders.count(status=status, customer_id=customer_id)
-        return orders, total
 
 
 def _order_placed(order: Order) -> dict[str, object]:
