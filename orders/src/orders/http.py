@@ -245,11 +245,15 @@ def _subclasses(cls: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
 
 
 async def refuse_unknown_query(
-    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """Guard: a query parameter the operation does not take is a 422 naming it, as the
-    document (each operation lists its parameters) and books say; Litestar ignores it."""
-    unknown = sorted(set(connection.query_params) - _query_names(route_handler))
+    document (each operation lists its parameters) and books say; Litestar ignores it.
+
+    The operation's names are cached by the route handler of the scope: the one a guard
+    receives is a fresh copy on every call (Litestar's `authorize_connection`), so a cache
+    keyed by it never hit and kept one entry per request."""
+    unknown = sorted(set(connection.query_params) - _query_names(connection.route_handler))
     if unknown:
         raise ValidationException(
             extra=[

@@ -5,6 +5,7 @@ import asyncio
 import psycopg
 import pytest
 
+from orders.http import _query_names
 from servicekit.pagination import link_header
 from tests.conftest import assert_problem, order_body
 
@@ -117,6 +118,19 @@ class TestListOrders:
         problem = assert_problem(await client.get("/v1/orders", params=params), 422)
         assert problem["errors"][0]["field"] == field
         assert problem["errors"][0]["in"] == "query"
+
+    async def test_an_unknown_parameter_is_named_and_its_check_keeps_no_state_per_request(
+        self, client
+    ):
+        """The guard that refuses unknown parameters caches each operation's names: one
+        entry per operation however many requests, not one per request."""
+        problem = assert_problem(await client.get("/v1/orders", params={"colour": "red"}), 422)
+        assert problem["errors"][0]["field"] == "colour"
+        assert problem["errors"][0]["in"] == "query"
+        cached = _query_names.cache_info().currsize
+        for _ in range(5):
+            assert (await client.get("/v1/orders", params={"limit": 1})).status_code == 200
+        assert _query_names.cache_info().currsize == cached
 
 
 class TestCounts:
