@@ -544,8 +544,11 @@ class TestOrdersWorkersAndSagaSections:
         for name in (
             "POST /v1/orders (3 items)",
             "GET /v1/orders/{id}",
-            "raw psycopg SELECT order + items",
+            "raw psycopg SELECT order with its lines",
             "API/raw for GET by id: RPS",
+            "GET /v1/orders?limit=20",
+            "raw psycopg page 1 with its lines and total",
+            "API/raw for page 1: RPS",
             "rq hello world",
             "no-op job",
             "place_order job",

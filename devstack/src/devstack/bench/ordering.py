@@ -1,5 +1,6 @@
-"""The orders section: placing an order of 3 books and reading one back, next to a raw
-psycopg read of an order with its items, and what the saga's sections share.
+"""The orders section: placing an order of 3 books, then reading orders back (one by id, a
+page of the list) with wrk, each next to the API's own statement through a psycopg pool,
+and what the saga's sections share.
 
 Placing orders sets the stack's saga going; the section waits for it to settle before
 reading, so the reads do not share the cores with it. Orders are placed for books whose
@@ -20,9 +21,9 @@ from typing import Any
 import psycopg
 
 from books.seed import describe
-from devstack.bench.load import expect, scenario, user_clients
-from devstack.bench.raw import Baseline, Query, api_and_raw, api_pool_size
-from devstack.bench.report import Report, first_line, ratio_note
+from devstack.bench.load import Summary, expect, scenario, user_clients
+from devstack.bench.raw import Query, api_pool_size, raw_scenario
+from devstack.bench.report import Report, first_line, ratio_note, versus_rps
 from devstack.bench.stack import (
     ID_SAMPLE_SIZE,
     Options,
@@ -33,17 +34,12 @@ from devstack.bench.stack import (
     require_orders_database,
     require_service,
 )
+from devstack.bench.wrk import WrkMissing, wrk_binary, wrk_scenario
 from orders.config import Settings as OrdersSettings
+from orders.ordering.reads import ORDER_BY_ID, page_statement
 
-# The two statements the orders repository runs for `GET /v1/orders/{id}` (selectinload).
-ORDER_BY_ID_SQL = (
-    "SELECT id, status, rejection_reason, customer_id, total_price, created_at, updated_at"
-    " FROM orders WHERE id = %s"
-)
-ORDER_ITEMS_SQL = (
-    "SELECT order_id, id, book_id, book_title, book_author, quantity, unit_price,"
-    " total_price, created_at FROM order_items WHERE order_id = ANY(%s) ORDER BY id"
-)
+# The statements the API runs: an order with its lines; page 1 with its lines and total.
+FIRST_PAGE = page_statement(limit=20, offset=0, status=None, customer_id=None)
 # Books whose stock is not tracked: a reservation of them always succeeds.
 UNTRACKED_BOOKS_SQL = (
     "SELECT id, title, author, price FROM books WHERE active AND stock IS NULL"
@@ -141,59 +137,72 @@ async def run_orders(options: Options) -> Report:
     load = options.load
     await require_service("orders", options.orders_url)
     await require_orders_database(options.orders_database_url)
+    try:
+        wrk_binary()
+    except WrkMissing as missing:
+        raise SkipSection(str(missing)) from missing
     books = await untracked_books(options.books_database_url)
     pool_size = api_pool_size(OrdersSettings.from_env())
     report.heading = (
         f"orders: API {options.orders_url}, database {describe(options.orders_database_url)}; "
-        f"orders of {ORDER_ITEMS} books with untracked stock; {load.describe()}"
+        f"orders of {ORDER_ITEMS} books with untracked stock; {load.describe()}; "
+        "reads loaded by wrk"
     )
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
+    keyed = key_headers(options)
+    rows = report.summaries
 
-    async with user_clients(options.orders_url, load.concurrency, key_headers(options)) as clients:
-        ids: list[int] = []
+    async with user_clients(options.orders_url, load.concurrency, keyed) as clients:
 
         async def place(user: int) -> None:
             expect(await clients[user].post("/v1/orders", json=order_body(rng, books)), 201)
 
-        async def get_by_id(user: int) -> None:
-            expect(await clients[user].get(f"/v1/orders/{rng.choice(ids)}"), 200)
-
         before = await last_order_id(options.orders_database_url)
-        report.summaries.append(
-            await scenario(f"POST /v1/orders ({ORDER_ITEMS} items)", place, load)
-        )
-        placed = await last_order_id(options.orders_database_url) - before
-        print("  waiting for the saga to settle ...", file=sys.stderr, flush=True)
-        settled = await settle(options.orders_database_url, after_id=before)
-        ids.extend(await sample_order_ids(options.orders_database_url))
-        api, raw = await api_and_raw(
-            report.summaries,
-            load,
-            ("GET /v1/orders/{id}", get_by_id),
-            ("raw psycopg SELECT order + items", raw_order_by_id(ids, rng)),
-            Baseline(options.orders_database_url, pool_size),
-        )
+        rows.append(await scenario(f"POST /v1/orders ({ORDER_ITEMS} items)", place, load))
+    placed = await last_order_id(options.orders_database_url) - before
+    print("  waiting for the saga to settle ...", file=sys.stderr, flush=True)
+    settled = await settle(options.orders_database_url, after_id=before)
+    ids = await sample_order_ids(options.orders_database_url)
+
+    async def raw(name: str, query: Query) -> Summary:
+        return await raw_scenario(name, query, options.orders_database_url, load, pool_size)
+
+    url = options.orders_url
+    by_id = await wrk_scenario(
+        "GET /v1/orders/{id}", url, [f"/v1/orders/{i}" for i in ids], load, headers=keyed
+    )
+    raw_by_id = await raw("raw psycopg SELECT order with its lines", raw_order_by_id(ids, rng))
+    rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id]
+    first = await wrk_scenario(
+        "GET /v1/orders?limit=20", url, ["/v1/orders?limit=20"], load, headers=keyed
+    )
+    raw_first = await raw("raw psycopg page 1 with its lines and total", raw_first_page)
+    rows += [versus_rps(first, raw_first, "raw"), raw_first]
 
     report.notes.append(settled_note("after POST (warm-up included)", placed, settled))
     report.notes.append(
-        f"raw baseline: the repository's two SELECTs (order, then its items) on one "
-        f"connection of a psycopg AsyncConnectionPool of {pool_size} (the API's pool size), "
-        "same users and ids"
+        f"raw baselines: the API's statement (`orders.ordering.reads`) through a psycopg "
+        f"AsyncConnectionPool of {pool_size} connections (the API's pool size) driven by "
+        f"{load.concurrency} asyncio users; the API rows are wrk at as many connections, "
+        "with the admin key (one key lookup per request)"
     )
-    report.notes.append(ratio_note(api, raw))
+    report.notes.append(ratio_note(by_id, raw_by_id))
+    report.notes.append(ratio_note(first, raw_first, "page 1"))
     return report
 
 
 def raw_order_by_id(ids: Sequence[int], rng: random.Random) -> Query:
     async def select_by_id(conn: psycopg.AsyncConnection[Any]) -> None:
-        order_id = rng.choice(ids)
-        cursor = await conn.execute(ORDER_BY_ID_SQL, (order_id,))
-        if await cursor.fetchone() is None:
+        cursor = await conn.execute(ORDER_BY_ID, (rng.choice(ids),))
+        if not await cursor.fetchall():
             raise LookupError("order not found")
-        cursor = await conn.execute(ORDER_ITEMS_SQL, ([order_id],))
-        await cursor.fetchall()
 
     return select_by_id
+
+
+async def raw_first_page(conn: psycopg.AsyncConnection[Any]) -> None:
+    statement, params = FIRST_PAGE
+    await (await conn.execute(statement, params)).fetchall()
 
 
 async def status_counts(url: str, ids: Sequence[int]) -> dict[str, int]:
