@@ -13,12 +13,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
 from alembic import command
@@ -26,7 +27,7 @@ from alembic.config import Config
 
 import workers.bench as worker_bench
 from books.config import get_settings
-from books.seed import SeedError, demo_rows, seed_books
+from books.seed import DemoBooks, SeedError, demo_rows, seed_books
 from books.seed import main as seed_main
 from devstack.bench import cli, jobs, load, report, stack
 from devstack.bench.lending_data import LoanSlots
@@ -166,6 +167,121 @@ class TestSeedBooks:
     def test_unreachable_database_is_a_clear_error(self, books_url: str) -> None:
         with pytest.raises(SeedError, match="cannot reach the books database"):
             seed_books(unused_url(), count=10)
+
+
+class TestBulkLoad:
+    """A load at least as big as the catalog strips `books` for the COPY and restores it."""
+
+    def test_empty_catalog_ends_with_every_index_foreign_key_and_trigger(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        before = table_shape(db)
+        old_indexes = index_oids(db)
+        phases: list[str] = []
+        result = seed_books(books_url, count=3_000, chunk_size=1_000, phase=phases.append)
+        assert result.rows == 3_000
+        assert table_shape(db) == before
+        # The secondary indexes were rebuilt (new oids), the primary key kept.
+        new_indexes = index_oids(db)
+        assert new_indexes.pop("books_pkey") == old_indexes.pop("books_pkey")
+        assert set(new_indexes.values()).isdisjoint(old_indexes.values())
+        assert [phase.split(":")[0].split(" ")[0] for phase in phases] == [
+            "bulk", "loaded", "vacuumed", "rebuilt", "analyzed"
+        ]  # fmt: skip
+        counter = scalar(db, "SELECT active_books FROM catalog_counters WHERE id = 1")
+        assert counter == scalar(db, "SELECT count(*) FROM books WHERE active") == 3_000
+        # Vacuumed (visibility map set) and analyzed (row estimate) before returning.
+        pages, visible, tuples = db.execute(
+            "SELECT relpages, relallvisible, reltuples FROM pg_class WHERE oid = 'books'::regclass"
+        ).fetchone() or (0, 0, 0)
+        assert pages > 0
+        assert visible == pages
+        assert tuples == 3_000
+
+    def test_small_load_into_bigger_catalog_keeps_rows_and_indexes(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        seed_books(books_url, count=1_000)
+        before = table_shape(db)
+        indexes = index_oids(db)
+        first_titles = db.execute("SELECT id, title FROM books ORDER BY id").fetchall()
+        phases: list[str] = []
+        seed_books(books_url, count=400, chunk_size=100, phase=phases.append)
+        assert index_oids(db) == indexes
+        assert table_shape(db) == before
+        assert phases == [phases[0]]
+        assert phases[0].startswith("vacuumed and analyzed")
+        assert db.execute("SELECT id, title FROM books ORDER BY id LIMIT 1000").fetchall() == (
+            first_titles
+        )
+        counter = scalar(db, "SELECT active_books FROM catalog_counters WHERE id = 1")
+        assert counter == scalar(db, "SELECT count(*) FROM books") == 1_400
+
+    def test_interrupted_bulk_load_rolls_back_whole(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        seed_books(books_url, count=300)
+        before = table_shape(db)
+        indexes = index_oids(db)
+
+        def interrupt(done: int, _total: int, _elapsed: float) -> None:
+            if done >= 400:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            seed_books(books_url, count=1_000, chunk_size=200, progress=interrupt)
+        assert index_oids(db) == indexes
+        assert table_shape(db) == before
+        counter = scalar(db, "SELECT active_books FROM catalog_counters WHERE id = 1")
+        assert counter == scalar(db, "SELECT count(*) FROM books") == 300
+
+    def test_copied_books_are_the_drawn_books(
+        self, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        """The binary COPY encoder writes exactly the values `DemoBooks.rows` renders."""
+        now = datetime.now(UTC)
+        seed_books(books_url, count=500, chunk_size=150, random_seed=11)
+        rng = np.random.default_rng(11)
+        expected = [
+            row for size in (150, 150, 150, 50) for row in DemoBooks.draw(rng, size, now=now).rows()
+        ]
+        copied = db.execute(
+            "SELECT title, author, description, price, created_at, updated_at"
+            " FROM books ORDER BY id"
+        ).fetchall()
+        assert [row[:4] for row in copied] == [row[:4] for row in expected]
+        for (*_, created, updated), (*_, drawn_created, drawn_updated) in zip(
+            copied, expected, strict=True
+        ):
+            assert abs(created - drawn_created) < timedelta(minutes=1)
+            assert abs(updated - drawn_updated) < timedelta(minutes=1)
+            assert created <= updated
+
+
+def table_shape(db: psycopg.Connection[Any]) -> dict[str, Any]:
+    """What a load must leave as it found it: indexes, constraints and triggers."""
+    return {
+        "indexes": db.execute(
+            "SELECT pg_get_indexdef(indexrelid), indisvalid, indisready FROM pg_index"
+            " WHERE indrelid = 'books'::regclass ORDER BY 1"
+        ).fetchall(),
+        "constraints": db.execute(
+            "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint"
+            " WHERE conrelid = 'books'::regclass ORDER BY 1"
+        ).fetchall(),
+        "triggers": db.execute(
+            "SELECT tgname, tgenabled FROM pg_trigger"
+            " WHERE tgrelid = 'books'::regclass AND NOT tgisinternal ORDER BY 1"
+        ).fetchall(),
+    }
+
+
+def index_oids(db: psycopg.Connection[Any]) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT indexrelid::regclass::text, indexrelid::bigint FROM pg_index"
+        " WHERE indrelid = 'books'::regclass"
+    ).fetchall()
+    return dict(rows)
 
 
 class TestSeedCommand:

@@ -15,7 +15,14 @@ import psycopg
 from books.catalog.reads import page_with_total_statement
 from books.catalog.schemas import BookListQuery
 from books.config import get_settings
-from books.seed import SeedError, demo_rows, describe, progress_printer, seed_books
+from books.seed import (
+    SeedError,
+    demo_rows,
+    describe,
+    phase_printer,
+    progress_printer,
+    seed_books,
+)
 from devstack.bench.load import Summary, expect, scenario, user_clients
 from devstack.bench.raw import Baseline, Query, api_pool_size, raw_scenario
 from devstack.bench.report import Report, ratio_note, versus_p95, versus_rps
@@ -84,7 +91,11 @@ async def ensure_books(options: Options, report: Report) -> int | None:
     print(f"seeding {missing:,} books first", file=sys.stderr)
     try:
         await asyncio.to_thread(
-            seed_books, url, count=missing, progress=progress_printer(sys.stderr)
+            seed_books,
+            url,
+            count=missing,
+            progress=progress_printer(sys.stderr),
+            phase=phase_printer(sys.stderr),
         )
     except SeedError as error:
         report.skipped = str(error)
