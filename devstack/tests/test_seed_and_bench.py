@@ -29,7 +29,7 @@ import workers.bench as worker_bench
 from books.config import get_settings
 from books.seed import DemoBooks, SeedError, demo_rows, seed_books
 from books.seed import main as seed_main
-from devstack.bench import cli, jobs, load, report, stack
+from devstack.bench import cli, jobs, load, report, seeding, stack
 from devstack.bench.lending_data import LoanSlots
 from devstack.pytest_plugin import create_database, drop_database
 from devstack.seed import SCENARIOS, seed_lending
@@ -256,6 +256,30 @@ class TestBulkLoad:
             assert abs(created - drawn_created) < timedelta(minutes=1)
             assert abs(updated - drawn_updated) < timedelta(minutes=1)
             assert created <= updated
+
+
+class TestSeedSection:
+    def test_measures_the_seed_and_its_floor_in_a_scratch_catalog(
+        self, postgres_server_url: str, books_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        def scratch_databases() -> list[str]:
+            rows = db.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bench_seed_%'"
+            ).fetchall()
+            return [name for (name,) in rows]
+
+        before = scratch_databases()
+        report = seeding.measure(books_url, 2_000, random_seed=5)
+        floor, seed = report.summaries
+        assert (floor.requests, seed.requests) == (2_000, 2_000)
+        assert seed.versus is not None
+        assert "x RPS of the floor" in seed.versus
+        assert [note.split()[0] for note in report.notes] == [
+            "bulk", "loaded", "vacuumed", "rebuilt", "analyzed"
+        ]  # fmt: skip
+        # The stack's catalog is not touched and the scratch catalog is gone.
+        assert scalar(db, "SELECT count(*) FROM books") == 0
+        assert scratch_databases() == before
 
 
 def table_shape(db: psycopg.Connection[Any]) -> dict[str, Any]:

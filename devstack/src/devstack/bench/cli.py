@@ -20,6 +20,7 @@ from devstack.bench.load import Load
 from devstack.bench.ordering import run_orders
 from devstack.bench.report import Report, render
 from devstack.bench.saga import run_saga
+from devstack.bench.seeding import run_seed
 from devstack.bench.stack import (
     Options,
     SkipSection,
@@ -56,6 +57,7 @@ SECTIONS: dict[str, Section] = {
     "circulation": run_circulation,
     "web": run_web,
     "tracing": run_tracing,
+    "seed": run_seed,
 }
 
 
