@@ -21,6 +21,8 @@ rows, one process each in PostgreSQL 15) run side by side. The rebuild runs in w
 threads, which a Ctrl-C does not reach, and the seed returns only when they are done. A
 killed process (SIGKILL) lets the CREATE INDEX already sent finish on the server but
 leaves the others missing: create them from the migrations, or seed an empty table again.
+The table is locked for the load and slow to search until the rebuild ends: a bulk load is
+for development and benchmark catalogs, not one serving shoppers.
 
 A small load into a bigger catalog keeps the indexes, the triggers and the usual writes:
 one transaction per chunk, so an interrupted run keeps whole chunks, and the count
@@ -630,8 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: a bulk load rolls back whole; a load into a bigger catalog keeps"
-            " the chunks it committed",
+            "\ninterrupted: a bulk load rolls back whole (once committed, it rebuilt its"
+            " indexes before stopping); a load into a bigger catalog keeps the chunks it"
+            " committed",
             file=sys.stderr,
         )
         return 130
