@@ -5,12 +5,39 @@ from __future__ import annotations
 from collections.abc import Collection
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from orders.ordering.models import Order, OrderItem, OrderStatus
+from orders.ordering.reads import COLUMNS, order_of
+from orders.ordering.schemas import OrderRead
 from orders.saga import RedrivePolicy
+
+# The order, then its lines in the order given (identity values follow the unnest's order),
+# returned as `orders.ordering.reads` reads an order: one row per line.
+_PLACE = text(
+    f"""
+    WITH o AS (
+        INSERT INTO orders (status, customer_id, total_price)
+        VALUES ('pending', :customer_id, :total_price)
+        RETURNING id, status, rejection_reason, customer_id, total_price, created_at, updated_at
+    ), i AS (
+        INSERT INTO order_items
+            (order_id, book_id, book_title, book_author, quantity, unit_price, total_price)
+        SELECT o.id, line.book_id, line.title, line.author, line.quantity, line.unit_price,
+            line.total
+        FROM o, unnest(
+            CAST(:book_ids AS bigint[]), CAST(:titles AS text[]), CAST(:authors AS text[]),
+            CAST(:quantities AS integer[]), CAST(:unit_prices AS numeric[]),
+            CAST(:totals AS numeric[])
+        ) WITH ORDINALITY AS line (book_id, title, author, quantity, unit_price, total, n)
+        ORDER BY line.n
+        RETURNING *
+    )
+    SELECT {COLUMNS.as_string()} FROM o LEFT JOIN i ON i.order_id = o.id ORDER BY i.id
+    """  # noqa: S608 - the columns are a constant of `orders.ordering.reads`
+)
 
 
 class OrderRepository:
@@ -19,16 +46,23 @@ class OrderRepository:
 
     async def add(
         self, *, customer_id: int | None, total_price: Decimal, items: list[OrderItem]
-    ) -> Order:
-        order = Order(
-            status=OrderStatus.PENDING,
-            customer_id=customer_id,
-            total_price=total_price,
-            items=items,
+    ) -> OrderRead:
+        """The new pending order and its lines, written by one statement (one round trip;
+        the ORM's flush took two, and a quarter of the CPU of placing an order)."""
+        rows = await self.session.execute(
+            _PLACE,
+            {
+                "customer_id": customer_id,
+                "total_price": total_price,
+                "book_ids": [item.book_id for item in items],
+                "titles": [item.book_title for item in items],
+                "authors": [item.book_author for item in items],
+                "quantities": [item.quantity for item in items],
+                "unit_prices": [item.unit_price for item in items],
+                "totals": [item.total_price for item in items],
+            },
         )
-        self.session.add(order)
-        await self.session.flush()
-        return order
+        return order_of([dict(row) for row in rows.mappings()])
 
     async def get(self, *, order_id: int) -> Order | None:
         return await self.session.scalar(

@@ -151,7 +151,7 @@ class OrderService:
         response = StoredResponse(
             status=201,
             headers={"location": f"{ORDERS_PATH}/{order.id}", "content-type": "application/json"},
-            body=msgspec.json.encode(OrderRead.of(order)),
+            body=msgspec.json.encode(order),
         )
         if claim is not None and not await idempotency.complete(
             self.session, claim, response=response, order_id=order.id
@@ -257,7 +257,7 @@ class OrderService:
         raise IllegalTransition(f"Order {order_id}", current=order.status, target=to)
 
 
-def _order_placed(order: Order) -> dict[str, object]:
+def _order_placed(order: Order | OrderRead) -> dict[str, object]:
     """What the stock job reserves."""
     return {
         "order_id": order.id,
