@@ -73,6 +73,7 @@ from typing import Any
 import redis
 from asgi_correlation_id import correlation_id
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.executions import Execution
@@ -80,7 +81,9 @@ from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.worker import BaseWorker
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import now
+from rq.worker import BaseWorker, WorkerStatus
 
 from servicekit import tracing
 from servicekit.logs import configure_logging, is_acceptable_request_id
@@ -93,6 +96,8 @@ from workers.pool import QueuePool
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_MAX_S = 10.0
+# See `JobWorker.heartbeat`: well under the worker key's TTL (`WORKERS_WORKER_TTL_S` + 60 s).
+HEARTBEAT_REPEAT_S = 1.0
 
 
 class JobQueue(Queue):
@@ -129,13 +134,60 @@ class JobWorker(BaseWorker):
         tracing.configure_tracing("workers")
         self.push_exc_handler(_count_abandoned)  # type: ignore[no-untyped-call]
         self.push_exc_handler(_stop_retrying_permanent_errors)  # type: ignore[no-untyped-call]
+        # The worker key's TTL and when it was last set (see `heartbeat`).
+        self._heartbeat_sent: tuple[int, float] | None = None
+        # Whether `rq suspend` was in force when the last job ended; None: not known.
+        self._suspended: bool | None = None
+        # The running job, whose heartbeat the beater thread renews (see `_beating`).
+        self._running: tuple[Job, Execution] | None = None
+        self._running_lock = threading.Lock()
+        self._beater: threading.Thread | None = None
+        self._beater_stop = threading.Event()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """How long the job's started-registry entry lives unless renewed (see the module)."""
         return get_settings().heartbeat_ttl_s
 
     def clean_registries(self) -> None:
-        """Nothing: the pool sweeps the registries (workers.pool)."""
+        """Nothing: the pool sweeps the registries (workers.pool). The time is noted all the
+        same: RQ runs a worker's maintenance whenever the last one is older than
+        `maintenance_interval`, and without it took the group-registry lock (a round trip)
+        twice per job instead of once per interval."""
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # RQ types it as None
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's worker heartbeat, in one round trip instead of three, and skipped when the
+        same TTL was set less than HEARTBEAT_REPEAT_S ago: RQ's loop beats three times between
+        two jobs. Beats into a pipeline are RQ's own (a caller may read their replies)."""
+        ttl = timeout or self.worker_ttl + 60
+        if pipeline is not None:
+            super().heartbeat(ttl, pipeline=pipeline)
+        else:
+            sent = self._heartbeat_sent
+            if (
+                sent is not None
+                and sent[0] == ttl
+                and time.monotonic() - sent[1] < HEARTBEAT_REPEAT_S
+            ):
+                return
+            with self.connection.pipeline() as beat:
+                super().heartbeat(ttl, pipeline=beat)
+                beat.execute()
+        self._heartbeat_sent = (ttl, time.monotonic())
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's, unless the job just ended found the workers not suspended (`execute_job`)."""
+        suspended, self._suspended = self._suspended, None
+        if suspended is False:
+            return
+        super().check_for_suspension(burst)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's, without the round trip when the state is already this one: its loop sets
+        `idle` after each job and again before taking the next."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         labels = metrics.job_labels(job)
@@ -171,28 +223,48 @@ class JobWorker(BaseWorker):
         try:
             return super().work(*args, **kwargs)
         finally:
+            self._stop_beater()
             tracing.flush()
 
     @contextmanager
     def _beating(self, job: Job, execution: Execution) -> Iterator[None]:
-        """Renew the job's heartbeat from a thread while the job runs in this one."""
-        stop = threading.Event()
-        interval = self.get_heartbeat_ttl(job) / 3
+        """Have the beater thread renew the job's heartbeat while the job runs in this one,
+        at least every `heartbeat_ttl / 3`. One thread for the worker's life: a thread
+        started and joined per job cost more than a no-op job."""
+        self._start_beater()
+        with self._running_lock:
+            self._running = (job, execution)
+        try:
+            yield
+        finally:
+            # Waits for a renewal in flight, so that none lands after the job has ended.
+            with self._running_lock:
+                self._running = None
 
-        def beat() -> None:
-            while not stop.wait(interval):
+    def _start_beater(self) -> None:
+        if self._beater is not None and self._beater.is_alive():
+            return
+        self._beater_stop.clear()
+        self._beater = threading.Thread(target=self._beat, name="job heartbeat", daemon=True)
+        self._beater.start()
+
+    def _stop_beater(self) -> None:
+        if self._beater is not None:
+            self._beater_stop.set()
+            self._beater.join()
+            self._beater = None
+
+    def _beat(self) -> None:
+        interval = get_settings().heartbeat_ttl_s / 3
+        while not self._beater_stop.wait(interval):
+            with self._running_lock:
+                if self._running is None:
+                    continue
+                job, execution = self._running
                 try:
                     self.maintain_heartbeats(job, execution)
                 except redis.RedisError as exc:
                     logger.warning("could not renew the heartbeat of job %s: %s", job.id, exc)
-
-        thread = threading.Thread(target=beat, name=f"heartbeat {job.id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
 
     def handle_job_success(
         self,
@@ -250,6 +322,17 @@ class JobWorker(BaseWorker):
 
 class SimpleJobWorker(JobWorker, SimpleWorker):
     """Runs each job in the worker process itself."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """SimpleWorker's, with what RQ's loop sends next (the worker back to idle, its
+        heartbeat, the check for `rq suspend`) in one round trip instead of three."""
+        execution = self.prepare_execution(job)
+        self.perform_job(job, queue, execution)
+        with self.connection.pipeline() as pipeline:
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)
+            pipeline.exists(WORKERS_SUSPENDED)
+            self._suspended = bool(pipeline.execute()[-1])
 
 
 class ForkingJobWorker(JobWorker, Worker):
