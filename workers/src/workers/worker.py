@@ -2,22 +2,30 @@
 
 A pool (`workers.pool.QueuePool`) of `WORKERS_PROCESSES` (default 1) `SimpleJobWorker`s on
 each queue: each worker process runs its jobs itself instead of forking a work horse per
-job. Chosen by measurement (`python -m workers.bench`: jobs/s draining 2000 no-op jobs,
-every setup in the same run on this 2-core machine, itself busy with other test suites;
-three runs agreed on the order):
+job. Chosen by measurement (`python -m workers.bench`: jobs/s draining 2000 no-op jobs once
+the setup runs, start-up apart, every setup in the same run on this 2-core machine, busy
+with another session's benchmarks, load average 6.4 -> 4.3; the hello world ran 62 jobs/s
+on a quiet moment):
 
-    rq hello world (Worker, pickle, defaults)   1 process     38 jobs/s   1.00x
-    ForkingJobWorker (fork per job)             1 process     28 jobs/s   0.74x
-    SimpleJobWorker                             1 process    125 jobs/s   3.32x
-    WorkerPool of ForkingJobWorker              2 processes   32 jobs/s   0.84x
-    WorkerPool of SimpleJobWorker               2 processes  175 jobs/s   4.65x
-    WorkerPool of SimpleJobWorker               4 processes  167 jobs/s   4.43x
+    rq hello world (Worker, pickle, defaults)   1 process     43 jobs/s    1.00x
+    ForkingJobWorker (fork per job)             1 process     23 jobs/s    0.53x
+    SimpleJobWorker                             1 process    403 jobs/s    9.32x
+    WorkerPool of ForkingJobWorker              2 processes   40 jobs/s    0.93x
+    WorkerPool of SimpleJobWorker               2 processes  817 jobs/s   18.90x
+    WorkerPool of SimpleJobWorker               4 processes  920 jobs/s   21.28x
+
+(The code before issue 11, right before it in the same conditions: 139 jobs/s for one
+SimpleJobWorker, 96 and 169 for pools of 2 and 4, 2.96x and 5.20x its hello world.) What
+made the difference, each measured: RQ's loop made 22 Redis round trips per job, 9 now (see
+`JobWorker.heartbeat`, `set_state`, `clean_registries`, `SimpleJobWorker.execute_job`);
+one heartbeat thread per worker instead of one per job; hiredis parsing the replies. CPU
+per no-op job went from 3.2 to 1.6 ms; most of the rest is RQ's 9 round trips.
 
 A fork per job costs more than our jobs do (a few small HTTP calls), and would throw away
 each job's HTTP keep-alive connections; what forking buys, isolation from jobs that leak
 memory or wedge the interpreter, our jobs do not need: they are short, ours, and bounded by
 their `job_timeout` (SIGALRM works in a SimpleWorker's main thread). Two processes match
-the two cores; four gain nothing on no-op jobs. The pool restarts a worker that dies. Since
+the two cores; four add little on no-op jobs. The pool restarts a worker that dies. Since
 each worker serves one queue (so that no job is lost to a SIGKILL, see workers.pool), the
 default pool is four processes, three of them idle most of the time: blocked in BLMOVE.
 
