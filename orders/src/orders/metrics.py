@@ -38,10 +38,13 @@ BOOKS_CLIENT_LATENCY = Histogram(
     ["outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
 )
+# Each process has its own breaker: with several (WEB_CONCURRENCY), the worst state of
+# the live ones. The library gauges hold what the last sweep, in whichever process, counted.
 CIRCUIT_BREAKER_STATE = Gauge(
     "orders_circuit_breaker_state",
     "State of a circuit breaker: 0 closed, 1 half-open, 2 open.",
     ["circuit"],
+    multiprocess_mode="livemax",
 )
 CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
 
@@ -68,15 +71,25 @@ LIBRARY_LOANS_LOST = Counter(
     "library_loans_lost_total",
     "Loans declared lost by the library sweep (overdue past their policy's lost_after_days).",
 )
-LIBRARY_LOANS_OUT = Gauge("library_loans_out", "Active loans, as of the last library sweep.")
+LIBRARY_LOANS_OUT = Gauge(
+    "library_loans_out",
+    "Active loans, as of the last library sweep.",
+    multiprocess_mode="mostrecent",
+)
 LIBRARY_LOANS_OVERDUE = Gauge(
-    "library_loans_overdue", "Active loans past their due date, as of the last library sweep."
+    "library_loans_overdue",
+    "Active loans past their due date, as of the last library sweep.",
+    multiprocess_mode="mostrecent",
 )
 LIBRARY_HOLDS_WAITING = Gauge(
-    "library_holds_waiting", "Holds waiting for a copy, as of the last library sweep."
+    "library_holds_waiting",
+    "Holds waiting for a copy, as of the last library sweep.",
+    multiprocess_mode="mostrecent",
 )
 LIBRARY_HOLDS_READY = Gauge(
-    "library_holds_ready", "Holds with a copy set aside, as of the last library sweep."
+    "library_holds_ready",
+    "Holds with a copy set aside, as of the last library sweep.",
+    multiprocess_mode="mostrecent",
 )
 LIBRARY_LEDGER_AMOUNT = Counter(
     "library_ledger_amount_total",

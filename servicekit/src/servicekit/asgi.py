@@ -1,6 +1,32 @@
-"""How each API's `python -m <service>` serves it (the images' command)."""
+"""How each API's `python -m <service>` serves it (the images' command).
+
+One uvicorn process serves a service unless `WEB_CONCURRENCY` asks for more: each process
+then runs the whole app (its own pools) on the one listening socket, and uvicorn restarts
+a process that dies. The metrics stay the service's, not one process's: with more than one
+process, every process writes its samples to files in a directory of its own
+(prometheus_client's multiprocess mode, `PROMETHEUS_MULTIPROC_DIR`), and `/metrics`,
+whichever process answers, sums them. One process is the default: a service scales by
+replicas (compose, Kubernetes), and on the README's 2-core machine PostgreSQL and the load
+generator share the cores with it (the Benchmarks section has what a second process
+served there); a host with cores to spare for one service sets `WEB_CONCURRENCY`.
+"""
 
 from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+
+CONCURRENCY_ENV = "WEB_CONCURRENCY"
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def web_concurrency(environ: Mapping[str, str]) -> int:
+    """The processes `WEB_CONCURRENCY` asks for (1 when unset); a bad value stops startup."""
+    value = environ.get(CONCURRENCY_ENV, "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{CONCURRENCY_ENV} must be a whole number of processes, 1 or more")
+    return int(value)
 
 
 def serve(factory: str, *, host: str, port: int) -> None:
@@ -8,4 +34,19 @@ def serve(factory: str, *, host: str, port: int) -> None:
     # Imported here: servicekit is also used by processes that serve no HTTP.
     import uvicorn
 
-    uvicorn.run(factory, factory=True, host=host, port=port, server_header=False)
+    processes = web_concurrency(os.environ)
+    if processes == 1:
+        uvicorn.run(factory, factory=True, host=host, port=port, server_header=False)
+        return
+    # Set before uvicorn spawns the processes, which import prometheus_client afresh; a
+    # new directory each start, so no sample of an earlier run is summed in.
+    with tempfile.TemporaryDirectory(prefix="metrics-") as samples:
+        os.environ[MULTIPROCESS_ENV] = samples
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=host,
+            port=port,
+            server_header=False,
+            workers=processes,
+        )

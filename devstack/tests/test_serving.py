@@ -1,0 +1,74 @@
+"""The APIs as their images run them (`python -m books`, `python -m orders`) with
+`WEB_CONCURRENCY`: several processes on one port, and `/metrics` still the service's."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import httpx
+import pytest
+
+from devstack.servers import free_port
+from devstack.services import ManagedProcess
+from servicekit.asgi import web_concurrency
+
+REQUESTS = 40
+SCRAPES = 6
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "series"),
+    [
+        ("books", "/v1/books/{}", r'^http_requests_total\{handler="/v1/books/\{book_id\}".*\} '),
+        (
+            "orders",
+            "/v1/orders/{}",
+            r'^orders_requests_total\{.*path="/v1/orders/\{order_id\}".*\} ',
+        ),
+    ],
+)
+def test_two_processes_serve_and_every_scrape_counts_both(
+    service: str,
+    path: str,
+    series: str,
+    books_database_url: str,
+    orders_database_url: str,
+) -> None:
+    """Each request on a new connection, taken by either process; every scrape, answered by
+    either process, counts all of them. With per-process metrics the count would be split
+    between the processes, and differ from scrape to scrape."""
+    port = free_port()
+    prefix = service.upper()
+    database = {"books": books_database_url, "orders": orders_database_url}[service]
+    env = {
+        "WEB_CONCURRENCY": "2",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_DATABASE_URL": database,
+        f"{prefix}_RATE_LIMITS_ENABLED": "false",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with ManagedProcess([sys.executable, "-m", service], f"{url}/livez", env, own_session=True):
+        for number in range(REQUESTS):
+            # A fresh connection each time, so that both processes take some.
+            answer = httpx.get(url + path.format(10_000_000 + number), timeout=10)
+            assert answer.status_code in {401, 404}, answer.text
+        counted = []
+        for _ in range(SCRAPES):
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            counted.append(
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in metrics.splitlines()
+                    if re.match(series, line)
+                )
+            )
+    assert counted == [REQUESTS] * SCRAPES
+
+
+def test_one_process_unless_asked() -> None:
+    assert web_concurrency({}) == 1
+    assert web_concurrency({"WEB_CONCURRENCY": " 3 "}) == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit, match="WEB_CONCURRENCY must be a whole number"):
+            web_concurrency({"WEB_CONCURRENCY": bad})
