@@ -81,20 +81,25 @@ def _job_ids(connection: redis.Redis) -> Iterator[str]:
 def unheld_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> Iterator[tuple[Queue, str]]:
     """Jobs of `queues` whose hash says queued or started that nothing holds right now.
 
-    A scan of every job key: run it every few seconds, not every tick."""
+    A scan of every job key: run it every few seconds, not every tick. What holds a job is
+    read once per queue, after the hashes, and only a job that none of it held is checked
+    again on its own: checked one by one (an `LPOS` down the queue each), a backlog of
+    10,000 jobs took 4.5 s of the pool and of Redis every 5 s, when the workers needed them."""
     by_name = {queue.name: queue for queue in queues}
     job_ids = list(_job_ids(connection))
     with connection.pipeline(transaction=False) as pipeline:
         for job_id in job_ids:
             pipeline.hmget(JOB_KEY_PREFIX + job_id, "status", "origin")
         fields = pipeline.execute()
+    held = {queue.name: _held_job_ids(connection, queue) for queue in queues}
     for job_id, (raw_status, raw_origin) in zip(job_ids, fields, strict=True):
         if raw_status is None or raw_origin is None:
             continue
         status, queue = raw_status.decode(), by_name.get(raw_origin.decode())
         if queue is None or status not in (JobStatus.QUEUED, JobStatus.STARTED):
             continue
-        if not _is_held(connection, queue, job_id):
+        # A job between two lists when they were read is in neither: ask again, now.
+        if job_id not in held[queue.name] and not _is_held(connection, queue, job_id):
             yield queue, job_id
 
 
@@ -105,6 +110,15 @@ def put_back_lost_jobs(connection: redis.Redis, queues: Sequence[Queue]) -> None
             connection, queue, job_id
         ):
             _put_back(connection, queue, job_id, "lost")
+
+
+def _held_job_ids(connection: redis.Redis, queue: Queue) -> set[str]:
+    """The jobs in the queue, its intermediate list and its started registry."""
+    return {
+        *queue.get_job_ids(),
+        *IntermediateQueue(queue.key, connection).get_job_ids(),
+        *queue.started_job_registry.get_job_ids(cleanup=False),
+    }
 
 
 def _is_held(connection: redis.Redis, queue: Queue, job_id: str) -> bool:
