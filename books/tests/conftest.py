@@ -78,7 +78,9 @@ def _empty_catalog(books_database_url: str) -> None:
     """Each test starts with an empty catalog and stock ledger (TRUNCATE skips the count
     triggers; CASCADE empties the tables that reference these)."""
     with psycopg.connect(books_database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE books, stock_reservations, outbox RESTART IDENTITY CASCADE")
+        conn.execute(
+            "TRUNCATE books, catalog_days, stock_reservations, outbox RESTART IDENTITY CASCADE"
+        )
         conn.execute("UPDATE catalog_counters SET active_books = 0")
         conn.execute(f"DELETE FROM item_types WHERE code NOT IN ({SEEDED_ITEM_TYPES})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -21,6 +22,7 @@ def empty_database(postgres_server_url: str) -> Iterator[str]:
 TABLES = {
     "books",
     "catalog_counters",
+    "catalog_days",
     "stock_reservations",
     "stock_movements",
     "outbox",
@@ -62,7 +64,12 @@ class TestMigrations:
             "autovacuum_vacuum_insert_scale_factor=0.02",
         ]
         command.downgrade(config, "0004")
-        assert tables(empty_database) == TABLES - {"copy_loans", "api_keys", "item_types"}
+        assert tables(empty_database) == TABLES - {
+            "copy_loans",
+            "api_keys",
+            "item_types",
+            "catalog_days",
+        }
         assert not {"copies_total", "copies_available"} & book_columns(empty_database)
         command.downgrade(config, "base")
         assert tables(empty_database) == set()
@@ -168,3 +175,41 @@ class TestMigrations:
             counted = conn.execute("SELECT count(*) FROM books WHERE active").fetchone()
             counter = conn.execute("SELECT active_books FROM catalog_counters").fetchone()
         assert counted == counter == (30,)
+
+    def test_day_counts_follow_statements_and_racing_writers(self, books_database_url: str) -> None:
+        """The active books of each UTC day (migration 0012) after bulk statements, and
+        after writers that add books to the same new days at once (they upsert the days'
+        rows: none may fail or be lost)."""
+        with psycopg.connect(books_database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO books (title, author, description, price, created_at)"
+                " SELECT 'T' || n, 'A', 'D', n, timestamptz '2030-03-01 00:30Z'"
+                " - (n % 5) * interval '1 hour' FROM generate_series(1, 60) AS n"
+            )
+            conn.execute("UPDATE books SET active = false WHERE price <= 10")
+            conn.execute(
+                "UPDATE books SET created_at = created_at + interval '2 days' WHERE price > 50"
+            )
+            conn.execute("DELETE FROM books WHERE price BETWEEN 20 AND 25")
+
+        def add_books(writer: int) -> None:
+            with psycopg.connect(books_database_url, autocommit=True) as conn:
+                for n in range(20):
+                    conn.execute(
+                        "INSERT INTO books (title, author, description, price, created_at)"
+                        " VALUES ('W', 'A', 'D', 1, timestamptz '2031-01-01Z' + %s * interval"
+                        " '1 day')",
+                        (n % 3,),
+                    )
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(add_books, range(4)))
+        with psycopg.connect(books_database_url) as conn:
+            counted = conn.execute(
+                "SELECT (created_at AT TIME ZONE 'UTC')::date, count(*) FROM books"
+                " WHERE active GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            kept = conn.execute(
+                "SELECT day, active_books FROM catalog_days WHERE active_books > 0 ORDER BY 1"
+            ).fetchall()
+        assert kept == counted

@@ -52,7 +52,7 @@ def migrated(postgres_server_url: str) -> Iterator[Databases]:
 def dbs(migrated: Databases) -> Databases:
     """Both databases with empty catalog and lending tables."""
     with psycopg.connect(migrated.books, autocommit=True) as conn:
-        conn.execute("TRUNCATE books RESTART IDENTITY CASCADE")
+        conn.execute("TRUNCATE books, catalog_days RESTART IDENTITY CASCADE")
         conn.execute("UPDATE catalog_counters SET active_books = 0")
     with psycopg.connect(migrated.orders, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(ORDERS_LENDING_TABLES)} RESTART IDENTITY")

@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 
+from books.catalog.reads import DAY_SKIP_FROM_OFFSET
 from tests.conftest import assert_problem, book_payload, count_books
 
 
@@ -182,6 +183,45 @@ class TestListBooks:
         response = await client.get("/v1/books?limit=20&offset=1000")
         assert response.json() == {"data": [], "total": 1, "limit": 20, "offset": 1000}
         assert parse_links(response.headers["link"])["prev"] == "/v1/books?limit=20&offset=0"
+
+    async def test_deep_pages_are_the_pages_offset_finds(
+        self, client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    ) -> None:
+        """Past DAY_SKIP_FROM_OFFSET an unfiltered page starts at its day (the day counts of
+        migration 0012); it must be the page `OFFSET` finds, whatever the days hold: books
+        across 40 days, several at the very same instant, some inactive, one moved to
+        another day, one deleted."""
+        books = DAY_SKIP_FROM_OFFSET + 2_000
+        db.execute(
+            "INSERT INTO books (title, author, description, price, created_at)"
+            " SELECT 'T' || n, 'A', 'D', 1, timestamptz '2026-01-01 23:59:59.5Z'"
+            " - mod(n, 40) * interval '1 day' - mod(n, 7) * interval '1 hour'"
+            " FROM generate_series(1, %s) AS n",
+            (books,),
+        )
+        db.execute("UPDATE books SET active = false WHERE mod(id, 97) = 0")
+        db.execute("UPDATE books SET created_at = created_at - interval '3 days' WHERE id = 5")
+        db.execute("DELETE FROM books WHERE id = 6")
+        [(active,)] = db.execute("SELECT count(*) FROM books WHERE active").fetchall()
+        plain = (
+            "SELECT id FROM books WHERE active ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s"
+        )
+        for offset in (DAY_SKIP_FROM_OFFSET, DAY_SKIP_FROM_OFFSET + 1, 10_299, active - 20):
+            for limit in (1, 20, 100):
+                response = await client.get(f"/v1/books?limit={limit}&offset={offset}")
+                expected = [row[0] for row in db.execute(plain, (limit, offset))]
+                assert [book["id"] for book in response.json()["data"]] == expected
+                assert response.headers["x-total-count"] == str(active)
+        past = await client.get(f"/v1/books?limit=20&offset={active}")
+        assert past.json()["data"] == []
+        counted = db.execute(
+            "SELECT (created_at AT TIME ZONE 'UTC')::date, count(*) FROM books WHERE active"
+            " GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        kept = db.execute(
+            "SELECT day, active_books FROM catalog_days WHERE active_books > 0 ORDER BY 1"
+        ).fetchall()
+        assert kept == counted
 
     async def test_links_keep_filters(self, client: httpx.AsyncClient, make_book: Any) -> None:
         for _ in range(3):

@@ -63,6 +63,19 @@ def filters(query: BookListQuery) -> Statement:
     return sql.SQL(" AND ").join(conditions), params
 
 
+# From this offset on, an unfiltered page starts at its day (`_page_ids_from_its_day`):
+# nearer the top, skipping the books themselves costs less than summing the days.
+DAY_SKIP_FROM_OFFSET = 10_000
+# The UTC day that holds the book at offset %s of the unfiltered list, and how many active
+# books the later days hold: a running sum over the day counts kept by triggers (0012).
+# (A day holds far fewer than 2**31 books: the running sum adds integers, not numerics.)
+START_DAY = sql.SQL(
+    "SELECT day, through - active_books AS before FROM (SELECT day, active_books,"
+    " sum(active_books::integer) OVER (ORDER BY day DESC) AS through FROM catalog_days"
+    " WHERE active_books > 0) AS days WHERE through > %s ORDER BY day DESC LIMIT 1"
+)
+
+
 def page_statement(query: BookListQuery) -> Statement:
     """One page of books, newest first: by offset, or by cursor when `after` is sent.
 
@@ -72,12 +85,31 @@ def page_statement(query: BookListQuery) -> Statement:
     """
     if query.after is not None:
         return _keyset_page_statement(query)
-    where, params = filters(query)
+    if not query.is_filtered and query.offset >= DAY_SKIP_FROM_OFFSET:
+        ids, params = _page_ids_from_its_day(query)
+    else:
+        where, params = filters(query)
+        ids = sql.SQL("SELECT id FROM books WHERE {where} {order} LIMIT %s OFFSET %s").format(
+            where=where, order=NEWEST_FIRST
+        )
+        params += [query.limit, query.offset]
+    statement = sql.SQL("SELECT {columns} FROM books JOIN ({ids}) AS page USING (id) {order}")
+    return statement.format(columns=COLUMNS, ids=ids, order=NEWEST_FIRST), params
+
+
+def _page_ids_from_its_day(query: BookListQuery) -> Statement:
+    """The ids of a deep unfiltered page, the same as `OFFSET` finds them, without walking
+    the books before its first one: the list is newest first, so the books of the days
+    after the page's first day are exactly the ones before that day's first book; the day
+    counts say which day that is and how many books come before it. The walk starts at
+    the end of that day and skips less than one day's books. Past the end no day is
+    found, and the page is empty."""
     statement = sql.SQL(
-        "SELECT {columns} FROM books JOIN (SELECT id FROM books WHERE {where} {order}"
-        " LIMIT %s OFFSET %s) AS page USING (id) {order}"
-    ).format(columns=COLUMNS, where=where, order=NEWEST_FIRST)
-    return statement, [*params, query.limit, query.offset]
+        "WITH start AS MATERIALIZED ({start}) SELECT id FROM books WHERE active AND created_at"
+        " < (SELECT (day + 1)::timestamp AT TIME ZONE 'UTC' FROM start)"
+        " {order} LIMIT %s OFFSET (SELECT %s - before FROM start)"
+    ).format(start=START_DAY, order=NEWEST_FIRST)
+    return statement, [query.offset, query.limit, query.offset]
 
 
 def _keyset_page_statement(query: BookListQuery) -> Statement:

@@ -151,8 +151,8 @@ def _empty_catalog(books: psycopg.Connection[Any]) -> bool:
     ).fetchone()
     if row != (True,):
         return False
-    books.execute("TRUNCATE books, copy_loans, stock_movements")
-    # TRUNCATE fires no DELETE trigger: the count it keeps is set here.
+    books.execute("TRUNCATE books, copy_loans, stock_movements, catalog_days")
+    # TRUNCATE fires no DELETE trigger: the counts it keeps are emptied here.
     books.execute("UPDATE catalog_counters SET active_books = 0")
     return True
 
