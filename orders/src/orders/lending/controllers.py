@@ -20,6 +20,7 @@ from orders.http import (
     paged,
     problem_responses,
 )
+from orders.lending.errors import BorrowNotFound, MemberNotFound
 from orders.lending.holds import HoldService
 from orders.lending.ledger import LedgerService
 from orders.lending.library import LibraryService
@@ -27,6 +28,7 @@ from orders.lending.loans import LoanService
 from orders.lending.members import MemberService
 from orders.lending.models import Hold, HoldStatus, LedgerKind, MemberStatus
 from orders.lending.overrides import Override
+from orders.lending.reads import BorrowReads
 from orders.lending.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -143,6 +145,10 @@ def provide_library(
     )
 
 
+async def provide_borrow_reads(state: State) -> BorrowReads:
+    return BorrowReads(state.reads)
+
+
 def provide_ledger(session: NamedDependency[AsyncSession], state: State) -> LedgerService:
     return LedgerService(session, idempotency_store=state.idempotency_store)
 
@@ -153,6 +159,7 @@ LENDING_DEPENDENCIES = {
     "loans": Provide(provide_loans, sync_to_thread=False),
     "members": Provide(provide_members, sync_to_thread=False),
     "library": Provide(provide_library, sync_to_thread=False),
+    "reads": Provide(provide_borrow_reads),
 }
 
 
@@ -271,19 +278,18 @@ class MemberController(Controller):
     async def member_history(
         self,
         request: Request[Any, Any, Any],
-        members: NamedDependency[MemberService],
-        loans: NamedDependency[LoanService],
+        reads: NamedDependency[BorrowReads],
         member_id: MemberIdPath,
         limit: Limit = DEFAULT_PAGE_SIZE,
         offset: Offset = 0,
     ) -> Response[BorrowPage]:
         """A member's borrows, newest first (their lending history)."""
         limit = min(limit, MAX_PAGE_SIZE)
-        found, total = await members.history(member_id=member_id, limit=limit, offset=offset)
-        now = loans.now()
-        page = BorrowPage(
-            data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
-        )
+        history = await reads.member_page(member_id=member_id, limit=limit, offset=offset)
+        if history is None:
+            raise MemberNotFound(member_id)
+        found, total = history
+        page = BorrowPage(data=found, total=total, limit=limit, offset=offset)
         return paged(request, page, total=total, limit=limit, offset=offset)
 
 
@@ -463,7 +469,7 @@ class BorrowController(Controller):
     async def list_borrows(
         self,
         request: Request[Any, Any, Any],
-        loans: NamedDependency[LoanService],
+        reads: NamedDependency[BorrowReads],
         limit: Limit = DEFAULT_PAGE_SIZE,
         offset: Offset = 0,
         status: Annotated[
@@ -475,13 +481,10 @@ class BorrowController(Controller):
     ) -> Response[BorrowPage]:
         """List borrows, newest first (`status=overdue`: longest overdue first)."""
         limit = min(limit, MAX_PAGE_SIZE)
-        found, total = await loans.list_borrows(
+        found, total = await reads.page(
             limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
         )
-        now = loans.now()
-        page = BorrowPage(
-            data=[BorrowRead.of(b, now=now) for b in found], total=total, limit=limit, offset=offset
-        )
+        page = BorrowPage(data=found, total=total, limit=limit, offset=offset)
         return paged(request, page, total=total, limit=limit, offset=offset)
 
     @get(
@@ -490,11 +493,13 @@ class BorrowController(Controller):
         responses=problem_responses(404, 422),
     )
     async def get_borrow(
-        self, loans: NamedDependency[LoanService], borrow_id: BorrowIdPath
+        self, reads: NamedDependency[BorrowReads], borrow_id: BorrowIdPath
     ) -> BorrowRead:
         """Fetch one borrow."""
-        borrow = await loans.get(borrow_id=borrow_id)
-        return BorrowRead.of(borrow, now=loans.now())
+        borrow = await reads.borrow(borrow_id=borrow_id)
+        if borrow is None:
+            raise BorrowNotFound(borrow_id)
+        return borrow
 
     @post(
         "/{borrow_id:str}/return",

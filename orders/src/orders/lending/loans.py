@@ -52,7 +52,7 @@ from orders.lending.repository import (
     due_date,
 )
 from orders.lending.rule_repository import ClosedDayRepository
-from orders.lending.schemas import BorrowCreate, BorrowListStatus, BorrowRead, DryRunRead
+from orders.lending.schemas import BorrowCreate, BorrowRead, DryRunRead
 from orders.metrics import (
     LIBRARY_ACTIVATION_SECONDS,
     LIBRARY_BORROWS,
@@ -341,21 +341,6 @@ class LoanService:
         if borrow is None:
             raise BorrowNotFound(borrow_id)
         return borrow
-
-    async def list_borrows(
-        self,
-        *,
-        limit: int,
-        offset: int,
-        status: BorrowListStatus | None,
-        member_id: int | None,
-        book_id: int | None,
-    ) -> tuple[list[Borrow], int]:
-        borrows = await self.borrows.list(
-            limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
-        )
-        total = await self.borrows.count(status=status, member_id=member_id, book_id=book_id)
-        return borrows, total
 
     @staticmethod
     def now() -> datetime:

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.lending.errors import EmailTaken, MemberHasLoans, MemberNotFound, UnknownCategory
 from orders.lending.holds import HoldService
-from orders.lending.models import BlockOverride, Borrow, Member, MemberStatus
+from orders.lending.models import BlockOverride, Member, MemberStatus
 from orders.lending.overrides import OverrideRepository
-from orders.lending.repository import BorrowRepository, MemberRepository
+from orders.lending.repository import MemberRepository
 from orders.lending.schemas import MemberCreate, MemberUpdate
 from servicekit.database import violates_foreign_key
 
@@ -35,7 +35,6 @@ class MemberService:
     def __init__(self, session: AsyncSession, *, holds: HoldService) -> None:
         self.session = session
         self.members = MemberRepository(session)
-        self.borrows = BorrowRepository(session)
         self.holds = holds
 
     async def register(self, *, data: MemberCreate) -> Member:
@@ -100,11 +99,3 @@ class MemberService:
             member = await self.get(member_id=member_id)
             raise MemberHasLoans(member_id, member.loans_out)
         await self.holds.cancel_all_of(member_id=member_id)
-
-    async def history(self, *, member_id: int, limit: int, offset: int) -> tuple[list[Borrow], int]:
-        await self.get(member_id=member_id)
-        borrows = await self.borrows.list(
-            limit=limit, offset=offset, status=None, member_id=member_id, book_id=None
-        )
-        total = await self.borrows.count(status=None, member_id=member_id, book_id=None)
-        return borrows, total

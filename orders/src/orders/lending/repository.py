@@ -45,7 +45,6 @@ from orders.lending.models import (
     NoticeStatus,
     Policy,
 )
-from orders.lending.schemas import BorrowListStatus
 from orders.saga import RedrivePolicy
 
 OPEN_BORROW = (BorrowStatus.PENDING, BorrowStatus.ACTIVE)
@@ -463,53 +462,6 @@ class BorrowRepository:
             .returning(Borrow)
         )
         return (await self.session.scalars(statement, execution_options=NO_SYNC)).one_or_none()
-
-    async def list(
-        self,
-        *,
-        limit: int,
-        offset: int,
-        status: BorrowListStatus | None,
-        member_id: int | None,
-        book_id: int | None,
-    ) -> list[Borrow]:
-        statement = (
-            select(Borrow)
-            .where(*_borrow_filters(status, member_id, book_id))
-            .limit(limit)
-            .offset(offset)
-        )
-        if status is BorrowListStatus.OVERDUE:
-            # Longest overdue first, along the index of loans out by due date.
-            statement = statement.order_by(Borrow.due_at, Borrow.id)
-        else:
-            statement = statement.order_by(Borrow.requested_at.desc(), Borrow.id.desc())
-        return list((await self.session.scalars(statement)).all())
-
-    async def count(
-        self, *, status: BorrowListStatus | None, member_id: int | None, book_id: int | None
-    ) -> int:
-        total = await self.session.scalar(
-            select(func.count())
-            .select_from(Borrow)
-            .where(*_borrow_filters(status, member_id, book_id))
-        )
-        return int(total or 0)
-
-
-def _borrow_filters(
-    status: BorrowListStatus | None, member_id: int | None, book_id: int | None
-) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if status is BorrowListStatus.OVERDUE:
-        conditions += [Borrow.status == BorrowStatus.ACTIVE, Borrow.due_at < func.now()]
-    elif status is not None:
-        conditions.append(Borrow.status == BorrowStatus(status.value))
-    if member_id is not None:
-        conditions.append(Borrow.member_id == member_id)
-    if book_id is not None:
-        conditions.append(Borrow.book_id == book_id)
-    return conditions
 
 
 def due_date(start: SQLColumnExpression[Any], period: Any) -> ColumnElement[Any]:

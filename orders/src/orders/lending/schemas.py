@@ -206,6 +206,11 @@ class BorrowListStatus(StrEnum):
     LOST = "lost"
 
 
+def is_overdue(status: BorrowStatus, due_at: datetime | None, *, now: datetime) -> bool:
+    """A borrow's `overdue`: active and past its due date at `now` (`LoanService.now()`)."""
+    return status is BorrowStatus.ACTIVE and due_at is not None and due_at < now
+
+
 class BorrowRead(msgspec.Struct, kw_only=True):
     id: Annotated[int, Meta(description="The borrow's id.")]
     member_id: MemberId
@@ -254,16 +259,14 @@ class BorrowRead(msgspec.Struct, kw_only=True):
             book_title=borrow.book_title,
             book_author=borrow.book_author,
             status=borrow.status,
-            overdue=borrow.status is BorrowStatus.ACTIVE
-            and borrow.due_at is not None
-            and borrow.due_at < now,
+            overdue=is_overdue(borrow.status, borrow.due_at, now=now),
             rejection_reason=borrow.rejection_reason,
             hold_id=borrow.hold_id,
             requested_at=utc(borrow.requested_at),
-            borrowed_at=_utc_or_none(borrow.borrowed_at),
-            due_at=_utc_or_none(borrow.due_at),
-            returned_at=_utc_or_none(borrow.returned_at),
-            lost_at=_utc_or_none(borrow.lost_at),
+            borrowed_at=utc_or_none(borrow.borrowed_at),
+            due_at=utc_or_none(borrow.due_at),
+            returned_at=utc_or_none(borrow.returned_at),
+            lost_at=utc_or_none(borrow.lost_at),
             renewals=borrow.renewals,
             late_fee=None if borrow.late_fee is None else money(borrow.late_fee),
         )
@@ -353,15 +356,15 @@ class HoldRead(msgspec.Struct, kw_only=True):
             status=hold.status,
             position=waiting.position if waiting else None,
             estimated_available_at=(
-                _utc_or_none(waiting.estimated_available_at) if waiting else None
+                utc_or_none(waiting.estimated_available_at) if waiting else None
             ),
             buy_instead=waiting.buy_instead if waiting else None,
             suspended_until=hold.suspended_until,
-            pickup_by=_utc_or_none(hold.pickup_by),
+            pickup_by=utc_or_none(hold.pickup_by),
             borrow_id=hold.borrow_id,
             created_at=utc(hold.created_at),
-            ready_at=_utc_or_none(hold.ready_at),
-            closed_at=_utc_or_none(hold.closed_at),
+            ready_at=utc_or_none(hold.ready_at),
+            closed_at=utc_or_none(hold.closed_at),
         )
 
 
@@ -459,7 +462,7 @@ class TopMember(msgspec.Struct, kw_only=True):
     loans: Loans
 
 
-def _utc_or_none(value: datetime | None) -> datetime | None:
+def utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
