@@ -48,7 +48,7 @@ async def run_lending(options: Options) -> Report:
     slots = await loan_slots(options, rng)
     heavy = await heavy_members(url)
     borrows = int(await fetch_value(url, "SELECT count(*) FROM borrows") or 0)
-    overdue = int(await fetch_value(url, sql.OVERDUE_COUNT_SQL, ("active",)) or 0)
+    overdue = int(await fetch_value(url, *sql.OVERDUE_COUNT) or 0)
     deep = max(0, min(DEEP_OVERDUE_OFFSET, overdue - OVERDUE_LIMIT))
     members = int(await fetch_value(url, "SELECT count(*) FROM members") or 0)
     report.heading = (

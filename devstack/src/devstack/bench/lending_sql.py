@@ -1,7 +1,8 @@
 """The raw baselines of the lending section: the statements orders (and, for a borrow,
-books) run for each request, written out as SQLAlchemy compiles them for psycopg
-(`orders.lending.repository`, `orders.lending.library`, `books.catalog.repository`,
-`books.lending.repository`), on pooled psycopg connections."""
+books) run for each request, on pooled psycopg connections. The borrow reads are the API's
+own (`orders.lending.reads`); the rest are written out as SQLAlchemy compiles them for
+psycopg (`orders.lending.repository`, `orders.lending.library`, `books.catalog.repository`,
+`books.lending.repository`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.sql import Composed
 from sqlalchemy import TextClause
 
 from devstack.bench.raw import Query
 from orders.lending.library import POPULAR_SQL as POPULAR
 from orders.lending.library import SUMMARY_SQL as SUMMARY
 from orders.lending.library import TOP_MEMBERS_SQL as TOP_MEMBERS
+from orders.lending.reads import MEMBER_PAGE, count_statement, page_statement
+from orders.lending.schemas import BorrowListStatus
 
 BORROW_COLUMNS = (
     "id, member_id, book_id, book_title, book_author, status, rejection_reason, hold_id,"
@@ -62,16 +66,8 @@ ACTIVATE_SQL = (
     " updated_at = now() WHERE id = %s AND status IN ('pending')"
     f" RETURNING {BORROW_COLUMNS}"
 )
-HISTORY_SQL = (
-    f"SELECT {BORROW_COLUMNS} FROM borrows WHERE member_id = %s"  # noqa: S608 - our own column list
-    " ORDER BY requested_at DESC, id DESC LIMIT %s OFFSET %s"
-)
-HISTORY_COUNT_SQL = "SELECT count(*) FROM borrows WHERE member_id = %s"
-OVERDUE_SQL = (
-    f"SELECT {BORROW_COLUMNS} FROM borrows WHERE status = %s AND due_at < now()"  # noqa: S608 - our own column list
-    " ORDER BY due_at, id LIMIT %s OFFSET %s"
-)
-OVERDUE_COUNT_SQL = "SELECT count(*) FROM borrows WHERE status = %s AND due_at < now()"
+# The count of overdue loans the API runs for a page past the end (`orders.lending.reads`).
+OVERDUE_COUNT = count_statement(status=BorrowListStatus.OVERDUE, member_id=None, book_id=None)
 
 
 def _psycopg(statement: TextClause) -> str:
@@ -89,7 +85,7 @@ LOAN_PERIOD = timedelta(days=14)
 Connection = psycopg.AsyncConnection[Any]
 
 
-async def one(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+async def one(conn: Connection, sql: str | Composed, params: Sequence[Any] | dict[str, Any]) -> Any:
     cursor = await conn.execute(sql, params)
     return await cursor.fetchone()
 
@@ -145,18 +141,23 @@ async def check_out_and_activate(
 def history_page(members: Sequence[int], rng: random.Random, limit: int) -> Query:
     async def select_history(conn: Connection) -> None:
         member_id = rng.choice(members)
-        if await one(conn, MEMBER_SQL, (member_id,)) is None:
+        cursor = await conn.execute(MEMBER_PAGE, (limit, 0, member_id))
+        if not await cursor.fetchall():
             raise LookupError(f"member {member_id} not found")
-        await page(conn, HISTORY_SQL, (member_id, limit, 0))
-        await one(conn, HISTORY_COUNT_SQL, (member_id,))
 
     return select_history
 
 
 def overdue_page(offset: int, limit: int = OVERDUE_LIMIT) -> Query:
+    statement, params = page_statement(
+        limit=limit, offset=offset, status=BorrowListStatus.OVERDUE, member_id=None, book_id=None
+    )
+    count, count_params = OVERDUE_COUNT
+
     async def select_overdue(conn: Connection) -> None:
-        await page(conn, OVERDUE_SQL, ("active", limit, offset))
-        await one(conn, OVERDUE_COUNT_SQL, ("active",))
+        cursor = await conn.execute(statement, params)
+        if not await cursor.fetchall():
+            await one(conn, count, count_params)
 
     return select_overdue
 

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import Composed
 
 from books.seed import describe
 from devstack.bench.load import Load
@@ -137,14 +138,16 @@ def key_headers(options: Options) -> dict[str, str]:
     return bearer(options.api_key)
 
 
-async def fetch_all(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+async def fetch_all(
+    url: str, sql: str | Composed, params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
     """The rows of one statement, on a connection of its own."""
     async with await psycopg.AsyncConnection.connect(url, connect_timeout=5) as conn:
         cursor = await conn.execute(sql, params)
         return await cursor.fetchall()
 
 
-async def fetch_value(url: str, sql: str, params: Sequence[Any] = ()) -> Any:
+async def fetch_value(url: str, sql: str | Composed, params: Sequence[Any] = ()) -> Any:
     """The first column of the first row of one statement; None without rows."""
     rows = await fetch_all(url, sql, params)
     return rows[0][0] if rows else None
