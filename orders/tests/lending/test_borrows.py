@@ -348,6 +348,16 @@ class TestListBorrows:
         by_book = (await client.get("/v1/borrows", params={"book_id": mine["book_id"]})).json()
         assert [b["id"] for b in by_book["data"]] == [mine["id"]]
 
+    async def test_a_page_past_the_end_still_has_the_total(self, client, borrow_now, db):
+        late = await borrow_now()
+        await borrow_now()
+        shift_due(db, late["id"], days=1)
+        response = await client.get("/v1/borrows", params={"status": "overdue", "offset": 1})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == []
+        assert response.json()["total"] == 1
+        assert response.headers["x-total-count"] == "1"
+
     async def test_unknown_status_is_422(self, client):
         problem = assert_problem(
             await client.get("/v1/borrows", params={"status": "misplaced"}), 422

@@ -162,8 +162,30 @@ class TestMemberHistory:
         assert [b["id"] for b in body["data"]] == [loans[2]["id"], loans[1]["id"]]
         assert response.headers["x-total-count"] == "3"
 
+    async def test_a_page_past_the_end_still_has_the_total(self, client, make_member, borrow_now):
+        member = await make_member()
+        for _ in range(3):
+            await borrow_now(member=member)
+        response = await client.get(f"/v1/members/{member['id']}/borrows", params={"offset": 5})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == []
+        assert response.json()["total"] == 3
+        assert response.headers["x-total-count"] == "3"
+
+    async def test_a_member_without_borrows_has_an_empty_history(self, client, make_member):
+        member = await make_member()
+        response = await client.get(f"/v1/members/{member['id']}/borrows")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"data": [], "total": 0, "limit": 50, "offset": 0}
+
     async def test_unknown_member_is_404(self, client):
         assert_problem(await client.get("/v1/members/5/borrows"), 404)
+
+    async def test_deleted_member_is_404(self, client, make_member):
+        member = await make_member()
+        assert (await client.delete(f"/v1/members/{member['id']}")).status_code == 204
+        problem = assert_problem(await client.get(f"/v1/members/{member['id']}/borrows"), 404)
+        assert problem["type"] == "/problems/member-not-found"
 
 
 class TestDeleteMemberWithHolds:
