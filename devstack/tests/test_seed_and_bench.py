@@ -461,6 +461,7 @@ class TestBenchCommand:
             "GET /v1/books?limit=20&offset=50000",
             "raw psycopg page at offset 50,000: plain OFFSET",
             "raw psycopg page at offset 50,000: ids first",
+            "raw psycopg page at offset 50,000: the API's (from its day), and total",
             "POST /v1/books",
         ):
             assert name in output, output

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from books.catalog.reads import page_with_total_statement
+from books.catalog.reads import Statement, page_with_total_statement
 from books.catalog.schemas import BookListQuery
 from books.config import get_settings
 from books.seed import (
@@ -44,8 +45,9 @@ BOOK_BY_ID_SQL = (
 )
 COUNTER_SQL = "SELECT active_books FROM catalog_counters WHERE id = 1"
 MANY_CONNECTIONS = (64, 256)
-# A deep page as a plain OFFSET query, and as the books repository runs it: the page's ids
-# first (an index-only scan over the skipped rows), then their rows.
+# A deep page as a plain OFFSET query, and as OFFSET over the list index alone: the page's
+# ids first (an index-only scan over the skipped rows), then their rows. The API's own
+# statement (`deep_page_statement`) starts at the page's day instead.
 DEEP_PAGE_PLAIN_SQL = (
     "SELECT id, title, author, description, price, active, image, stock, copies_total,"
     " copies_available, created_at, updated_at FROM books WHERE active"
@@ -159,11 +161,17 @@ async def run_books(options: Options) -> Report:
     offset_path = f"/v1/books?limit=20&offset={deep}"
     deep_page = await wrk_scenario(f"GET {offset_path}", url, [offset_path], load)
     rows.append(versus_p95(deep_page, first, "page 1"))
-    for name, sql in [
-        (f"raw psycopg page at offset {deep:,}: plain OFFSET", DEEP_PAGE_PLAIN_SQL),
-        (f"raw psycopg page at offset {deep:,}: ids first", DEEP_PAGE_IDS_FIRST_SQL),
-    ]:
-        rows.append(await raw(name, raw_deep_page(sql, deep)))
+    deep_statements: list[tuple[str, Statement]] = [
+        ("plain OFFSET", (sql.SQL(DEEP_PAGE_PLAIN_SQL), [deep])),
+        ("ids first", (sql.SQL(DEEP_PAGE_IDS_FIRST_SQL), [deep])),
+        (
+            "the API's (from its day), and total",
+            page_with_total_statement(BookListQuery(limit=20, offset=deep)),
+        ),
+    ]
+    for form, (statement, params) in deep_statements:
+        name = f"raw psycopg page at offset {deep:,}: {form}"
+        rows.append(await raw(name, raw_deep_page(statement, params)))
     cursor_first = await wrk_scenario(
         "GET /v1/books?limit=20&after= (cursor, page 1)", url, ["/v1/books?limit=20&after="], load
     )
@@ -191,8 +199,9 @@ async def run_books(options: Options) -> Report:
     )
     report.notes.append(ratio_note(by_id, raw_by_id))
     report.notes.append(
-        "deep page: the API runs the 'ids first' form (the page's ids from the list index,"
-        " then their rows); 'plain OFFSET' is the same page read row by row, for comparison;"
+        "deep page: the API finds the page's first day from the day counts and walks the list"
+        " index from that day's end (`books.catalog.reads`); 'plain OFFSET' reads every"
+        " skipped book, 'ids first' skips them in the list index alone (the API's form before);"
         " a cursor page is an index range from its position"
     )
     return report
@@ -227,9 +236,9 @@ def raw_book_by_id(ids: Sequence[int], rng: random.Random) -> Query:
     return select_by_id
 
 
-def raw_deep_page(sql: str, offset: int) -> Query:
+def raw_deep_page(statement: sql.SQL | sql.Composed, params: Sequence[object]) -> Query:
     async def select_page(conn: psycopg.AsyncConnection[Any]) -> None:
-        cursor = await conn.execute(sql, (offset,))
+        cursor = await conn.execute(statement, params)
         await cursor.fetchall()
 
     return select_page
