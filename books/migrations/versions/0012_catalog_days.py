@@ -43,6 +43,52 @@ def _changes(*tables: tuple[str, int]) -> str:
     )
 
 
+def count_functions(*, days: bool) -> str:
+    """The count triggers' functions of 0001, moving the day counts too when `days`."""
+
+    def move(*tables: tuple[str, int]) -> str:
+        return MOVE_DAYS.format(changes=_changes(*tables)) if days else ""
+
+    return f"""
+        CREATE OR REPLACE FUNCTION catalog_count_inserted() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        DECLARE delta bigint;
+        BEGIN
+            SELECT count(*) INTO delta FROM inserted_rows WHERE active;
+            IF delta <> 0 THEN
+                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
+                {move(("inserted_rows", 1))}
+            END IF;
+            RETURN NULL;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION catalog_count_updated() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        DECLARE delta bigint;
+        BEGIN
+            SELECT (SELECT count(*) FROM new_rows WHERE active)
+                 - (SELECT count(*) FROM old_rows WHERE active) INTO delta;
+            IF delta <> 0 THEN
+                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
+            END IF;
+            {move(("new_rows", 1), ("old_rows", -1))}
+            RETURN NULL;
+        END $$;
+
+        CREATE OR REPLACE FUNCTION catalog_count_deleted() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        DECLARE delta bigint;
+        BEGIN
+            SELECT count(*) INTO delta FROM deleted_rows WHERE active;
+            IF delta <> 0 THEN
+                UPDATE catalog_counters SET active_books = active_books - delta WHERE id = 1;
+                {move(("deleted_rows", -1))}
+            END IF;
+            RETURN NULL;
+        END $$;
+    """
+
+
 def upgrade() -> None:
     op.execute(
         """
@@ -63,86 +109,9 @@ def upgrade() -> None:
         SELECT catalog_days_recount();
         """
     )
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION catalog_count_inserted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT count(*) INTO delta FROM inserted_rows WHERE active;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
-                {MOVE_DAYS.format(changes=_changes(("inserted_rows", 1)))}
-            END IF;
-            RETURN NULL;
-        END $$;
-
-        CREATE OR REPLACE FUNCTION catalog_count_updated() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT (SELECT count(*) FROM new_rows WHERE active)
-                 - (SELECT count(*) FROM old_rows WHERE active) INTO delta;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
-            END IF;
-            {MOVE_DAYS.format(changes=_changes(("new_rows", 1), ("old_rows", -1)))}
-            RETURN NULL;
-        END $$;
-
-        CREATE OR REPLACE FUNCTION catalog_count_deleted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT count(*) INTO delta FROM deleted_rows WHERE active;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books - delta WHERE id = 1;
-                {MOVE_DAYS.format(changes=_changes(("deleted_rows", -1)))}
-            END IF;
-            RETURN NULL;
-        END $$;
-        """
-    )
+    op.execute(count_functions(days=True))
 
 
 def downgrade() -> None:
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION catalog_count_inserted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT count(*) INTO delta FROM inserted_rows WHERE active;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
-            END IF;
-            RETURN NULL;
-        END $$;
-
-        CREATE OR REPLACE FUNCTION catalog_count_updated() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT (SELECT count(*) FROM new_rows WHERE active)
-                 - (SELECT count(*) FROM old_rows WHERE active) INTO delta;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books + delta WHERE id = 1;
-            END IF;
-            RETURN NULL;
-        END $$;
-
-        CREATE OR REPLACE FUNCTION catalog_count_deleted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE delta bigint;
-        BEGIN
-            SELECT count(*) INTO delta FROM deleted_rows WHERE active;
-            IF delta <> 0 THEN
-                UPDATE catalog_counters SET active_books = active_books - delta WHERE id = 1;
-            END IF;
-            RETURN NULL;
-        END $$;
-
-        DROP FUNCTION catalog_days_recount;
-        DROP TABLE catalog_days;
-        """
-    )
+    op.execute(count_functions(days=False))
+    op.execute("DROP FUNCTION catalog_days_recount; DROP TABLE catalog_days")
