@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.errors import ForeignKeyViolation
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
@@ -72,6 +74,8 @@ def _session_options(statement_timeout_s: float, idle_in_transaction_timeout_s: 
 
 
 T = TypeVar("T")
+Row = dict[str, Any]
+Statement = str | sql.SQL | sql.Composed
 
 
 class ReadPool:
@@ -139,6 +143,34 @@ class ReadPool:
             return await self._run_alone(read)
         async with self._pool.connection() as conn:
             return await read(conn)
+
+    async def rows(self, statement: Statement, params: Sequence[object] = ()) -> list[Row]:
+        """The rows of one statement, as dicts."""
+
+        async def read(conn: psycopg.AsyncConnection[Any]) -> list[Row]:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(statement, params)
+            return await cursor.fetchall()
+
+        return await self.run(read)
+
+    async def page(
+        self, page: tuple[Statement, Sequence[object]], count: tuple[Statement, Sequence[object]]
+    ) -> tuple[list[Row], int]:
+        """The rows of a `page` statement that carries the total of its query as a `total`
+        column on every row, and that total: one statement. Only a page past the end, which
+        has no row to carry the total, costs the `count` statement too."""
+
+        async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(*page)
+            rows = await cursor.fetchall()
+            if rows:
+                return rows, int(rows[0]["total"] or 0)
+            counted = await (await conn.execute(*count)).fetchone()
+            return [], int(counted[0] or 0) if counted else 0
+
+        return await self.run(read)
 
     async def _run_alone(self, read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`read` on a connection of its own, which fails at once while the database is

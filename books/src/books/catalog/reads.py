@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from books.catalog.schemas import BookListQuery
 from servicekit.database import ReadPool
@@ -151,27 +149,10 @@ class BookReads:
         self.pool = pool
 
     async def active_book(self, *, book_id: int) -> Row | None:
-        async def read(conn: psycopg.AsyncConnection[Any]) -> Row | None:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(BOOK_BY_ID, (book_id,))
-            return await cursor.fetchone()
-
-        return await self.pool.run(read)
+        rows = await self.pool.rows(BOOK_BY_ID, (book_id,))
+        return rows[0] if rows else None
 
     async def page(self, *, query: BookListQuery) -> tuple[list[Row], int]:
         """A page and the total of its query in one statement (the total is an uncorrelated
-        subquery, computed once); only a page past the end, which has no row to carry the
-        total, costs a second statement."""
-        with_total, params = page_with_total_statement(query)
-        count, count_params = count_statement(query)
-
-        async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(with_total, params)
-            rows = await cursor.fetchall()
-            if rows:
-                return rows, int(rows[0]["total"] or 0)
-            counted = await (await conn.execute(count, count_params)).fetchone()
-            return rows, int(counted[0] or 0) if counted else 0
-
-        return await self.pool.run(read)
+        subquery, computed once); only a page past the end costs the count apart."""
+        return await self.pool.page(page_with_total_statement(query), count_statement(query))

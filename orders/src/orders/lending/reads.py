@@ -13,9 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from orders.lending.loans import LoanService
 from orders.lending.models import BorrowStatus
@@ -116,13 +114,8 @@ class BorrowReads:
         self.pool = pool
 
     async def borrow(self, *, borrow_id: int) -> BorrowRead | None:
-        async def read(conn: psycopg.AsyncConnection[Any]) -> Row | None:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(BORROW_BY_ID, (borrow_id,))
-            return await cursor.fetchone()
-
-        row = await self.pool.run(read)
-        return None if row is None else borrow_of(row, now=LoanService.now())
+        rows = await self.pool.rows(BORROW_BY_ID, (borrow_id,))
+        return borrow_of(rows[0], now=LoanService.now()) if rows else None
 
     async def page(
         self,
@@ -133,23 +126,13 @@ class BorrowReads:
         member_id: int | None,
         book_id: int | None,
     ) -> tuple[list[BorrowRead], int]:
-        """A page and the total of its query in one statement; only a page past the end,
-        which has no row to carry the total, costs a second statement."""
-        statement, params = page_statement(
-            limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
+        """A page and the total of its query in one statement."""
+        rows, total = await self.pool.page(
+            page_statement(
+                limit=limit, offset=offset, status=status, member_id=member_id, book_id=book_id
+            ),
+            count_statement(status=status, member_id=member_id, book_id=book_id),
         )
-        count, count_params = count_statement(status=status, member_id=member_id, book_id=book_id)
-
-        async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(statement, params)
-            rows = await cursor.fetchall()
-            if rows:
-                return rows, int(rows[0]["total"])
-            counted = await (await conn.execute(count, count_params)).fetchone()
-            return [], int(counted[0]) if counted else 0
-
-        rows, total = await self.pool.run(read)
         now = LoanService.now()
         return [borrow_of(row, now=now) for row in rows], total
 
@@ -159,12 +142,7 @@ class BorrowReads:
         """A member's borrows, newest first, and how many they have; None for an unknown
         member. One statement, past the end too."""
 
-        async def read(conn: psycopg.AsyncConnection[Any]) -> list[Row]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(MEMBER_PAGE, (limit, offset, member_id))
-            return await cursor.fetchall()
-
-        rows = await self.pool.run(read)
+        rows = await self.pool.rows(MEMBER_PAGE, (limit, offset, member_id))
         if not rows:
             return None
         now = LoanService.now()

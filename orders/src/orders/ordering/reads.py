@@ -12,9 +12,7 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Any
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from orders.ordering.models import OrderStatus
 from orders.ordering.schemas import OrderItemRead, OrderRead, money, utc
@@ -110,33 +108,16 @@ class OrderReads:
         self.pool = pool
 
     async def order(self, *, order_id: int) -> OrderRead | None:
-        async def read(conn: psycopg.AsyncConnection[Any]) -> list[Row]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(ORDER_BY_ID, (order_id,))
-            return await cursor.fetchall()
-
-        rows = await self.pool.run(read)
+        rows = await self.pool.rows(ORDER_BY_ID, (order_id,))
         return order_of(rows) if rows else None
 
     async def page(
         self, *, limit: int, offset: int, status: OrderStatus | None, customer_id: int | None
     ) -> tuple[list[OrderRead], int]:
-        """A page and the total of its query in one statement; only a page past the end,
-        which has no row to carry the total, costs a second statement."""
-        statement, params = page_statement(
-            limit=limit, offset=offset, status=status, customer_id=customer_id
+        """A page with its lines and the total of its query in one statement."""
+        rows, total = await self.pool.page(
+            page_statement(limit=limit, offset=offset, status=status, customer_id=customer_id),
+            count_statement(status=status, customer_id=customer_id),
         )
-        count, count_params = count_statement(status=status, customer_id=customer_id)
-
-        async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(statement, params)
-            rows = await cursor.fetchall()
-            if rows:
-                return rows, int(rows[0]["total"])
-            counted = await (await conn.execute(count, count_params)).fetchone()
-            return [], int(counted[0]) if counted else 0
-
-        rows, total = await self.pool.run(read)
         orders = [order_of(list(lines)) for _, lines in groupby(rows, key=lambda row: row["id"])]
         return orders, total
