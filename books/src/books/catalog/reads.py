@@ -3,14 +3,11 @@ a book by id, and a page of books with its total in one statement."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from psycopg import sql
 
 from books.catalog.schemas import BookListQuery
-from servicekit.database import ReadPool
+from servicekit.database import ReadPool, Row
 
-Row = dict[str, Any]
 Statement = tuple[sql.Composed | sql.SQL, list[object]]
 
 COLUMNS = sql.SQL(

@@ -11,7 +11,6 @@ decide a write, stay on the session.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from psycopg import sql
 
@@ -19,9 +18,7 @@ from orders.lending.loans import LoanService
 from orders.lending.models import BorrowStatus
 from orders.lending.schemas import BorrowListStatus, BorrowRead, is_overdue, utc_or_none
 from orders.ordering.schemas import money, utc
-from servicekit.database import ReadPool
-
-Row = dict[str, Any]
+from servicekit.database import ReadPool, Row
 
 COLUMNS = sql.SQL(
     "id, member_id, book_id, book_title, book_author, status, rejection_reason, hold_id,"

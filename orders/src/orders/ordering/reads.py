@@ -10,15 +10,12 @@ The writes, and the reads that decide a write, stay on the session.
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any
 
 from psycopg import sql
 
 from orders.ordering.models import OrderStatus
 from orders.ordering.schemas import OrderItemRead, OrderRead, money, utc
-from servicekit.database import ReadPool
-
-Row = dict[str, Any]
+from servicekit.database import ReadPool, Row
 
 # An order's columns, then its line's (null for an order without lines), one row per line.
 COLUMNS = sql.SQL(
