@@ -1,12 +1,26 @@
 """Rate limits per caller, counted in Redis so every process of a service shares them.
 
-The counting is the `limits` library's fixed window on its Redis storage: one round trip
-per request (a Lua INCR + EXPIRE). A caller with an API key is counted by its key, at its
-role's limit; a caller without one by its IP address, at the anonymous limit. A refusal
-is a 429 problem with `Retry-After` and the `RateLimit-Policy`/`RateLimit` fields of
-draft-ietf-httpapi-ratelimit-headers-11 (the structured syntax the drafts use since -08):
-`RateLimit-Policy: "client";q=100;w=1`, `RateLimit: "client";r=0;t=1`. Allowed responses
-carry no such fields: their remaining count would cost a second round trip.
+A caller with an API key is counted by its key, at its role's limit; a caller without
+one by its IP address, at the anonymous limit. Each limit is a fixed window that starts
+at the caller's first request (the `limits` library's notation and keys: `100/second`,
+`5/minute`). A refusal is a 429 problem with `Retry-After` and the `RateLimit-Policy`/
+`RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-11 (the structured syntax the
+drafts use since -08): `RateLimit-Policy: "client";q=100;w=1`, `RateLimit: "client";r=0;t=1`.
+Allowed responses carry no such fields: each process only knows its own share.
+
+Counting every request in Redis cost one round trip per request, a sixth of the CPU of
+a catalog read. A process therefore claims a caller's requests in batches (`Lease`): one
+atomic `INCRBY` takes up to a hundredth of the limit from the window's count and answers
+how long the window has left, and the process admits that many requests of that caller
+without asking again until the batch is spent or the window ends. No window admits more
+than its limit (a batch is only spent inside the window it was taken from, and the last
+batch is only what was left); a process can hold back at most one unspent batch, so a
+caller may be refused up to a hundredth of its limit early per other process. Limits
+under 200 are claimed one request at a time: exact, as before. Once a window's count is
+used up, the process refuses that caller locally until the window ends. One claim per
+caller is in flight at a time: the requests that arrive meanwhile wait for its batch.
+The `limits` library counts one request per round trip and has no such claim, hence
+the script here.
 
 When Redis does not answer, requests are let through (reads must still be served): each
 such request counts in `rate_limit_unavailable_total`, and the outage is logged when it
@@ -15,16 +29,16 @@ starts and when it ends, not once per request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter
-from limits.errors import StorageError
 from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from servicekit.api_keys import ApiKey, Role
 from servicekit.problems import ProblemError
@@ -78,18 +92,46 @@ class RateLimitSettings:
         }
 
 
+@dataclass
+class Lease:
+    """Requests of one caller this process may admit without asking Redis, until `deadline`
+    (`time.monotonic()`): the rest of a claimed batch. `last` when the batch held what was
+    left of the window's count, so that once it is spent the caller is refused."""
+
+    left: int
+    deadline: float
+    last: bool
+
+    def usable(self) -> bool:
+        return time.monotonic() < self.deadline
+
+
+# One atomic step of a fixed window: add the batch to the window's count (the window
+# starts with its first count), and answer the new count and the window's milliseconds
+# left. The key and its expiry are the ones the `limits` library's fixed window uses.
+CLAIM = """
+local count = redis.call("INCRBY", KEYS[1], ARGV[2])
+if redis.call("PTTL", KEYS[1]) < 0 then
+    redis.call("PEXPIRE", KEYS[1], ARGV[1])
+end
+return {count, redis.call("PTTL", KEYS[1])}
+"""
+# A batch is at most this share of a limit (see the module's docstring).
+BATCH_SHARE = 100
+# Past this many leases a claim drops the ones whose window has ended.
+LEASES_KEPT = 10_000
+
+
 class RateLimiter:
     def __init__(self, redis_url: str, settings: RateLimitSettings, *, service: str) -> None:
         self.limits = settings.parsed()
-        self.storage = RedisStorage(
-            f"async+{redis_url}",
-            implementation="redispy",
-            wrap_exceptions=True,
-            key_prefix=f"ratelimit:{service}",
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
+        self.redis = Redis.from_url(
+            redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
-        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.claim_script = self.redis.register_script(CLAIM)
+        self.key_prefix = f"ratelimit:{service}"
+        self.leases: dict[str, Lease] = {}
+        self.claims: dict[str, asyncio.Future[None]] = {}
         self.storage_down = False
 
     async def hit(self, *, key: ApiKey | None, client_host: str) -> None:
@@ -97,25 +139,50 @@ class RateLimiter:
         caller = key.role.value if key else ANONYMOUS
         limit = self.limits[caller]
         identity = f"key:{key.prefix}" if key else f"ip:{client_host}"
-        try:
-            allowed = await self.strategy.hit(limit, identity)
-        except StorageError as error:
-            LIMITS_UNAVAILABLE.inc()
-            if not self.storage_down:
-                self.storage_down = True
-                logger.warning("rate limits not enforced, Redis does not answer: %s", error)
-            return
-        if self.storage_down:
-            self.storage_down = False
-            logger.info("rate limits enforced again, Redis answers")
-        if not allowed:
-            RATE_LIMITED.labels(caller).inc()
-            raise RateLimited(caller, limit, await self._retry_after_s(limit, identity))
+        counter = f"{self.key_prefix}:{limit.key_for(identity)}"
+        while True:
+            lease = self.leases.get(counter)
+            if lease is not None and lease.usable():
+                if lease.left > 0:
+                    lease.left -= 1
+                    return
+                if lease.last:
+                    RATE_LIMITED.labels(caller).inc()
+                    retry_after_s = max(1, math.ceil(lease.deadline - time.monotonic()))
+                    raise RateLimited(caller, limit, retry_after_s)
+            try:
+                await self._claim(counter, limit)
+            except (RedisError, OSError) as error:
+                LIMITS_UNAVAILABLE.inc()
+                if not self.storage_down:
+                    self.storage_down = True
+                    logger.warning("rate limits not enforced, Redis does not answer: %s", error)
+                return
+            if self.storage_down:
+                self.storage_down = False
+                logger.info("rate limits enforced again, Redis answers")
 
-    async def _retry_after_s(self, limit: RateLimitItem, identity: str) -> int:
-        """Seconds until the window ends (asked only on a refusal: a second round trip)."""
-        try:
-            reset_at = (await self.strategy.get_window_stats(limit, identity)).reset_time
-        except StorageError:
-            return limit.get_expiry()
-        return max(1, math.ceil(reset_at - time.time()))
+    async def _claim(self, counter: str, limit: RateLimitItem) -> None:
+        """A new lease for `counter`; the requests that need one while a claim is in flight
+        wait for that claim instead of sending their own."""
+        pending = self.claims.get(counter)
+        if pending is None:
+            pending = asyncio.ensure_future(self._claim_batch(counter, limit))
+            self.claims[counter] = pending
+            pending.add_done_callback(lambda _: self.claims.pop(counter, None))
+        # Shielded: a request that goes away does not cancel the others' claim.
+        await asyncio.shield(pending)
+
+    async def _claim_batch(self, counter: str, limit: RateLimitItem) -> None:
+        batch = max(1, limit.amount // BATCH_SHARE)
+        asked_at = time.monotonic()
+        count, window_left_ms = await self.claim_script(
+            keys=[counter], args=[limit.get_expiry() * 1000, batch]
+        )
+        granted = max(0, min(batch, limit.amount - (count - batch)))
+        if len(self.leases) >= LEASES_KEPT:
+            self.leases = {name: kept for name, kept in self.leases.items() if kept.usable()}
+        # Timed from before the call: the window ends no earlier than this deadline.
+        self.leases[counter] = Lease(
+            left=granted, deadline=asked_at + window_left_ms / 1000, last=granted < batch
+        )
