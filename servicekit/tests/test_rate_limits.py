@@ -4,6 +4,8 @@ processes of one service sharing a count."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -97,6 +99,42 @@ class TestBatches:
         # Each process may hold back at most one unspent batch of 5.
         assert 500 - 2 * 4 <= total <= 500
         assert (window_count() or 0) >= 500
+
+
+# 64 callers on one limiter, each sleeping a millisecond between its requests: the timers
+# of some wake them in the same turn of the event loop as a claim's answer, after the
+# claim is done but before its done callbacks run, as requests arriving on sockets do.
+BUSY_CALLERS = """
+import asyncio, sys
+from servicekit.rate_limits import RateLimited, RateLimiter, RateLimitSettings
+
+async def main() -> None:
+    limiter = RateLimiter(sys.argv[1], RateLimitSettings(*["1000/second"] * 4), service=sys.argv[2])
+
+    async def caller() -> None:
+        for _ in range(100):
+            try:
+                await limiter.hit(key=None, client_host="192.0.2.1")
+            except RateLimited:
+                pass
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(caller() for _ in range(64)))
+
+asyncio.run(main())
+"""
+
+
+class TestBusyCallers:
+    def test_requests_arriving_as_a_claim_ends_do_not_spin(
+        self, redis_url: str, service: str
+    ) -> None:
+        """They once found the finished claim still registered, awaited it without
+        yielding and spun in `hit` for ever, a CPU each; hence a process with a deadline."""
+        finished = subprocess.run(
+            [sys.executable, "-c", BUSY_CALLERS, redis_url, service], timeout=60, check=False
+        )
+        assert finished.returncode == 0
 
 
 class TestUsedUpWindows:

@@ -169,16 +169,21 @@ class RateLimiter:
         if pending is None:
             pending = asyncio.ensure_future(self._claim_batch(counter, limit))
             self.claims[counter] = pending
-            pending.add_done_callback(lambda _: self.claims.pop(counter, None))
         # Shielded: a request that goes away does not cancel the others' claim.
         await asyncio.shield(pending)
 
     async def _claim_batch(self, counter: str, limit: RateLimitItem) -> None:
+        """Leaves `claims` before it is done: a done claim left there would be awaited
+        without yielding by a request that runs before the claim's done callbacks, and
+        that request would spin in `hit` for ever."""
         batch = max(1, limit.amount // BATCH_SHARE)
         asked_at = time.monotonic()
-        count, window_left_ms = await self.claim_script(
-            keys=[counter], args=[limit.get_expiry() * 1000, batch]
-        )
+        try:
+            count, window_left_ms = await self.claim_script(
+                keys=[counter], args=[limit.get_expiry() * 1000, batch]
+            )
+        finally:
+            del self.claims[counter]
         granted = max(0, min(batch, limit.amount - (count - batch)))
         if len(self.leases) >= LEASES_KEPT:
             self.leases = {name: kept for name, kept in self.leases.items() if kept.usable()}
