@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import sys
+import time
 
 import httpx
 import pytest
@@ -64,6 +68,58 @@ def test_two_processes_serve_and_every_scrape_counts_both(
                 )
             )
     assert counted == [REQUESTS] * SCRAPES
+
+
+def _serving(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listed:
+        return [int(child) for child in listed.read().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie is a child of ours no one has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the processes end by prctl(PR_SET_PDEATHSIG)")
+def test_the_processes_end_with_a_killed_parent(books_database_url: str) -> None:
+    """uvicorn's processes outlive a SIGKILLed parent and keep its port, so a restarted
+    service cannot bind; ours get SIGTERM from the kernel and stop."""
+    port = free_port()
+    env = {
+        "WEB_CONCURRENCY": "2",
+        "BOOKS_PORT": str(port),
+        "BOOKS_DATABASE_URL": books_database_url,
+    }
+    url = f"http://127.0.0.1:{port}"
+    with ManagedProcess(
+        [sys.executable, "-m", "books"], f"{url}/livez", env, own_session=True
+    ) as parent:
+        assert parent.pid is not None
+        servers = [pid for pid in _children(parent.pid) if "spawn_main" in _command(pid)]
+        assert len(servers) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (any(map(_running, servers)) or _serving(port)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in servers if _running(pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert not _serving(port)
+
+
+def _command(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        return cmdline.read().replace(b"\0", b" ").decode()
 
 
 def test_one_process_unless_asked() -> None:

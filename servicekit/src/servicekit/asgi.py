@@ -9,16 +9,27 @@ whichever process answers, sums them. One process is the default: a service scal
 replicas (compose, Kubernetes), and on the README's 2-core machine PostgreSQL and the load
 generator share the cores with it (the Benchmarks section has what a second process
 served there); a host with cores to spare for one service sets `WEB_CONCURRENCY`.
+
+Each of several processes ends with the process that started them: uvicorn's processes
+outlive a SIGKILLed parent and keep serving its port, where a restarted service could
+not bind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import tempfile
 from collections.abc import Mapping
+from typing import Any
 
 CONCURRENCY_ENV = "WEB_CONCURRENCY"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# What a process of several builds its app with, and the pid it ends with.
+FACTORY_ENV = "SERVICEKIT_APP_FACTORY"
+PARENT_ENV = "SERVICEKIT_PARENT_PID"
+PR_SET_PDEATHSIG = 1
 
 
 def web_concurrency(environ: Mapping[str, str]) -> int:
@@ -42,11 +53,25 @@ def serve(factory: str, *, host: str, port: int) -> None:
     # new directory each start, so no sample of an earlier run is summed in.
     with tempfile.TemporaryDirectory(prefix="metrics-") as samples:
         os.environ[MULTIPROCESS_ENV] = samples
+        os.environ[FACTORY_ENV] = factory
+        os.environ[PARENT_ENV] = str(os.getpid())
         uvicorn.run(
-            factory,
+            f"{__name__}:app_of_one_process",
             factory=True,
             host=host,
             port=port,
             server_header=False,
             workers=processes,
         )
+
+
+def app_of_one_process() -> Any:
+    """The app of one of several processes, which ends with their parent: the kernel
+    sends it SIGTERM (uvicorn's graceful stop) when the parent dies, SIGKILL included."""
+    from uvicorn.importer import import_from_string
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != int(os.environ[PARENT_ENV]):  # the parent died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+    return import_from_string(os.environ[FACTORY_ENV])()
