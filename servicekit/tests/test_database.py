@@ -203,6 +203,37 @@ class TestReadPool:
         finally:
             await pool.close()
 
+    async def test_a_read_left_inside_a_transaction_passes_none_on(self, database_url: str) -> None:
+        """A read that opened a transaction and gave its connection back: the next read on
+        that connection is in autocommit again, and what the transaction did is undone."""
+        pool = ReadPool(
+            database_url,
+            size=1,
+            timeout_s=5,
+            statement_timeout_s=10,
+            idle_in_transaction_timeout_s=30,
+            name="test-one-connection",
+        )
+
+        async def left_open(conn: psycopg.AsyncConnection[Any]) -> int:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMPORARY TABLE left_open (id int)")
+            return await backend_pid(conn)
+
+        async def after(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            cursor = await conn.execute(
+                "SELECT pg_backend_pid(), now() = statement_timestamp(),"
+                " to_regclass('pg_temp.left_open') IS NULL"
+            )
+            return await cursor.fetchone()
+
+        try:
+            backend = await pooled_backend(pool)
+            assert await pool.run(left_open) == backend
+            assert await pool.run(after) == (backend, True, True)
+        finally:
+            await pool.close()
+
     async def test_a_failing_statement_is_not_run_again(self, database_url: str) -> None:
         pool = read_pool_of(database_url, statement_s=0.2)
         runs = 0
