@@ -86,6 +86,21 @@ class TestWhoMayCallWhat:
         returned = await shop.post(f"/v1/borrows/{borrow.json()['id']}/return")
         assert assert_problem(returned, 403)["error"] == "API_KEY_FORBIDDEN"
 
+    async def test_the_key_is_checked_first_then_the_query_then_the_role(
+        self, orders_app, anonymous, desk
+    ) -> None:
+        """A request wrong in several ways gets the first problem of: a bad key (401), an
+        unknown query parameter (422), a role that may not (403), a missing key (401)."""
+        unknown = {"colour": "red"}
+        async with asgi_client(orders_app, "bsk_000000000000_" + "x" * 43) as guesser:
+            response = await guesser.get("/v1/orders", params=unknown)
+        assert assert_problem(response, 401)["error"] == "API_KEY_INVALID"
+        for caller in (desk, anonymous):
+            problem = assert_problem(await caller.get("/v1/orders", params=unknown), 422)
+            assert problem["errors"][0]["field"] == "colour"
+        assert assert_problem(await desk.get("/v1/orders"), 403)["error"] == "API_KEY_FORBIDDEN"
+        assert assert_problem(await anonymous.get("/v1/orders"), 401)["error"] == "API_KEY_REQUIRED"
+
     async def test_openapi_puts_the_scheme_on_every_public_operation(self, anonymous) -> None:
         document = (await anonymous.get("/docs/openapi.json")).json()
         assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -11,7 +11,9 @@ from typing import Any, cast
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from litestar import Litestar
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -63,6 +65,17 @@ library: members, loans, holds and their figures.
 class MetricsController(PrometheusController):
     path = "/metrics"
     include_in_schema = False
+
+
+async def admit_known_query(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    """The app's guards, one after the other: the caller admitted (`admit`: 401, 429),
+    then its query checked (`refuse_unknown_query`: 422). One guard, not two, because
+    Litestar hands every guard a copy of the route handler (`copy.copy` of a large
+    object, about 2% of the CPU of a GET of an order each, by py-spy)."""
+    await admit(connection, route_handler)
+    await refuse_unknown_query(connection, route_handler)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -136,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         dependencies={"session": Provide(provide_session)},
-        guards=[admit, refuse_unknown_query],
+        guards=[admit_known_query],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *(tracing_middleware() if tracing else [])],
         lifespan=[lifespan],
