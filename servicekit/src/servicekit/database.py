@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -238,6 +238,21 @@ async def database_answers(engine: AsyncEngine, *, timeout_s: float) -> bool:
     except Exception:
         return False
     return True
+
+
+async def session_rows(
+    session: AsyncSession, statement: Statement, params: Sequence[object] | Mapping[str, object]
+) -> list[Row]:
+    """The rows of one statement, as dicts, run by psycopg itself on the session's
+    connection and in its transaction: for the hot writes, whose SQLAlchemy work per
+    statement cost more than the statement. The session still commits or rolls back, and
+    its `after_commit` callbacks run as for any other statement."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    cursor = driver.cursor(row_factory=dict_row)
+    await cursor.execute(statement, params)
+    return await cursor.fetchall()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

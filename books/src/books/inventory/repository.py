@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import Any, NamedTuple
 
+from psycopg import sql
+from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Integer, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from books.catalog.models import Book
 from books.inventory.models import StockMovement, StockReservation
 from books.inventory.schemas import MovementKind, ReservationStatus, StockLine
-
-
-class Take(Enum):
-    TRACKED = "tracked"
-    UNTRACKED = "untracked"
-    REFUSED = "refused"
+from servicekit.database import session_rows
 
 
 class StockLevel(NamedTuple):
@@ -26,18 +22,57 @@ class StockLevel(NamedTuple):
     stock: int | None
 
 
-# The SELECT sees the statement's snapshot, from before the UPDATE: a book is either
-# tracked (then the UPDATE decides) or untracked (then only the SELECT looks at it).
-_TAKE = text(
+# A reservation in one statement, in this order, each step waiting on the one before
+# (a CTE runs when a later one first reads it): claim the reference (waiting for an
+# in-flight claim of it to commit or roll back), lock the claimed lines' tracked books in
+# id order (the order every writer locks books in, so reservations cannot deadlock), decide
+# every line on the locked rows, then take the stock of all lines or of none, with the
+# ledger's trigger told what the movements are. A lock waits for a concurrent writer and
+# then rereads the row, so the decision sees the latest stock, and the UPDATE writes what
+# was locked less the line: computed from the statement's snapshot instead, a row changed
+# since would fail the stock's CHECK before PostgreSQL rereads it. The CHECK (never below 0)
+# still holds in the database. An untracked book is checked on the statement's snapshot,
+# never written nor locked, so orders of a popular untracked book do not queue on its row.
+_RESERVE = sql.SQL(
     """
-    WITH taken AS (
-        UPDATE books SET stock = stock - :quantity, updated_at = now()
-        WHERE id = :book_id AND active AND stock >= :quantity
-        RETURNING id
+    WITH line AS (
+        SELECT * FROM unnest(CAST(%(book_ids)s AS bigint[]), CAST(%(quantities)s AS integer[]))
+            AS line (book_id, quantity)
+    ), claimed AS (
+        INSERT INTO stock_reservations (reference, status, lines)
+        VALUES (%(reference)s, 'reserved', %(lines)s)
+        ON CONFLICT (reference) DO NOTHING
+        RETURNING reference
+    ), named AS (
+        SELECT set_config('books.stock_kind', 'reserve', true),
+               set_config('books.stock_reference', reference, true),
+               set_config('books.stock_reason', '', true)
+        FROM claimed
+    ), locked AS (
+        SELECT id, stock FROM books
+        WHERE id = ANY (CAST(%(book_ids)s AS bigint[])) AND active AND stock IS NOT NULL
+            AND EXISTS (SELECT FROM claimed)
+        ORDER BY id
+        FOR UPDATE
+    ), decided AS (
+        SELECT line.book_id, line.quantity,
+            CASE WHEN locked.id IS NOT NULL THEN locked.stock >= line.quantity
+                 ELSE coalesce(book.active AND book.stock IS NULL, false)
+            END AS available
+        FROM line
+        LEFT JOIN locked ON locked.id = line.book_id
+        LEFT JOIN books AS book ON book.id = line.book_id
+    ), taken AS (
+        UPDATE books SET stock = locked.stock - line.quantity, updated_at = now()
+        FROM locked JOIN line ON line.book_id = locked.id
+        WHERE books.id = locked.id
+            AND (SELECT bool_and(available) FROM decided)
+            AND EXISTS (SELECT FROM named)
+        RETURNING books.id
     )
-    SELECT EXISTS (SELECT FROM taken) AS tracked,
-           EXISTS (SELECT FROM books WHERE id = :book_id AND active AND stock IS NULL)
-               AS untracked
+    SELECT EXISTS (SELECT FROM claimed) AS claimed, book_id, available
+    FROM decided
+    ORDER BY book_id
     """
 )
 
@@ -74,23 +109,29 @@ class StockRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none() is not None
 
+    async def reserve(self, *, reference: str, lines: Sequence[StockLine]) -> list[int] | None:
+        """Reserve every line (in book-id order) for the reference, or none, in one
+        statement (see `_RESERVE`): the books whose line could not be had, in id order
+        (none: reserved), or None when the reference was claimed already."""
+        rows = await session_rows(
+            self.session,
+            _RESERVE,
+            {
+                "reference": reference,
+                "lines": Jsonb([line.model_dump() for line in lines]),
+                "book_ids": [line.book_id for line in lines],
+                "quantities": [line.quantity for line in lines],
+            },
+        )
+        if not rows[0]["claimed"]:
+            return None
+        return [row["book_id"] for row in rows if not row["available"]]
+
     async def get(self, *, reference: str, lock: bool = False) -> StockReservation | None:
         statement = select(StockReservation).where(StockReservation.reference == reference)
         if lock:
             statement = statement.with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def savepoint(self) -> AsyncSessionTransaction:
-        return await self.session.begin_nested()
-
-    async def take(self, *, book_id: int, quantity: int) -> Take:
-        """Take `quantity` of a tracked book's stock, or check an untracked one: it exists
-        and is active. One statement either way; an untracked book's row is neither
-        written nor locked, so orders of a popular untracked book do not queue on it."""
-        row = (await self.session.execute(_TAKE, {"book_id": book_id, "quantity": quantity})).one()
-        if row.tracked:
-            return Take.TRACKED
-        return Take.UNTRACKED if row.untracked else Take.REFUSED
 
     async def give_back(self, *, book_id: int, quantity: int) -> None:
         """Soft-deleted books get their stock back too; untracked ones stay untracked."""

@@ -18,7 +18,7 @@ from books.inventory.errors import (
     StockWouldBeNegative,
 )
 from books.inventory.models import StockReservation
-from books.inventory.repository import StockLevel, StockRepository, Take
+from books.inventory.repository import StockLevel, StockRepository
 from books.inventory.schemas import (
     MovementKind,
     ReleaseRead,
@@ -63,17 +63,13 @@ class InventoryService:
         self.stock = StockRepository(session)
 
     async def reserve_stock(self, *, reference: str, lines: Sequence[StockLine]) -> ReservationRead:
-        # Every writer locks books in id order, so two reservations cannot deadlock.
         ordered = sorted(lines, key=lambda line: line.book_id)
-        if not await self.stock.claim(reference=reference, lines=ordered):
+        refused = await self.stock.reserve(reference=reference, lines=ordered)
+        if refused is None:
             return await self._replay(reference=reference, lines=ordered)
-        await self.stock.name_movements(kind=MovementKind.RESERVE, reference=reference)
-        savepoint = await self.stock.savepoint()
-        for line in ordered:
-            if await self.stock.take(book_id=line.book_id, quantity=line.quantity) is Take.REFUSED:
-                await savepoint.rollback()
-                return await self._reject(reference=reference, lines=ordered, refused=line)
-        await savepoint.commit()
+        if refused:
+            first = next(line for line in ordered if line.book_id == refused[0])
+            return await self._reject(reference=reference, lines=ordered, refused=first)
         after_commit(self.session, STOCK_RESERVATIONS.labels(outcome="reserved").inc)
         return ReservationRead(
             reference=reference, status=ReservationStatus.RESERVED, lines=ordered, shortages=[]
@@ -83,7 +79,7 @@ class InventoryService:
         self, *, reference: str, lines: list[StockLine], refused: StockLine
     ) -> ReservationRead:
         levels = await self.stock.stock_levels(book_ids=[line.book_id for line in lines])
-        # The refused line is reported even if stock came back since its UPDATE.
+        # The refused line is reported even if stock came back since it was refused.
         shortages = [
             shortage_of(line, levels.get(line.book_id))
             for line in lines
