@@ -156,4 +156,4 @@ class OrderController(Controller):
 
         Rejected and already cancelled orders cannot be cancelled (409).
         """
-        return OrderRead.of(await service.cancel_order(order_id=order_id))
+        return await service.cancel_order(order_id=order_id)

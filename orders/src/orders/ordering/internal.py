@@ -27,7 +27,7 @@ class InternalOrderController(Controller):
         self, service: NamedDependency[OrderService], order_id: OrderIdPath
     ) -> OrderRead:
         """Confirm a pending order whose stock is reserved; repeating it is harmless."""
-        return OrderRead.of(await service.confirm_order(order_id=order_id))
+        return await service.confirm_order(order_id=order_id)
 
     @post("/{order_id:str}/stock-released", status_code=204)
     async def stock_released(
@@ -44,6 +44,4 @@ class InternalOrderController(Controller):
         order_id: OrderIdPath,
     ) -> OrderRead:
         """Reject a pending order that cannot be fulfilled; a repeat keeps the first reason."""
-        return OrderRead.of(
-            await service.reject_order(order_id=order_id, reason=data.reason, cause=data.cause)
-        )
+        return await service.reject_order(order_id=order_id, reason=data.reason, cause=data.cause)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Collection
 from decimal import Decimal
 
+from psycopg import sql
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from orders.ordering.models import Order, OrderItem, OrderStatus
-from orders.ordering.reads import COLUMNS, order_of
+from orders.ordering.reads import COLUMNS, ORDER_BY_ID, order_of
 from orders.ordering.schemas import OrderRead
 from orders.saga import RedrivePolicy
+from servicekit.database import session_rows
 
 # The order, then its lines in the order given (identity values follow the unnest's order),
 # returned as `orders.ordering.reads` reads an order: one row per line.
@@ -40,6 +42,21 @@ _PLACE = text(
 )
 
 
+# The order moved to a status, if its status allows it, with its lines (as `_PLACE`
+# returns them): the row the UPDATE wrote, so the answer is the order as it now is.
+_CHANGE_STATUS = sql.SQL(
+    """
+    WITH o AS (
+        UPDATE orders
+        SET status = %(to)s, rejection_reason = %(rejection_reason)s, updated_at = now()
+        WHERE id = %(order_id)s AND status = ANY (%(allowed_from)s)
+        RETURNING id, status, rejection_reason, customer_id, total_price, created_at, updated_at
+    )
+    SELECT {columns} FROM o LEFT JOIN order_items AS i ON i.order_id = o.id ORDER BY i.id
+    """
+).format(columns=COLUMNS)
+
+
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -64,10 +81,10 @@ class OrderRepository:
         )
         return order_of([dict(row) for row in rows.mappings()])
 
-    async def get(self, *, order_id: int) -> Order | None:
-        return await self.session.scalar(
-            select(Order).where(Order.id == order_id).options(selectinload(Order.items))
-        )
+    async def get(self, *, order_id: int) -> OrderRead | None:
+        """The order as this transaction sees it now."""
+        rows = await session_rows(self.session, ORDER_BY_ID, (order_id,))
+        return order_of(rows) if rows else None
 
     async def stalled(self, *, policy: RedrivePolicy) -> list[Order]:
         """Pending orders due a re-drive, oldest first, locked: `SKIP LOCKED` lets two
@@ -141,16 +158,21 @@ class OrderRepository:
         to: OrderStatus,
         allowed_from: Collection[OrderStatus],
         rejection_reason: str | None = None,
-    ) -> bool:
-        """Move the order to `to` if its status is one of `allowed_from`; True if it moved.
+    ) -> OrderRead | None:
+        """Move the order to `to` if its status is one of `allowed_from`: the order moved,
+        or None if it did not.
 
         One conditional UPDATE: of two racing changes, PostgreSQL lets the second see the
         first's result before deciding, so no check-then-write gap exists.
         """
-        moved = await self.session.scalar(
-            update(Order)
-            .where(Order.id == order_id, Order.status.in_(allowed_from))
-            .values(status=to, rejection_reason=rejection_reason, updated_at=func.now())
-            .returning(Order.id)
+        rows = await session_rows(
+            self.session,
+            _CHANGE_STATUS,
+            {
+                "order_id": order_id,
+                "to": to.value,
+                "rejection_reason": rejection_reason,
+                "allowed_from": [status.value for status in allowed_from],
+            },
         )
-        return moved is not None
+        return order_of(rows) if rows else None

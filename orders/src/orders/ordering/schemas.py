@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from orders.ordering.models import Order, OrderItem, OrderStatus
+from orders.ordering.models import OrderStatus
 
 MAX_ITEMS = 100
 MAX_QUANTITY = 10_000
@@ -98,20 +98,6 @@ class OrderItemRead(msgspec.Struct, kw_only=True):
     total_price: Money
     created_at: datetime
 
-    @classmethod
-    def of(cls, item: OrderItem) -> OrderItemRead:
-        return cls(
-            id=item.id,
-            order_id=item.order_id,
-            book_id=item.book_id,
-            book_title=item.book_title,
-            book_author=item.book_author,
-            quantity=item.quantity,
-            unit_price=money(item.unit_price),
-            total_price=money(item.total_price),
-            created_at=utc(item.created_at),
-        )
-
 
 class OrderRead(msgspec.Struct, kw_only=True):
     id: int
@@ -124,19 +110,6 @@ class OrderRead(msgspec.Struct, kw_only=True):
     items: list[OrderItemRead]
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, order: Order) -> OrderRead:
-        return cls(
-            id=order.id,
-            status=order.status,
-            rejection_reason=order.rejection_reason,
-            customer_id=order.customer_id,
-            total_price=money(order.total_price),
-            items=[OrderItemRead.of(item) for item in order.items],
-            created_at=utc(order.created_at),
-            updated_at=utc(order.updated_at),
-        )
 
 
 class OrderPage(msgspec.Struct, kw_only=True):

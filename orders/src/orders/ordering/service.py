@@ -39,7 +39,6 @@ from orders.ordering.schemas import (
     OrderItemCreate,
     OrderRead,
     RejectionCause,
-    money,
 )
 from orders.saga import RedrivePolicy, Settled, given_up_reason
 from servicekit.api_keys import ApiKey
@@ -161,7 +160,7 @@ class OrderService:
         after_commit(self.session, ORDERS_CREATED.labels("created").inc)
         return response
 
-    async def confirm_order(self, *, order_id: int) -> Order:
+    async def confirm_order(self, *, order_id: int) -> OrderRead:
         """pending -> confirmed, announced by `order.confirmed`; a repeat changes nothing."""
         order, moved = await self._move(order_id=order_id, to=OrderStatus.CONFIRMED, repeat_ok=True)
         if moved:
@@ -169,7 +168,7 @@ class OrderService:
             after_commit(self.session, partial(REVENUE.inc, float(order.total_price)))
         return order
 
-    async def reject_order(self, *, order_id: int, reason: str, cause: RejectionCause) -> Order:
+    async def reject_order(self, *, order_id: int, reason: str, cause: RejectionCause) -> OrderRead:
         """pending -> rejected with `reason`; a repeat changes nothing, the first reason stays."""
         order, moved = await self._move(
             order_id=order_id, to=OrderStatus.REJECTED, repeat_ok=True, rejection_reason=reason
@@ -178,17 +177,17 @@ class OrderService:
             after_commit(self.session, ORDERS_REJECTED.labels(cause).inc)
         return order
 
-    async def cancel_order(self, *, order_id: int) -> Order:
+    async def cancel_order(self, *, order_id: int) -> OrderRead:
         """pending or confirmed -> cancelled, announced by `order.cancelled` (stock goes back)."""
         order, _ = await self._move(order_id=order_id, to=OrderStatus.CANCELLED, repeat_ok=False)
-        await self._release_stock(order, topic=ORDER_CANCELLED)
+        await self._release_stock(order_id=order.id, topic=ORDER_CANCELLED)
         return order
 
-    async def _release_stock(self, order: Order, *, topic: str) -> None:
+    async def _release_stock(self, *, order_id: int, topic: str) -> None:
         """Announce that the order's stock goes back, and wait for a worker to report it
         done (`stock_released`); until then the reconciler announces it again."""
-        await add_event(self.session, topic=topic, payload={"order_id": order.id})
-        await self.orders.expect_release(order_id=order.id)
+        await add_event(self.session, topic=topic, payload={"order_id": order_id})
+        await self.orders.expect_release(order_id=order_id)
 
     async def settle_stalled(self, *, policy: RedrivePolicy) -> Settled:
         """Announce pending orders again whose job is overdue, or give them up (see
@@ -204,7 +203,7 @@ class OrderService:
             await self.reject_order(
                 order_id=order.id, reason=reason, cause=RejectionCause.UNSETTLED
             )
-            await self._release_stock(order, topic=ORDER_GIVEN_UP)
+            await self._release_stock(order_id=order.id, topic=ORDER_GIVEN_UP)
         return Settled(redriven=len(redriven), given_up=len(given_up))
 
     async def settle_stalled_releases(self, *, policy: RedrivePolicy) -> Settled:
@@ -231,11 +230,11 @@ class OrderService:
         to: OrderStatus,
         repeat_ok: bool,
         rejection_reason: str | None = None,
-    ) -> tuple[Order, bool]:
+    ) -> tuple[OrderRead, bool]:
         """The order after moving it to `to`, and whether it moved just now.
 
-        The conditional update decides; the row read afterwards only tells why it did not
-        move: no such order, already there (fine when `repeat_ok`), or an illegal move.
+        The conditional update decides; the row read when it did not move only tells why:
+        no such order, already there (fine when `repeat_ok`), or an illegal move.
         """
         moved = await self.orders.change_status(
             order_id=order_id,
@@ -243,13 +242,13 @@ class OrderService:
             allowed_from=REACHABLE_FROM[to],
             rejection_reason=rejection_reason,
         )
+        if moved is not None:
+            after_commit(self.session, STATUS_TRANSITIONS.labels(to).inc)
+            return moved, True
         order = await self.orders.get(order_id=order_id)
         if order is None:
             STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "not_found").inc()
             raise OrderNotFound(order_id)
-        if moved:
-            after_commit(self.session, STATUS_TRANSITIONS.labels(to).inc)
-            return order, True
         if repeat_ok and order.status == to:
             STATUS_TRANSITIONS_NOT_APPLIED.labels(to, "already").inc()
             return order, False
@@ -265,18 +264,18 @@ def _order_placed(order: Order | OrderRead) -> dict[str, object]:
     }
 
 
-def _order_confirmed(order: Order) -> dict[str, object]:
+def _order_confirmed(order: OrderRead) -> dict[str, object]:
     """What the confirmation message says."""
     return {
         "order_id": order.id,
         "customer_id": None if order.customer_id is None else str(order.customer_id),
-        "total_price": money(order.total_price),
+        "total_price": order.total_price,
         "lines": [
             {
                 "book_id": item.book_id,
                 "book_title": item.book_title,
                 "quantity": item.quantity,
-                "unit_price": money(item.unit_price),
+                "unit_price": item.unit_price,
             }
             for item in order.items
         ],
