@@ -376,6 +376,21 @@ class TestRaces:
                 assert stored_status(db, order["id"])[0] == "rejected"
                 assert events == ["order.placed"]
 
+    async def test_the_loser_names_the_status_the_winner_committed(self, client, place_order, db):
+        """The loser's UPDATE waited for the winner; its answer reads the order afresh, so
+        it names the winner's status, not the pending one its statement started from."""
+        order = await place_order()
+        confirmed, rejected = await racing(
+            db, order["id"], confirm(client, order["id"]), reject(client, order["id"])
+        )
+        winner, loser = (
+            (confirmed, rejected) if confirmed.status_code == 200 else (rejected, confirmed)
+        )
+        status = winner.json()["status"]
+        assert stored_status(db, order["id"])[0] == status
+        assert_problem(loser, 409)
+        assert loser.json()["detail"].startswith(f"Order {order['id']} is {status};")
+
     async def test_two_confirms_at_once_announce_once(self, client, place_order, db):
         """A job delivered twice: both calls succeed, one confirmation is announced."""
         order = await place_order()
