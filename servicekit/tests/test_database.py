@@ -16,7 +16,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from devstack.pytest_plugin import create_database, drop_database
-from servicekit.database import ReadPool, after_commit, create_engine, create_sessionmaker
+from servicekit.database import (
+    ReadPool,
+    after_commit,
+    create_engine,
+    create_sessionmaker,
+    session_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +92,44 @@ async def test_waits_past_a_released_savepoint_for_the_real_commit(sessionmaker)
         assert ran == []
         await session.rollback()
     assert ran == []
+
+
+class TestSessionRows:
+    async def test_runs_in_the_sessions_transaction(self, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+        """What it writes commits or rolls back with the session, like the session's own
+        statements, and it sees what they wrote."""
+        async with sessionmaker() as session:
+            async with session.begin():
+                await session.execute(text("INSERT INTO things VALUES (4)"))
+                rows = await session_rows(
+                    session, "INSERT INTO things VALUES (%(id)s) RETURNING id", {"id": 5}
+                )
+                assert rows == [{"id": 5}]
+                assert await session_rows(session, "SELECT count(*) AS n FROM things", ()) == [
+                    {"n": 2}
+                ]
+                await session.rollback()
+            async with session.begin():
+                await session_rows(session, "INSERT INTO things VALUES (%s) RETURNING id", (6,))
+            found = await session.scalars(text("SELECT id FROM things ORDER BY id"))
+            assert list(found) == [6]
+
+    async def test_counts_after_the_commit_only(self, sessionmaker) -> None:  # type: ignore[no-untyped-def]
+        ran: list[str] = []
+
+        async def insert_twice(session: AsyncSession) -> None:
+            async with session.begin():
+                after_commit(session, lambda: ran.append("counted"))
+                await session_rows(session, "INSERT INTO things VALUES (7), (7) RETURNING id", ())
+
+        async with sessionmaker() as session:
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                await insert_twice(session)
+            assert ran == []
+            async with session.begin():
+                after_commit(session, lambda: ran.append("counted"))
+                await session_rows(session, "INSERT INTO things VALUES (7) RETURNING id", ())
+        assert ran == ["counted"]
 
 
 class TestEngine:
