@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     idempotency_store = (
         IdempotencyStore(
             sessionmaker,
+            reads,
             ttl_s=settings.idempotency_ttl_s,
             lock_timeout_s=settings.idempotency_lock_timeout_s,
         )
