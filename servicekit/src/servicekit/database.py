@@ -94,6 +94,12 @@ class ReadPool:
     went away) a read connects for itself: psycopg's pool would make it wait `timeout_s`
     while it reconnects in the background, but a database that is down must cost the
     caller a fast 503, as the engine's pool gives, not a stall.
+
+    Besides reads, it runs the single statements that write and must commit at once, on
+    their own (orders' idempotency claim). A statement run once more after a broken
+    connection may find its own first run committed: such a statement must do no harm
+    twice (the claim then finds its key held and answers 409, as for any request racing
+    the first).
     """
 
     def __init__(
