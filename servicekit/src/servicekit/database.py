@@ -161,12 +161,7 @@ class ReadPool:
     async def rows(self, statement: Statement, params: Sequence[object] = ()) -> list[Row]:
         """The rows of one statement, as dicts."""
 
-        async def read(conn: psycopg.AsyncConnection[Any]) -> list[Row]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(statement, params)
-            return await cursor.fetchall()
-
-        return await self.run(read)
+        return await self.run(lambda conn: fetch_rows(conn, statement, params))
 
     async def page(
         self, page: tuple[Statement, Sequence[object]], count: tuple[Statement, Sequence[object]]
@@ -176,9 +171,7 @@ class ReadPool:
         has no row to carry the total, costs the `count` statement too."""
 
         async def read(conn: psycopg.AsyncConnection[Any]) -> tuple[list[Row], int]:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(*page)
-            rows = await cursor.fetchall()
+            rows = await fetch_rows(conn, *page)
             if rows:
                 return rows, int(rows[0]["total"] or 0)
             counted = await (await conn.execute(*count)).fetchone()
@@ -256,9 +249,18 @@ async def session_rows(
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert isinstance(driver, psycopg.AsyncConnection)
-    cursor = driver.cursor(row_factory=dict_row)
-    await cursor.execute(statement, params)
-    return await cursor.fetchall()
+    return await fetch_rows(driver, statement, params)
+
+
+async def fetch_rows(
+    conn: psycopg.AsyncConnection[Any],
+    statement: Statement,
+    params: Sequence[object] | Mapping[str, object] = (),
+) -> list[Row]:
+    """The rows of one statement on `conn`, as dicts; the cursor closed after."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(statement, params)
+        return await cursor.fetchall()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
