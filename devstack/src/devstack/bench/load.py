@@ -32,10 +32,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+
+from devstack.bench.cpu import CpuMeter
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -68,6 +70,9 @@ class Summary:
     first_error: str | None = None
     # How the row compares with its baseline row, e.g. "0.42x RPS of raw".
     versus: str | None = None
+    # CPU ms per request of every process of this machine but the load generator's
+    # (`devstack.bench.cpu`): the stack's cost, steadier than its rate on a shared machine.
+    cpu_ms: float | None = None
 
     @property
     def rps(self) -> float:
@@ -146,16 +151,18 @@ async def measure(name: str, call: Call, load: Load) -> Summary:
                 latencies_ms.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
-    async with asyncio.TaskGroup() as group:
-        for number in range(load.concurrency):
-            group.create_task(user(number))
-    return summarize(
+    with CpuMeter() as meter:
+        async with asyncio.TaskGroup() as group:
+            for number in range(load.concurrency):
+                group.create_task(user(number))
+    summary = summarize(
         name,
         latencies_ms,
         errors=len(errors),
         seconds=time.perf_counter() - started,
         first_error=errors[0] if errors else None,
     )
+    return replace(summary, cpu_ms=meter.use.ms_per(summary.requests))
 
 
 async def scenario(name: str, call: Call, load: Load) -> Summary:

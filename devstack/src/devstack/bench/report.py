@@ -25,8 +25,10 @@ def render(reports: Sequence[Report]) -> str:
             lines.append(f"{report.section}: skipped - {report.skipped}")
             continue
         compared = any(summary.versus for summary in report.summaries)
+        metered = any(summary.cpu_ms is not None for summary in report.summaries)
         header: tuple[str, ...] = ("scenario", "requests", "errors", report.rate)
-        header += ("p50 ms", "p95 ms", "p99 ms") + (("vs baseline",) if compared else ())
+        header += ("p50 ms", "p95 ms", "p99 ms") + (("CPU ms",) if metered else ())
+        header += ("vs baseline",) if compared else ()
         rows = [header] + [
             (
                 summary.name,
@@ -34,6 +36,7 @@ def render(reports: Sequence[Report]) -> str:
                 f"{summary.errors:,}",
                 f"{summary.rps:,.1f}",
                 *(_ms(value) for value in (summary.p50_ms, summary.p95_ms, summary.p99_ms)),
+                *((_cpu_ms(summary.cpu_ms),) if metered else ()),
                 *((summary.versus or "",) if compared else ()),
             )
             for summary in report.summaries
@@ -60,6 +63,10 @@ def render(reports: Sequence[Report]) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _cpu_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def versus_rps(row: Summary, baseline: Summary, label: str) -> Summary:

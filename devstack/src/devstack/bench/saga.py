@@ -10,6 +10,7 @@ import time
 import httpx
 import psycopg
 
+from devstack.bench.cpu import CpuMeter
 from devstack.bench.load import REQUEST_TIMEOUT_S, expect, open_loop, summarize
 from devstack.bench.ordering import (
     ORDER_ITEMS,
@@ -41,26 +42,28 @@ async def run_saga(options: Options) -> Report:
     latencies_ms: list[float] = []
     errors: list[str] = []
 
-    async with httpx.AsyncClient(
-        base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
-    ) as client:
+    # From the first order to the last one settled: everything the orders cost the stack.
+    with CpuMeter() as meter:
+        async with httpx.AsyncClient(
+            base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
+        ) as client:
 
-        async def place() -> None:
-            started = time.perf_counter()
-            try:
-                response = await client.post("/v1/orders", json=order_body(rng, books))
-                expect(response, 201)
-            except Exception as error:  # every failure is a data point, not a crash
-                errors.append(str(error) or type(error).__name__)
-                return
-            latencies_ms.append((time.perf_counter() - started) * 1000)
-            ids.append(int(response.json()["id"]))
+            async def place() -> None:
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v1/orders", json=order_body(rng, books))
+                    expect(response, 201)
+                except Exception as error:  # every failure is a data point, not a crash
+                    errors.append(str(error) or type(error).__name__)
+                    return
+                latencies_ms.append((time.perf_counter() - started) * 1000)
+                ids.append(int(response.json()["id"]))
 
-        print(f"  {total} orders at {rate:g}/s ...", file=sys.stderr, flush=True)
-        seconds = await open_loop(rate, total, place)
+            print(f"  {total} orders at {rate:g}/s ...", file=sys.stderr, flush=True)
+            seconds = await open_loop(rate, total, place)
 
-    print("  waiting for the saga to settle ...", file=sys.stderr, flush=True)
-    settled = await settle(url, after_id=min(ids) - 1) if ids else Settled(0.0, 0)
+        print("  waiting for the saga to settle ...", file=sys.stderr, flush=True)
+        settled = await settle(url, after_id=min(ids) - 1) if ids else Settled(0.0, 0)
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cursor = await conn.execute(
             "SELECT extract(epoch FROM updated_at - created_at) * 1000 FROM orders"
@@ -92,6 +95,7 @@ async def run_saga(options: Options) -> Report:
     )
     report.notes.append(f"outcome of the {len(ids):,} orders placed: {outcome}")
     report.notes.append(settled_note("after the load", len(ids), settled))
+    report.notes += meter.use.notes(len(ids), "order")
     report.notes.append(
         "commit -> confirmed: the order's created_at (now() of the placing transaction, just "
         "before its commit) to the updated_at the confirming UPDATE sets, both from "
