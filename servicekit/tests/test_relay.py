@@ -336,6 +336,32 @@ class TestPurge:
         assert undelivered(db) == 0
 
 
+class TestBacklogGauges:
+    def test_rounds_read_the_backlog_once_per_interval(
+        self, make_relay: MakeRelay, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A quiet outbox makes a round per event: the gauges are read once per interval,
+        not by every round."""
+        relay = make_relay(metrics_interval_s=2.0)
+        measure = relay.measure_backlog
+        reads: list[float] = []
+
+        def counted() -> None:
+            reads.append(time.monotonic())
+            measure()
+
+        monkeypatch.setattr(relay, "measure_backlog", counted)
+        for _ in range(3):
+            add_rows(db, "order.placed", 1)
+            relay._round()
+        assert len(reads) == 1
+        assert undelivered(db) == 0
+        time.sleep(2.1)
+        relay._round()
+        assert len(reads) == 2
+        assert BACKLOG._value.get() == 0
+
+
 def count_rows(db: psycopg.Connection[Any]) -> int:
     row = db.execute("SELECT count(*) FROM outbox").fetchone()
     assert row is not None

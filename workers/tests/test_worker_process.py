@@ -132,9 +132,11 @@ class TestGracefulShutdown:
         job_lines = [r for r in worker.log_records() if r.get("logger") == "workers.stock"]
         assert job_lines
         assert {r["request_id"] for r in job_lines} == {"req-sigterm-1"}
-        # RQ's own lines keep the job's outcome but not the registry cleanups it ran.
+        # RQ's own lines keep the job's start and outcome, not its routine ones.
         rq_lines = [r["message"] for r in worker.log_records() if r.get("logger") == "rq.worker"]
-        assert any("Job OK" in line for line in rq_lines)
+        assert any(line.endswith(f"({job.id})") for line in rq_lines)
+        assert any(line.startswith("Successfully completed") for line in rq_lines)
+        assert not any("Job OK" in line or "is kept for" in line for line in rq_lines)
         assert not any("cleaning" in line for line in rq_lines)
 
 

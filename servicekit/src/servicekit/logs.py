@@ -51,3 +51,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # httpx logs every request it sends at INFO. Ours go to our own services, whose access
+    # logs have each one under the same request id: a second line per call, for nothing.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -126,6 +126,9 @@ class JobWorker(BaseWorker):
 
     queue_class = JobQueue
     job_class = AllowedJob
+    # "job ... result is kept for 3600 seconds" after every job: the same for every job of a
+    # queue (the relay's job options), so a line per job said nothing.
+    log_result_lifespan = False
 
     def __init__(
         self, queues: str | Queue | Sequence[str] | Sequence[Queue], *args: Any, **kwargs: Any
@@ -411,17 +414,25 @@ def wait_for_redis(connection: redis.Redis) -> None:
             delay = min(delay * 2, REDIS_RETRY_MAX_S)
 
 
-def is_not_registry_cleanup(record: logging.LogRecord) -> bool:
-    """RQ logs each registry cleanup at INFO, one line per queue every maintenance
-    interval (10 lines every 15 s for two workers): routine housekeeping that would bury
-    the jobs' own lines. RQ has no setting for it, so its records are dropped by message."""
-    return not str(record.msg).startswith("Worker %s: cleaning ")
+def is_not_routine(record: logging.LogRecord) -> bool:
+    """RQ logs at INFO, with no setting to quiet them, lines that bury the jobs' own: each
+    registry cleanup (one line per queue every maintenance interval: 10 lines every 15 s
+    for two workers) and a "Job OK" after each job, right after "Successfully completed
+    <job> in <seconds>", which says the same and how long it took. Dropped by message."""
+    if str(record.msg).startswith("Worker %s: cleaning "):
+        return False
+    # 'Worker %s: %s: %s (%s)' with (worker, queue, "Job OK" in colour or not, job id); the
+    # line that starts a job has the same format, with the job's description.
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (
+        record.msg == "Worker %s: %s: %s (%s)" and len(args) == 4 and "Job OK" in str(args[2])
+    )
 
 
 def main(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     configure_logging("workers", settings.log_level)
-    logging.getLogger("rq.worker").addFilter(is_not_registry_cleanup)
+    logging.getLogger("rq.worker").addFilter(is_not_routine)
     if settings.service_key is None:
         logger.error("SERVICE_KEY is not set: the books and orders internal APIs would refuse")
         return 2
