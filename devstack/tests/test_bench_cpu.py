@@ -9,7 +9,7 @@ import time
 import pytest
 
 from devstack.bench import report
-from devstack.bench.cpu import CLIENT, CLIENT_CHILDREN, CpuMeter, CpuUse, _group
+from devstack.bench.cpu import CLIENT, CLIENT_CHILDREN, CpuUse, _group, cpu_meter
 from devstack.bench.load import Summary
 
 SPIN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
@@ -38,11 +38,10 @@ def test_processes_are_grouped_by_what_they_run(cmdline: list[str], name: str, g
 
 
 def test_the_client_and_the_workers_it_forks_are_counted_apart() -> None:
-    with CpuMeter() as meter:
+    with cpu_meter() as use:
         subprocess.run([sys.executable, "-c", SPIN.format(seconds=0.4)], check=True)
         spin(0.3)
 
-    use = meter.use
     assert use.by_group[CLIENT_CHILDREN] >= 0.4
     assert use.by_group[CLIENT] >= 0.3
     # The bench's own process sends the load: the stack's cost is everything else.
@@ -59,9 +58,9 @@ def test_a_process_running_through_the_section_counts_only_what_it_spent_inside(
     )
     try:
         time.sleep(1.5)  # its first spin is over before the section starts
-        with CpuMeter() as meter:
+        with cpu_meter() as use:
             time.sleep(0.3)
-        idle_inside = sum(s for group, s in meter.use.by_group.items() if "python" in group)
+        idle_inside = sum(s for group, s in use.by_group.items() if "python" in group)
     finally:
         assert started.stdin is not None
         started.stdin.close()

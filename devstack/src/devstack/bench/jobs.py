@@ -19,7 +19,7 @@ import psycopg
 import redis
 
 import workers.bench as worker_bench
-from devstack.bench.cpu import CpuMeter
+from devstack.bench.cpu import cpu_meter
 from devstack.bench.load import Summary
 from devstack.bench.ordering import (
     ORDER_ITEMS,
@@ -76,7 +76,7 @@ def worker_row(
         timeout_s = 60 + jobs / 2
     started = time.perf_counter()
     try:
-        with CpuMeter() as meter:
+        with cpu_meter() as cpu:
             row = worker_bench.measure(setup, redis_url, jobs=jobs, timeout_s=timeout_s, **job)
     except (RuntimeError, TimeoutError, redis.RedisError) as error:
         return Summary(
@@ -85,7 +85,7 @@ def worker_row(
     seconds = row.jobs / row.jobs_per_s if row.jobs_per_s else row.seconds
     if notes is not None:
         notes.append(f"{name}: {row.startup_s:.2f} s from its start to its first job finished")
-    return Summary(name, row.jobs, 0, seconds, None, None, None, cpu_ms=meter.use.ms_per(row.jobs))
+    return Summary(name, row.jobs, 0, seconds, None, None, None, cpu_ms=cpu.ms_per(row.jobs))
 
 
 async def run_workers(options: Options) -> Report:
@@ -143,7 +143,7 @@ async def reservation_row(
         "WORKERS_BOOKS_URL": options.books_url,
         "WORKERS_ORDERS_URL": options.orders_url,
     }
-    with environment(worker_env), CpuMeter() as meter:
+    with environment(worker_env), cpu_meter() as cpu:
         row = worker_row(
             name,
             setup,
@@ -160,7 +160,7 @@ async def reservation_row(
         f"to the orders database (no outbox row, so the stack's relay never sees them); "
         f"each job reserves at books and confirms at orders over HTTP; afterwards: {outcome}"
     )
-    report.notes += meter.use.notes(row.requests - row.errors, "place_order job")
+    report.notes += cpu.notes(row.requests - row.errors, "place_order job")
     return row
 
 

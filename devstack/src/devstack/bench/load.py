@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from devstack.bench.cpu import CpuMeter
+from devstack.bench.cpu import cpu_meter
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -151,7 +151,7 @@ async def measure(name: str, call: Call, load: Load) -> Summary:
                 latencies_ms.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
-    with CpuMeter() as meter:
+    with cpu_meter() as cpu:
         async with asyncio.TaskGroup() as group:
             for number in range(load.concurrency):
                 group.create_task(user(number))
@@ -162,7 +162,7 @@ async def measure(name: str, call: Call, load: Load) -> Summary:
         seconds=time.perf_counter() - started,
         first_error=errors[0] if errors else None,
     )
-    return replace(summary, cpu_ms=meter.use.ms_per(summary.requests))
+    return replace(summary, cpu_ms=cpu.ms_per(summary.requests))
 
 
 async def scenario(name: str, call: Call, load: Load) -> Summary:

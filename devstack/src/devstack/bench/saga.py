@@ -10,7 +10,7 @@ import time
 import httpx
 import psycopg
 
-from devstack.bench.cpu import CpuMeter
+from devstack.bench.cpu import cpu_meter
 from devstack.bench.load import REQUEST_TIMEOUT_S, expect, open_loop, summarize
 from devstack.bench.ordering import (
     ORDER_ITEMS,
@@ -43,7 +43,7 @@ async def run_saga(options: Options) -> Report:
     errors: list[str] = []
 
     # From the first order to the last one settled: everything the orders cost the stack.
-    with CpuMeter() as meter:
+    with cpu_meter() as cpu:
         async with httpx.AsyncClient(
             base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
         ) as client:
@@ -95,7 +95,7 @@ async def run_saga(options: Options) -> Report:
     )
     report.notes.append(f"outcome of the {len(ids):,} orders placed: {outcome}")
     report.notes.append(settled_note("after the load", len(ids), settled))
-    report.notes += meter.use.notes(len(ids), "order")
+    report.notes += cpu.notes(len(ids), "order")
     report.notes.append(
         "commit -> confirmed: the order's created_at (now() of the placing transaction, just "
         "before its commit) to the updated_at the confirming UPDATE sets, both from "

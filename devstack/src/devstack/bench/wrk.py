@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from devstack.bench.cpu import CpuMeter
+from devstack.bench.cpu import cpu_meter
 from devstack.bench.load import REQUEST_TIMEOUT_S, Load, Summary
 
 RESULT_PREFIX = "WRK_RESULT "
@@ -221,7 +221,7 @@ async def wrk_scenario(
     run = {"connections": load.concurrency, "threads": threads}
     if load.warmup_s > 0:
         await _run(base_url, lua, **run, seconds=load.warmup_s)
-    with CpuMeter() as meter:
+    with cpu_meter() as cpu:
         output = await _run(base_url, lua, **run, seconds=load.duration_s)
     summary = parse(name, output)
-    return replace(summary, cpu_ms=meter.use.ms_per(summary.requests))
+    return replace(summary, cpu_ms=cpu.ms_per(summary.requests))
