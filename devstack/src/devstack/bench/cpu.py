@@ -5,10 +5,10 @@ On a machine where the stack shares the cores with its database, Redis and the l
 and latencies move with whatever else runs; CPU per operation moves much less (a virtual
 machine still drifted 20% in ten minutes here: compare with a process whose code did not
 change), and it says which process to make cheaper and how many operations the cores can
-carry at most. The figures
-come from psutil: each process's user and system time, with that of its children it reaped
-(so worker processes a section forks and waits for count too), and the machine's busy time.
-Only this machine's processes are seen: a stack elsewhere shows as nothing but the client.
+carry at most. The figures come from psutil: each process's user and system time, with that
+of its children it reaped (so worker processes a section forks and waits for count too), and
+the machine's busy time. Only this machine's processes are seen: a stack elsewhere shows as
+nothing but the client.
 """
 
 from __future__ import annotations

@@ -150,16 +150,18 @@ async def measure(name: str, call: Call, load: Load) -> Summary:
             else:
                 latencies_ms.append((time.perf_counter() - started) * 1000)
 
-    started = time.perf_counter()
+    # The meter reads every process before and after: outside the timed span.
     with cpu_meter() as cpu:
+        started = time.perf_counter()
         async with asyncio.TaskGroup() as group:
             for number in range(load.concurrency):
                 group.create_task(user(number))
+        seconds = time.perf_counter() - started
     summary = summarize(
         name,
         latencies_ms,
         errors=len(errors),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         first_error=errors[0] if errors else None,
     )
     return replace(summary, cpu_ms=cpu.ms_per(summary.requests))
