@@ -457,6 +457,8 @@ class TestBenchCommand:
             "GET /health",
             "GET /v1/books/{id}",
             "raw psycopg SELECT by id",
+            "over 64 connections (open loop)",
+            "over 256 connections (open loop)",
             "GET /v1/books?limit=20 ",
             "GET /v1/books?limit=20&offset=50000",
             "raw psycopg page at offset 50,000: plain OFFSET",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +25,16 @@ from books.seed import (
     progress_printer,
     seed_books,
 )
-from devstack.bench.load import Summary, expect, scenario, user_clients
+from devstack.bench.cpu import cpu_meter
+from devstack.bench.load import (
+    Load,
+    Summary,
+    expect,
+    open_loop,
+    scenario,
+    summarize,
+    user_clients,
+)
 from devstack.bench.raw import Baseline, Query, api_pool_size, raw_scenario
 from devstack.bench.report import Report, ratio_note, versus_p95, versus_rps
 from devstack.bench.stack import (
@@ -45,6 +55,8 @@ BOOK_BY_ID_SQL = (
 )
 COUNTER_SQL = "SELECT active_books FROM catalog_counters WHERE id = 1"
 MANY_CONNECTIONS = (64, 256)
+# The open-loop rows send GETs at this share of the rate the API served at `--concurrency`.
+OPEN_LOOP_SHARE = 0.5
 # A deep page as a plain OFFSET query, and as OFFSET over the list index alone: the page's
 # ids first (an index-only scan over the skipped rows), then their rows. The API's own
 # statement (`deep_page_statement`) starts at the page's day instead.
@@ -59,6 +71,49 @@ DEEP_PAGE_IDS_FIRST_SQL = (
     " ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET %s) AS page USING (id)"
     " ORDER BY created_at DESC, id DESC"
 )
+
+
+async def open_loop_by_id(
+    url: str, ids: Sequence[int], rng: random.Random, connections: int, rate: float, load: Load
+) -> Summary:
+    """GET /v1/books/{id} at `rate` per second over `connections` open connections."""
+    name = f"GET /v1/books/{{id}} at {rate:,.0f}/s over {connections} connections (open loop)"
+    print(f"  {name} ...", file=sys.stderr, flush=True)
+    total = max(1, round(rate * load.duration_s))
+    if load.max_requests is not None:
+        total = min(total, load.max_requests)
+    latencies_ms: list[float] = []
+    errors: list[str] = []
+    async with user_clients(url, connections) as clients:
+        # Every connection open before the first request is due.
+        await asyncio.gather(*(client.get("/livez") for client in clients))
+        sent = 0
+        started = 0.0
+
+        async def get() -> None:
+            nonlocal sent
+            number, sent = sent, sent + 1
+            due = started + number / rate
+            try:
+                response = await clients[number % connections].get(f"/v1/books/{rng.choice(ids)}")
+                expect(response, 200)
+            except Exception as error:  # every failure is a data point, not a crash
+                errors.append(str(error) or type(error).__name__)
+                return
+            latencies_ms.append((time.perf_counter() - due) * 1000)
+
+        with cpu_meter() as cpu:
+            # When the open loop starts: request N is due N / rate seconds later.
+            started = time.perf_counter()
+            seconds = await open_loop(rate, total, get)
+    summary = summarize(
+        name,
+        latencies_ms,
+        errors=len(errors),
+        seconds=seconds,
+        first_error=errors[0] if errors else None,
+    )
+    return replace(summary, cpu_ms=cpu.ms_per(summary.requests))
 
 
 async def count_books(url: str) -> int:
@@ -154,6 +209,11 @@ async def run_books(options: Options) -> Report:
         many = replace(load, concurrency=connections)
         name = f"GET /v1/books/{{id}}, {connections} connections"
         rows.append(await wrk_scenario(name, url, [f"/v1/books/{i}" for i in ids], many))
+    # The same connections at a steady rate the API can serve: the tail latency of a
+    # frontend fleet's traffic, which a closed loop at that many connections cannot show.
+    rate = max(1.0, OPEN_LOOP_SHARE * by_id.rps)
+    for connections in MANY_CONNECTIONS:
+        rows.append(await open_loop_by_id(url, ids, rng, connections, rate, load))
 
     first = await wrk_scenario("GET /v1/books?limit=20", url, ["/v1/books?limit=20"], load)
     raw_first = await raw("raw psycopg page 1 and its total", raw_first_page)
@@ -198,6 +258,12 @@ async def run_books(options: Options) -> Report:
         "users; the API rows are wrk at as many connections"
     )
     report.notes.append(ratio_note(by_id, raw_by_id))
+    report.notes.append(
+        f"open loop: GETs sent at {OPEN_LOOP_SHARE:.0%} of the rate of GET /v1/books/{{id}} "
+        "above, whatever the answers' pace, round robin over that many kept-alive "
+        "connections of the asyncio client; latency counted from when each request was due "
+        "(no coordinated omission: a stall shows in the percentiles, not as a slower load)"
+    )
     report.notes.append(
         "deep page: the API finds the page's first day from the day counts and walks the list"
         " index from that day's end (`books.catalog.reads`); 'plain OFFSET' reads every"
