@@ -32,7 +32,7 @@ from devstack.bench.load import (
     expect,
     open_loop,
     scenario,
-    summarize,
+    summarize_run,
     user_clients,
 )
 from devstack.bench.raw import Baseline, Query, api_pool_size, raw_scenario
@@ -106,14 +106,7 @@ async def open_loop_by_id(
             # When the open loop starts: request N is due N / rate seconds later.
             started = time.perf_counter()
             seconds = await open_loop(rate, total, get)
-    summary = summarize(
-        name,
-        latencies_ms,
-        errors=len(errors),
-        seconds=seconds,
-        first_error=errors[0] if errors else None,
-    )
-    return replace(summary, cpu_ms=cpu.ms_per(summary.requests))
+    return summarize_run(name, latencies_ms, errors, seconds, cpu)
 
 
 async def count_books(url: str) -> int:

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from devstack.bench.cpu import cpu_meter
+from devstack.bench.cpu import CpuUse, cpu_meter
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -157,6 +157,14 @@ async def measure(name: str, call: Call, load: Load) -> Summary:
             for number in range(load.concurrency):
                 group.create_task(user(number))
         seconds = time.perf_counter() - started
+    return summarize_run(name, latencies_ms, errors, seconds, cpu)
+
+
+def summarize_run(
+    name: str, latencies_ms: Sequence[float], errors: Sequence[str], seconds: float, cpu: CpuUse
+) -> Summary:
+    """A run's row: its successes' latencies, its failures (and the first one's message),
+    and the stack's CPU per request while it ran."""
     summary = summarize(
         name,
         latencies_ms,
