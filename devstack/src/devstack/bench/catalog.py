@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sys
 import time
@@ -87,15 +88,11 @@ async def open_loop_by_id(
     async with user_clients(url, connections) as clients:
         # Every connection open before the first request is due.
         await asyncio.gather(*(client.get("/livez") for client in clients))
-        sent = 0
-        started = 0.0
+        turns = itertools.cycle(clients)
 
-        async def get() -> None:
-            nonlocal sent
-            number, sent = sent, sent + 1
-            due = started + number / rate
+        async def get(due: float) -> None:
             try:
-                response = await clients[number % connections].get(f"/v1/books/{rng.choice(ids)}")
+                response = await next(turns).get(f"/v1/books/{rng.choice(ids)}")
                 expect(response, 200)
             except Exception as error:  # every failure is a data point, not a crash
                 errors.append(str(error) or type(error).__name__)
@@ -103,8 +100,6 @@ async def open_loop_by_id(
             latencies_ms.append((time.perf_counter() - due) * 1000)
 
         with cpu_meter() as cpu:
-            # When the open loop starts: request N is due N / rate seconds later.
-            started = time.perf_counter()
             seconds = await open_loop(rate, total, get)
     return summarize_run(name, latencies_ms, errors, seconds, cpu)
 

@@ -41,9 +41,8 @@ async def run_activation(
         base_url=options.orders_url, timeout=REQUEST_TIMEOUT_S, headers=key_headers(options)
     ) as client:
 
-        async def place() -> None:
+        async def place(due: float) -> None:
             member_id, book_id = slots.take()
-            started = time.perf_counter()
             try:
                 body = {"member_id": member_id, "book_id": book_id}
                 response = await client.post("/v1/borrows", json=body)
@@ -51,7 +50,7 @@ async def run_activation(
             except Exception as error:  # every failure is a data point, not a crash
                 errors.append(first_line(error))
                 return
-            posted_ms.append((time.perf_counter() - started) * 1000)
+            posted_ms.append((time.perf_counter() - due) * 1000)
             ids.append(int(response.json()["id"]))
 
         print(f"  {total} borrows at {rate:g}/s, then their activation ...", file=sys.stderr)
@@ -118,7 +117,7 @@ async def raw_activation(
         raw_pool(orders.url, orders.pool_size) as orders_pool,
     ):
 
-        async def chain() -> None:
+        async def chain(_due: float) -> None:
             member_id, book_id = slots.take()
             try:
                 async with books_pool.connection() as books_conn, orders_pool.connection() as conn:

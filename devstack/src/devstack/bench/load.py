@@ -203,15 +203,18 @@ async def user_clients(
 
 
 async def open_loop(
-    rate: float, total: int, start: Callable[[], Coroutine[Any, Any, None]]
+    rate: float, total: int, start: Callable[[float], Coroutine[Any, Any, None]]
 ) -> float:
     """Start `total` calls at `rate` per second whatever the answers' pace (an open loop),
-    wait for all of them; the seconds it took."""
+    wait for all of them; the seconds it took. Each call gets the `perf_counter` time it
+    was due: a latency counted from there includes any lag of the loop itself (no
+    coordinated omission)."""
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for number in range(total):
-            delay = started + number / rate - time.perf_counter()
+            due = started + number / rate
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            group.create_task(start())
+            group.create_task(start(due))
     return time.perf_counter() - started
