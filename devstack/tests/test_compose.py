@@ -32,6 +32,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from devstack.servers import POSTGRES_BIN_PATH, EmbeddedPostgres, free_port
+from servicekit.asgi import web_concurrency
 from servicekit.relay import JobPolicy
 from servicekit.tracing import tracing_enabled
 
@@ -75,6 +76,7 @@ def _cloudinary_account() -> object:
 LIBRARY_ENV: dict[str, tuple[str, Callable[[], object]]] = {
     "CLOUDINARY_URL": ("cloudinary", _cloudinary_account),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("servicekit", tracing_enabled),
+    "WEB_CONCURRENCY": ("servicekit", lambda: web_concurrency(os.environ)),
 }
 
 

@@ -50,7 +50,7 @@ OUR_IMAGE = re.compile(r"(?:^|/)bookstore[-/](books|orders|workers)(?::|@|$)")
 # The APIs serve /metrics on their HTTP port; everything else on a port named `metrics`.
 API_SERVICES = {"books": 8001, "orders": 8082}
 # Read by a library rather than by our settings classes.
-LIBRARY_ENV = {"CLOUDINARY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+LIBRARY_ENV = {"CLOUDINARY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "WEB_CONCURRENCY"}
 # The port of OTLP over HTTP, which the services' exporter speaks.
 OTLP_HTTP_PORT = 4318
 # Sample values for Secret keys, to check that the settings accept the rendered env.
@@ -611,6 +611,16 @@ class TestScaling:
             "cpu" in main_container(named(overlay, "Deployment", service))["resources"]["requests"]
         )
         assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+
+    @pytest.mark.parametrize("service", [*API_SERVICES, "web"])
+    def test_apis_run_one_process_per_core_of_their_limit(self, overlay: str, service: str) -> None:
+        """Without WEB_CONCURRENCY an API runs one process per core of the node, whatever
+        the pod's CPU limit."""
+        container = main_container(named(overlay, "Deployment", service))
+        limit = str(container["resources"]["limits"]["cpu"])
+        cores = float(limit.removesuffix("m")) / 1000 if limit.endswith("m") else float(limit)
+        (processes,) = [e["value"] for e in container["env"] if e["name"] == "WEB_CONCURRENCY"]
+        assert int(processes) == max(1, int(cores))
 
     def test_autoscaled_deployments_leave_the_count_to_the_autoscaler(self, overlay: str) -> None:
         for name in (*API_SERVICES, "workers"):

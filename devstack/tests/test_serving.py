@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -122,8 +123,20 @@ def _command(pid: int) -> str:
         return cmdline.read().replace(b"\0", b" ").decode()
 
 
-def test_one_process_unless_asked() -> None:
-    assert web_concurrency({}) == 1
+def test_one_process_per_core_unless_asked() -> None:
+    assert web_concurrency({}) == len(os.sched_getaffinity(0))
+    one_core = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from servicekit.asgi import web_concurrency; print(web_concurrency({}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert one_core.stdout.strip() == "1"
     assert web_concurrency({"WEB_CONCURRENCY": " 3 "}) == 3
     for bad in ("0", "-1", "two"):
         with pytest.raises(SystemExit, match="WEB_CONCURRENCY must be a whole number"):
