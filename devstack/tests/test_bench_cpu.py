@@ -37,6 +37,27 @@ def test_processes_are_grouped_by_what_they_run(cmdline: list[str], name: str, g
     assert _group({"cmdline": cmdline, "name": name}) == group
 
 
+def test_a_spawned_process_is_counted_as_its_parents() -> None:
+    """uvicorn's processes under WEB_CONCURRENCY run `python -c "from multiprocessing.spawn
+    import spawn_main; ..."`: they are the service's."""
+    books = {"pid": 10, "ppid": 1, "cmdline": ["python", "-m", "books"], "name": "python"}
+    spawned = {
+        "pid": 11,
+        "ppid": 10,
+        "cmdline": [
+            "python",
+            "-B",
+            "-c",
+            "from multiprocessing.spawn import spawn_main; spawn_main()",
+        ],
+        "name": "python",
+    }
+    others: dict[object, dict[str, object]] = {10: books, 11: spawned}
+
+    assert _group(spawned, others) == "books"
+    assert _group(spawned) == "python"
+
+
 def test_the_client_and_the_workers_it_forks_are_counted_apart() -> None:
     with cpu_meter() as use:
         subprocess.run([sys.executable, "-c", SPIN.format(seconds=0.4)], check=True)

@@ -28,14 +28,24 @@ CLIENT = "this bench (client)"
 CLIENT_CHILDREN = "this bench's worker processes"
 # What sends the load: left out of the stack's CPU.
 LOAD_GENERATORS = frozenset({CLIENT, "wrk"})
+# The command line of a process that multiprocessing spawned (its workers, its resource
+# tracker) starts with this.
+SPAWNED = "from multiprocessing."
+
+Info = dict[str, object]
 
 
-def _group(info: dict[str, object]) -> str:
+def _group(info: Info, others: dict[object, Info] | None = None) -> str:
     """`books`, `orders.relay`, `workers.worker` for `python -m <module>`; `postgres` for
-    every PostgreSQL process (server, backends, background); else the process name."""
+    every PostgreSQL process (server, backends, background); else the process name. A
+    process that multiprocessing spawned (an API's processes under `WEB_CONCURRENCY`) is
+    its parent's, found by pid among `others`."""
     cmdline = info.get("cmdline") or []
     assert isinstance(cmdline, list)
     name = str(info.get("name") or "?")
+    parent = (others or {}).get(info.get("ppid"))
+    if parent is not None and any(str(argument).startswith(SPAWNED) for argument in cmdline):
+        return _group(parent, others)
     if "-m" in cmdline[:-1]:
         return str(cmdline[cmdline.index("-m") + 1])
     if name == "postgres" or (cmdline and str(cmdline[0]).startswith("postgres:")):
@@ -45,14 +55,15 @@ def _group(info: dict[str, object]) -> str:
 
 def _snapshot() -> dict[tuple[int, float], tuple[str, float, float]]:
     """Per process (pid, start time): its group, own CPU seconds, reaped children's."""
+    attributes = ["pid", "ppid", "name", "cmdline", "cpu_times", "create_time"]
+    infos = {process.pid: process.info for process in psutil.process_iter(attributes)}
     processes = {}
-    for process in psutil.process_iter(["pid", "name", "cmdline", "cpu_times", "create_time"]):
-        info = process.info
+    for info in infos.values():
         times = info.get("cpu_times")
         if times is None:  # gone, or not ours to read
             continue
         processes[info["pid"], info["create_time"]] = (
-            _group(info),
+            _group(info, infos),
             times.user + times.system,
             times.children_user + times.children_system,
         )
