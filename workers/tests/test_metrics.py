@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import struct
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client import REGISTRY
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import enqueue, queue, release_scheduled, work
 from workers.config import QUEUES
-from workers.metrics import QueueCollector, SampleFilesCollector
+from workers.metrics import QueueCollector
 
 NOTIFY = "workers.notifications.order_confirmed"
 CANCEL = "workers.stock.cancel_order"
@@ -124,33 +120,3 @@ class TestQueueCollector:
         unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
 
         assert gauges(unreachable) == {("workers_redis_up", ""): 0}
-
-
-class TestSampleFiles:
-    """The pool sums its worker processes' sample files at each scrape."""
-
-    @pytest.fixture
-    def samples(self, tmp_path: Path) -> Path:
-        """A worker's file with one count, and the file of a process that has just created
-        its file and not yet sized it."""
-        written = MmapedDict(str(tmp_path / "counter_101.db"))
-        key = mmap_key(
-            "workers_jobs_started", "workers_jobs_started_total", ["queue"], ["orders"], ""
-        )
-        written.write_value(key, 3.0, 0.0)
-        written.close()  # type: ignore[no-untyped-call]
-        (tmp_path / "counter_102.db").touch()
-        return tmp_path
-
-    def test_a_file_still_empty_is_skipped_and_the_rest_summed(self, samples: Path) -> None:
-        collected = {
-            (sample.name, tuple(sample.labels.items())): sample.value
-            for family in SampleFilesCollector(None, path=str(samples)).collect()  # type: ignore[no-untyped-call]
-            for sample in family.samples
-        }
-
-        assert collected == {("workers_jobs_started_total", (("queue", "orders"),)): 3.0}
-
-    def test_prometheus_clients_own_collector_fails_on_it(self, samples: Path) -> None:
-        with pytest.raises(struct.error):
-            list(MultiProcessCollector(None, path=str(samples)).collect())  # type: ignore[no-untyped-call]

@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Instrumentator(
         excluded_handlers=["/metrics", "/health", "/livez", "/ready"],
         should_group_status_codes=False,
-    ).instrument(app).expose(app, include_in_schema=False)
+    ).instrument(app)
     return app
 
 

@@ -1,14 +1,17 @@
-"""Probes: `/livez` (liveness), `/ready` (readiness) and the predecessor's `/health`."""
+"""Probes: `/livez` (liveness), `/ready` (readiness) and the predecessor's `/health`; and
+`/metrics` for Prometheus."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from books.config import Settings
 from books.http import DocumentedRoute
 from servicekit.database import database_answers
+from servicekit.metrics import service_registry
 
 # A probe answers within this, whatever the database does.
 PROBE_TIMEOUT_S = 1.0
@@ -23,6 +26,13 @@ class Health(BaseModel):
     service: str = Field(examples=["books"])
     cloudinary_configured: bool = Field(description="A Cloudinary account is configured.")
     cloudinary_ready: bool = Field(description="Cover uploads are enabled.")
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """The service's metrics, of every process when there are several (a plain `def`:
+    reading the sample files blocks, so FastAPI runs it in its thread pool)."""
+    return Response(generate_latest(service_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 # Left out of the OpenAPI document like /metrics: it is for the orchestrator, not clients.

@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from litestar import Litestar
+from litestar import Controller, Litestar, Response, get
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp, Middleware, Receive, Scope, Send
 from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orders.books_client import BooksClient, create_breakers, create_http_client
 from orders.config import ALIASES, Settings, get_settings
@@ -51,6 +52,7 @@ from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
 from servicekit.database import create_read_pool, create_sessionmaker
 from servicekit.logs import REQUEST_ID_HEADER, configure_logging, is_acceptable_request_id
+from servicekit.metrics import service_registry
 from servicekit.problems import errors_description
 from servicekit.tracing import UNTRACED_PATHS, RequestIdOnSpan, configure_tracing, flush_async
 
@@ -62,9 +64,14 @@ library: members, loans, holds and their figures.
 """
 
 
-class MetricsController(PrometheusController):
+class MetricsController(Controller):
     path = "/metrics"
-    include_in_schema = False
+
+    @get(include_in_schema=False, sync_to_thread=True)
+    def metrics(self) -> Response[bytes]:
+        """The service's metrics, of every process when there are several (reading the
+        sample files blocks: in a thread)."""
+        return Response(generate_latest(service_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 async def admit_known_query(

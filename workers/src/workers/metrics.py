@@ -9,19 +9,18 @@ scrape time by a collector, never kept in a gauge that could go stale.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 from rq import Queue
 from rq.job import Job
+
+from servicekit.metrics import service_registry
 
 logger = logging.getLogger(__name__)
 
@@ -128,23 +127,6 @@ class QueueCollector(Collector):
         yield from (up, depth, failed, scheduled)
 
 
-class SampleFilesCollector(MultiProcessCollector):
-    """Sums the worker processes' sample files, as prometheus_client's collector does, less
-    any file still empty: a process creates its file, then sizes it, and a scrape between
-    the two failed (a 500 from /metrics) on a file that holds no sample yet anyway."""
-
-    def collect(self) -> Iterable[Metric]:
-        files = [str(path) for path in Path(self._path).glob("*.db") if has_content(path)]
-        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call, no-any-return]
-
-
-def has_content(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except FileNotFoundError:  # its process ended and its file was removed
-        return False
-
-
 def serve_metrics(
     host: str, port: int, connection: redis.Redis, queue_names: Sequence[str]
 ) -> socket.socket:
@@ -153,10 +135,7 @@ def serve_metrics(
     With PROMETHEUS_MULTIPROC_DIR set (several worker processes, or forked work horses),
     the counters of every process are summed from that directory.
     """
-    registry: CollectorRegistry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        SampleFilesCollector(registry)  # type: ignore[no-untyped-call]
+    registry = service_registry()
     registry.register(QueueCollector(connection, queue_names))
     server, _ = start_http_server(port, addr=host, registry=registry)
     return server.socket
