@@ -110,7 +110,7 @@ async def orders_app(
 ) -> AsyncIterator[Litestar]:
     app = create_app(orders_settings(orders_database_url, books_service.url))
     yield app
-    await app.state.books_client.aclose()
+    await app.state.books_http.aclose()
     await app.state.engine.dispose()
 
 

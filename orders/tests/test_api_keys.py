@@ -123,7 +123,7 @@ class TestRateLimits:
         async with asgi_client(app, shop_key) as shop:
             statuses = [(await shop.get("/v1/orders")).status_code for _ in range(3)]
             response = await shop.get("/v1/orders")
-        await app.state.books_client.aclose()
+        await app.state.books_http.aclose()
         await app.state.engine.dispose()
         assert statuses == [200, 200, 429]
         assert assert_problem(response, 429)["error"] == "RATE_LIMITED"

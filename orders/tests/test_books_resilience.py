@@ -55,7 +55,7 @@ async def _client_for(settings: Settings, token: str) -> AsyncIterator[tuple[Lit
     app = create_app(settings)
     async with asgi_client(app, token) as client:
         yield app, client
-    await app.state.books_client.aclose()
+    await app.state.books_http.aclose()
     await app.state.engine.dispose()
 
 

@@ -85,7 +85,7 @@ class TestThePredecessorsNames:
             app = create_app()
         finally:
             get_settings.cache_clear()
-        await app.state.books_client.aclose()
+        await app.state.books_http.aclose()
         await app.state.engine.dispose()
         logged = capsys.readouterr().out
         assert set(ALIASES) == set(PREDECESSOR_ENV)

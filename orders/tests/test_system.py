@@ -22,7 +22,7 @@ async def _app_client(
     app = create_app(orders_settings(database_url, books_url))
     async with asgi_client(app, token) as client:
         yield client
-    await app.state.books_client.aclose()
+    await app.state.books_http.aclose()
     await app.state.engine.dispose()
 
 

@@ -89,7 +89,7 @@ async def clients() -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     for client in made.values():
         await client.aclose()
     await close_databases(books_app)
-    await orders_app.state.books_client.aclose()
+    await orders_app.state.books_http.aclose()
     await orders_app.state.engine.dispose()
 
 

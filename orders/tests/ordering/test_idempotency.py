@@ -246,7 +246,7 @@ class TestIdempotencyDisabled:
                     "/v1/orders", json=order_body((book["id"], 1)), headers=key_headers("k-off")
                 )
                 assert response.status_code == 201
-        await app.state.books_client.aclose()
+        await app.state.books_http.aclose()
         await app.state.engine.dispose()
         assert row_counts(db) == ONE_OF_EACH | {
             "orders": 2,

@@ -104,7 +104,7 @@ class TestServiceKey:
                 await confirm(unkeyed, order["id"]),
                 await confirm(unkeyed, order["id"], headers={}),
             ]
-        await app.state.books_client.aclose()
+        await app.state.books_http.aclose()
         await app.state.engine.dispose()
         for response in responses:
             problem = assert_problem(response, 503)
