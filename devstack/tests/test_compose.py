@@ -32,7 +32,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from devstack.servers import POSTGRES_BIN_PATH, EmbeddedPostgres, free_port
-from servicekit.asgi import web_concurrency
+from servicekit.asgi import MULTIPROCESS_ENV, web_concurrency
 from servicekit.relay import JobPolicy
 from servicekit.tracing import tracing_enabled
 
@@ -789,12 +789,10 @@ class TestWorkers:
     def test_metrics_are_shared_through_a_tmpfs_of_their_own(self) -> None:
         """The directory must exist and be writable on the read-only root filesystem; a
         mount of its own exists from the start (a folder under /tmp would not)."""
-        from workers.worker import MULTIPROC_DIR_ENV
-
         workers = services()["workers"]
         assert workers["read_only"]
         mounts = {str(mount).partition(":")[0] for mount in workers["tmpfs"]}
-        assert container_env("workers")[MULTIPROC_DIR_ENV] in mounts
+        assert container_env("workers")[MULTIPROCESS_ENV] in mounts
 
 
 class TestMail:

@@ -32,6 +32,8 @@ from rq import Queue, Retry, Worker
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
+from servicekit.asgi import MULTIPROCESS_ENV
+
 DEFAULT_JOBS = 2000
 POLL_S = 0.005
 # The job options the outbox relay sets (see the issue 4 contracts).
@@ -144,7 +146,7 @@ def default_setups(processes: int) -> list[Setup]:
 def _child(setup: Setup, redis_url: str, queue_name: str, metrics_dir: str) -> None:
     import logging
 
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
     logging.basicConfig(level=logging.WARNING)
     setup.run(redis_url, queue_name, setup.processes)
 

@@ -59,13 +59,15 @@ from __future__ import annotations
 import os
 import tempfile
 
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# servicekit.asgi imports nothing but the standard library: prometheus_client is not loaded.
+from servicekit.asgi import MULTIPROCESS_ENV
+
 # prometheus_client picks its value store when it is first imported, so the worker
 # processes share counters only if this is set before anything imports it: here, ahead of
 # the imports below, when this module is the program. (Re-executing the program once it
 # was set, as `main` does for any other start, doubles the start-up time of a pool.)
-if __name__ == "__main__" and not os.environ.get(MULTIPROC_DIR_ENV):
-    os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
+if __name__ == "__main__" and not os.environ.get(MULTIPROCESS_ENV):
+    os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
 
 import logging
 import sys
@@ -436,12 +438,12 @@ def main(settings: Settings | None = None) -> int:
     if settings.service_key is None:
         logger.error("SERVICE_KEY is not set: the books and orders internal APIs would refuse")
         return 2
-    if not os.environ.get(MULTIPROC_DIR_ENV):
+    if not os.environ.get(MULTIPROCESS_ENV):
         # Started some other way than `python -m workers.worker` (see the top of the module).
-        os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
+        os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="workers-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "workers.worker"])  # noqa: S606
     # Files of processes from an earlier run would add their counts to this one's.
-    for stale in Path(os.environ[MULTIPROC_DIR_ENV]).glob("*.db"):
+    for stale in Path(os.environ[MULTIPROCESS_ENV]).glob("*.db"):
         stale.unlink()
     connection = redis.Redis.from_url(settings.redis_url)
     wait_for_redis(connection)
