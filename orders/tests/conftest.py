@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -109,9 +111,34 @@ async def orders_app(
     orders_database_url: str, books_service: ServiceProcess
 ) -> AsyncIterator[Litestar]:
     app = create_app(orders_settings(orders_database_url, books_service.url))
-    yield app
-    await app.state.books_http.aclose()
-    await app.state.engine.dispose()
+    async with serving(app):
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[Litestar]:
+    """The app between its startup and its shutdown, as a server runs it: what it opens
+    (pools, clients, the purger) is closed at the end, so no pool outlives its test.
+
+    The lifespan runs in a task of its own because Litestar's holds an anyio task group,
+    which must end in the task it began in, and pytest-asyncio ends a fixture in another.
+    """
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from tests.conftest import (
     assert_problem,
     order_body,
     orders_settings,
+    serving,
 )
 
 MEMBER = {"name": "Ada", "email": "ada@example.org"}
@@ -120,11 +121,9 @@ class TestRateLimits:
         app = create_app(
             orders_settings(orders_database_url, books_service.url, rate_limit_client="2/minute")
         )
-        async with asgi_client(app, shop_key) as shop:
+        async with serving(app), asgi_client(app, shop_key) as shop:
             statuses = [(await shop.get("/v1/orders")).status_code for _ in range(3)]
             response = await shop.get("/v1/orders")
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
         assert statuses == [200, 200, 429]
         assert assert_problem(response, 429)["error"] == "RATE_LIMITED"
         assert response.headers["ratelimit-policy"] == '"client";q=2;w=60'

@@ -22,6 +22,7 @@ from tests.conftest import (
     order_body,
     orders_settings,
     row_counts,
+    serving,
 )
 
 BREAKER_THRESHOLD = 2
@@ -53,10 +54,8 @@ async def outage_settings(orders_database_url: str, own_books: ServiceProcess) -
 
 async def _client_for(settings: Settings, token: str) -> AsyncIterator[tuple[Litestar, object]]:
     app = create_app(settings)
-    async with asgi_client(app, token) as client:
+    async with serving(app), asgi_client(app, token) as client:
         yield app, client
-    await app.state.books_http.aclose()
-    await app.state.engine.dispose()
 
 
 @pytest.fixture

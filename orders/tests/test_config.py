@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orders.config import Settings
+from tests.conftest import serving
 
 
 class TestSettingsFromEnv:
@@ -85,8 +86,8 @@ class TestThePredecessorsNames:
             app = create_app()
         finally:
             get_settings.cache_clear()
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
+        async with serving(app):
+            pass
         logged = capsys.readouterr().out
         assert set(ALIASES) == set(PREDECESSOR_ENV)
         assert "DATABASE_URL (the predecessor's name) is used as ORDERS_DATABASE_URL" in logged

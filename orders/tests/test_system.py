@@ -11,7 +11,7 @@ from litestar import get
 
 from devstack.servers import free_port
 from orders.app import create_app
-from tests.conftest import asgi_client, assert_problem, order_body, orders_settings
+from tests.conftest import asgi_client, assert_problem, order_body, orders_settings, serving
 
 
 @contextlib.asynccontextmanager
@@ -20,10 +20,8 @@ async def _app_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app of its own (another database or books), closed afterwards."""
     app = create_app(orders_settings(database_url, books_url))
-    async with asgi_client(app, token) as client:
+    async with serving(app), asgi_client(app, token) as client:
         yield client
-    await app.state.books_http.aclose()
-    await app.state.engine.dispose()
 
 
 class TestProbes:

@@ -16,6 +16,7 @@ from tests.conftest import (
     order_body,
     orders_settings,
     row_counts,
+    serving,
 )
 
 ONE_OF_EACH = dict.fromkeys(TABLES, 0) | {
@@ -240,14 +241,12 @@ class TestIdempotencyDisabled:
             orders_settings(orders_database_url, books_service.url, idempotency_enabled=False)
         )
         book = await make_book()
-        async with asgi_client(app, admin_key) as client:
+        async with serving(app), asgi_client(app, admin_key) as client:
             for _ in range(2):
                 response = await client.post(
                     "/v1/orders", json=order_body((book["id"], 1)), headers=key_headers("k-off")
                 )
                 assert response.status_code == 201
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
         assert row_counts(db) == ONE_OF_EACH | {
             "orders": 2,
             "order_items": 2,

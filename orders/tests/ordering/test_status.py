@@ -18,6 +18,7 @@ from tests.conftest import (
     assert_problem,
     orders_settings,
     outbox_events,
+    serving,
 )
 
 ILLEGAL_TRANSITION = "/problems/illegal-transition"
@@ -99,13 +100,11 @@ class TestServiceKey:
         app = create_app(
             orders_settings(orders_database_url, books_service.url, service_key=configured)
         )
-        async with asgi_client(app) as unkeyed:
+        async with serving(app), asgi_client(app) as unkeyed:
             responses = [
                 await confirm(unkeyed, order["id"]),
                 await confirm(unkeyed, order["id"], headers={}),
             ]
-        await app.state.books_http.aclose()
-        await app.state.engine.dispose()
         for response in responses:
             problem = assert_problem(response, 503)
             assert problem["type"] == "/problems/internal-api-disabled"
