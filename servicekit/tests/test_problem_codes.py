@@ -89,8 +89,9 @@ async def clients() -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     for client in made.values():
         await client.aclose()
     await close_databases(books_app)
-    await orders_app.state.books_http.aclose()
+    await orders_app.state.books_client.aclose()
     await orders_app.state.engine.dispose()
+    await orders_app.state.reads.close()
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:

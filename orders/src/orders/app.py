@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Middleware, Receive, Scope, Send
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orders.books_client import BooksClient, create_breakers, create_http_client
+from orders.books_client import BooksClient, create_breakers
 from orders.config import ALIASES, Settings, get_settings
 from orders.db import create_engine, provide_session
 from orders.http import document_structs, exact_integer_bounds, refuse_unknown_query
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     reads = create_read_pool(settings, service="orders")
-    books_http = create_http_client(settings)
+    books_client = BooksClient(create_breakers(settings), settings)
     idempotency_store = (
         IdempotencyStore(
             sessionmaker,
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
-            await books_http.aclose()
+            await books_client.aclose()
             await engine.dispose()
             await reads.close()
             await flush_async()
@@ -179,8 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.sessionmaker = sessionmaker
     app.state.reads = reads
     app.state.gate = create_gate(reads, settings, service="orders")
-    app.state.books_http = books_http
-    app.state.books_client = BooksClient(books_http, create_breakers(settings), settings)
+    app.state.books_client = books_client
     app.state.idempotency_store = idempotency_store
     app.state.redrive_policy = RedrivePolicy.from_settings(settings)
     # Litestar answers unrouted requests (404, 405) before any app middleware runs, so

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
@@ -24,19 +23,11 @@ class Health(msgspec.Struct):
     services: dict[str, str]
 
 
-async def _books_up(http: httpx.AsyncClient) -> bool:
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            response = await http.get("/health", timeout=PROBE_TIMEOUT_S)
-    except (httpx.HTTPError, TimeoutError):
-        return False
-    return response.status_code == 200
-
-
 async def _dependencies_up(state: State) -> tuple[bool, bool]:
     """Whether the database and books answer, asked at once."""
     database, books = await asyncio.gather(
-        database_answers(state.engine, timeout_s=PROBE_TIMEOUT_S), _books_up(state.books_http)
+        database_answers(state.engine, timeout_s=PROBE_TIMEOUT_S),
+        state.books_client.answers(timeout_s=PROBE_TIMEOUT_S),
     )
     return database, books
 

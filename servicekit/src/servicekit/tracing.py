@@ -40,8 +40,9 @@ def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def configure_tracing(component: str, *, instrument_sql: bool = True) -> bool:
-    """Install the SDK and instrument psycopg and httpx, once per process, when tracing is
-    on; returns whether it is. Frameworks are instrumented by each service's app factory.
+    """Install the SDK and instrument psycopg and the HTTP clients (httpx, aiohttp), once
+    per process, when tracing is on; returns whether it is. Frameworks are instrumented by
+    each service's app factory.
 
     The relays pass `instrument_sql=False`: their polling queries belong to no request and
     would each start a trace of their own, ten times a second.
@@ -52,6 +53,7 @@ def configure_tracing(component: str, *, instrument_sql: bool = True) -> bool:
         return True
     # Imported here: a process with tracing off never loads the SDK or the instrumentations.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -67,6 +69,7 @@ def configure_tracing(component: str, *, instrument_sql: bool = True) -> bool:
     if instrument_sql:
         PsycopgInstrumentor().instrument(enable_commenter=False)
     HTTPXClientInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
     return True
 
 
