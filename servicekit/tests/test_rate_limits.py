@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from servicekit.rate_limits import RateLimited, RateLimiter, RateLimitSettings
 
@@ -179,3 +180,41 @@ class TestUsedUpWindows:
         assert sum(await hits(limiter, 201)) == 200
         await limiter.hit(key=None, client_host="192.0.2.2")
         assert len(redis.Redis.from_url(redis_url).keys(f"ratelimit:{service}:*")) == 2
+
+
+class TestRedisNotAnswering:
+    async def test_after_a_failed_claim_redis_is_left_alone_for_a_while(self) -> None:
+        """A Redis that accepts connections and never answers: the first request waits
+        for its timeout and goes through; the next ones go through without asking (no
+        new connection, no wait) until the retry time, and then Redis is asked again.
+        Every request let through is counted."""
+        connections: list[asyncio.StreamWriter] = []
+
+        async def accept_and_stay_silent(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            connections.append(w)
+
+        server = await asyncio.start_server(accept_and_stay_silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = RateLimitSettings(
+            anonymous="1/minute", client="1/minute", desk="1/minute", admin="1/minute"
+        )
+        limiter = RateLimiter(
+            f"redis://127.0.0.1:{port}/0", settings, service="silent", storage_retry_s=0.5
+        )
+        unavailable = REGISTRY.get_sample_value("rate_limit_unavailable_total") or 0.0
+        try:
+            assert await hits(limiter, 1) == [True]
+            asked = len(connections)
+            assert asked >= 1
+            assert await hits(limiter, 20) == [True] * 20
+            assert len(connections) == asked
+            await asyncio.sleep(0.6)
+            assert await hits(limiter, 1) == [True]
+            assert len(connections) > asked
+        finally:
+            await limiter.redis.aclose()
+            server.close()
+            for writer in connections:
+                writer.close()
+            await server.wait_closed()
+        assert REGISTRY.get_sample_value("rate_limit_unavailable_total") == unavailable + 22

@@ -24,7 +24,10 @@ the script here.
 
 When Redis does not answer, requests are let through (reads must still be served): each
 such request counts in `rate_limit_unavailable_total`, and the outage is logged when it
-starts and when it ends, not once per request.
+starts and when it ends, not once per request. After a failed claim the process lets
+requests through without asking Redis for `STORAGE_RETRY_S`: asking on every request
+made each one wait for Redis's timeout when Redis hung (a quarter of a second), and
+spent a connection attempt per request when it was down.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ logger = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 # Redis answers within a millisecond when it is up; a hung Redis must not hang requests.
 REDIS_TIMEOUT_S = 0.25
+# After a failed claim, how long requests go through unlimited before Redis is asked again.
+STORAGE_RETRY_S = 1.0
 
 RATE_LIMITED = Counter(
     "rate_limited_requests_total", "Requests refused with 429, by class of caller", ["caller"]
@@ -123,7 +128,14 @@ LEASES_KEPT = 10_000
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str, settings: RateLimitSettings, *, service: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        settings: RateLimitSettings,
+        *,
+        service: str,
+        storage_retry_s: float = STORAGE_RETRY_S,
+    ) -> None:
         self.limits = settings.parsed()
         self.redis = Redis.from_url(
             redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
@@ -133,6 +145,9 @@ class RateLimiter:
         self.leases: dict[str, Lease] = {}
         self.claims: dict[str, asyncio.Future[None]] = {}
         self.storage_down = False
+        self.storage_retry_s = storage_retry_s
+        # While Redis is down: when it may be asked again (`time.monotonic()`).
+        self.storage_retry_at = 0.0
 
     async def hit(self, *, key: ApiKey | None, client_host: str) -> None:
         """Count one request of this caller; RateLimited when it is one too many."""
@@ -150,10 +165,14 @@ class RateLimiter:
                     RATE_LIMITED.labels(caller).inc()
                     retry_after_s = max(1, math.ceil(lease.deadline - time.monotonic()))
                     raise RateLimited(caller, limit, retry_after_s)
+            if self.storage_down and time.monotonic() < self.storage_retry_at:
+                LIMITS_UNAVAILABLE.inc()
+                return
             try:
                 await self._claim(counter, limit)
             except (RedisError, OSError) as error:
                 LIMITS_UNAVAILABLE.inc()
+                self.storage_retry_at = time.monotonic() + self.storage_retry_s
                 if not self.storage_down:
                     self.storage_down = True
                     logger.warning("rate limits not enforced, Redis does not answer: %s", error)
