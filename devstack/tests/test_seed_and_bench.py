@@ -457,6 +457,7 @@ class TestBenchCommand:
             "GET /health",
             "GET /v1/books/{id}",
             "raw psycopg SELECT by id",
+            "bare FastAPI (the framework's floor)",
             "over 64 connections (open loop)",
             "over 256 connections (open loop)",
             "GET /v1/books?limit=20 ",

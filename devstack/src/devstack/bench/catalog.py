@@ -17,7 +17,7 @@ import aiohttp
 import psycopg
 from psycopg import sql
 
-from books.catalog.reads import Statement, page_with_total_statement
+from books.catalog.reads import BOOK_BY_ID, Statement, page_with_total_statement
 from books.catalog.schemas import BookListQuery
 from books.config import get_settings
 from books.seed import (
@@ -29,6 +29,7 @@ from books.seed import (
     seed_books,
 )
 from devstack.bench.cpu import cpu_meter
+from devstack.bench.floor import floor_processes, floor_server
 from devstack.bench.load import (
     REQUEST_TIMEOUT_S,
     Load,
@@ -52,11 +53,6 @@ from devstack.bench.stack import (
 from devstack.bench.wrk import WrkMissing, wrk_binary, wrk_scenario
 from servicekit.pagination import encode_cursor
 
-# The same columns the books API reads for `GET /v1/books/{id}`.
-BOOK_BY_ID_SQL = (
-    "SELECT id, title, author, description, price, active, image, stock, copies_total,"
-    " copies_available, created_at, updated_at FROM books WHERE id = %s AND active"
-)
 COUNTER_SQL = "SELECT active_books FROM catalog_counters WHERE id = 1"
 MANY_CONNECTIONS = (64, 256)
 # The open-loop rows send GETs at this share of the rate the API served at `--concurrency`.
@@ -211,7 +207,14 @@ async def run_books(options: Options) -> Report:
     by_id = await wrk_scenario("GET /v1/books/{id}", url, [f"/v1/books/{i}" for i in ids], load)
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
     raw_by_id = await raw("raw psycopg SELECT by id", raw_book_by_id(ids, rng))
-    rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id]
+    with floor_server(options.books_database_url) as floor_url:
+        floor = await wrk_scenario(
+            "GET /v1/books/{id}, bare FastAPI (the framework's floor)",
+            floor_url,
+            [f"/v1/books/{i}" for i in ids],
+            load,
+        )
+    rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id, versus_rps(floor, raw_by_id, "raw")]
     # Many open connections (shop frontends' pools): no errors, and what queueing costs.
     for connections in MANY_CONNECTIONS:
         many = replace(load, concurrency=connections)
@@ -267,6 +270,12 @@ async def run_books(options: Options) -> Report:
     )
     report.notes.append(ratio_note(by_id, raw_by_id))
     report.notes.append(
+        "the framework's floor: the same statement in a FastAPI endpoint with nothing else"
+        f" (`devstack.bench.floor`), {floor_processes()} uvicorn processes like the API's;"
+        " the API's distance from it is the cost of its own path (request ids, metrics, access"
+        " log, rate limits, dependencies, problem handlers)"
+    )
+    report.notes.append(
         f"open loop: GETs sent at {OPEN_LOOP_SHARE:.0%} of the rate of GET /v1/books/{{id}} "
         "above, whatever the answers' pace, round robin over that many kept-alive "
         "connections of an aiohttp client; latency counted from when each request was due "
@@ -303,7 +312,7 @@ async def raw_first_page(conn: psycopg.AsyncConnection[Any]) -> None:
 
 def raw_book_by_id(ids: Sequence[int], rng: random.Random) -> Query:
     async def select_by_id(conn: psycopg.AsyncConnection[Any]) -> None:
-        cursor = await conn.execute(BOOK_BY_ID_SQL, (rng.choice(ids),))
+        cursor = await conn.execute(BOOK_BY_ID, (rng.choice(ids),))
         if await cursor.fetchone() is None:
             raise LookupError("book not found")
 
