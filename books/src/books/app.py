@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
 
 from books.catalog.router import router as catalog_router
 from books.config import ALIASES, Settings, get_settings
@@ -17,6 +16,7 @@ from books.covers.router import router as covers_router
 from books.db import close_databases, create_engine
 from books.errors import install_error_handlers
 from books.http import BodyLimit
+from books.http_metrics import HttpMetrics
 from books.inventory.router import ledger_router
 from books.inventory.router import router as inventory_router
 from books.item_types.router import router as item_types_router
@@ -87,10 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         header_name=REQUEST_ID_HEADER,
         validator=is_acceptable_request_id,
     )
-    Instrumentator(
-        excluded_handlers=["/metrics", "/health", "/livez", "/ready"],
-        should_group_status_codes=False,
-    ).instrument(app)
+    # Probes and scrapes are the machinery's requests, not the API users'.
+    app.add_middleware(HttpMetrics, excluded=frozenset(UNTRACED_PATHS))
     return app
 
 

@@ -1,4 +1,4 @@
-"""Business metrics of the books service (HTTP metrics come from the instrumentator)."""
+"""Business metrics of the books service (the HTTP metrics are in `books.http_metrics`)."""
 
 from prometheus_client import Counter
 
