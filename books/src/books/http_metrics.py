@@ -82,8 +82,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = scope.get("route")
-            handler = getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED
+            handler = getattr(scope.get("route"), "path", UNMATCHED)
             if handler not in self.excluded:
                 duration = max(time.perf_counter() - started, 0.0)
                 method = scope["method"]

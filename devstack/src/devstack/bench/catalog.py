@@ -204,22 +204,20 @@ async def run_books(options: Options) -> Report:
 
     # Reads go without a key, as a visitor's do (no key lookup); the admin key writes.
     rows.append(await wrk_scenario("GET /health (lightest request)", url, ["/health"], load))
-    by_id = await wrk_scenario("GET /v1/books/{id}", url, [f"/v1/books/{i}" for i in ids], load)
+    book_paths = [f"/v1/books/{i}" for i in ids]
+    by_id = await wrk_scenario("GET /v1/books/{id}", url, book_paths, load)
     rng = random.Random(options.random_seed)  # noqa: S311 - load pattern, not secrets
     raw_by_id = await raw("raw psycopg SELECT by id", raw_book_by_id(ids, rng))
-    with floor_server(options.books_database_url) as floor_url:
+    async with floor_server(options.books_database_url) as floor_url:
         floor = await wrk_scenario(
-            "GET /v1/books/{id}, bare FastAPI (the framework's floor)",
-            floor_url,
-            [f"/v1/books/{i}" for i in ids],
-            load,
+            "GET /v1/books/{id}, bare FastAPI (the framework's floor)", floor_url, book_paths, load
         )
     rows += [versus_rps(by_id, raw_by_id, "raw"), raw_by_id, versus_rps(floor, raw_by_id, "raw")]
     # Many open connections (shop frontends' pools): no errors, and what queueing costs.
     for connections in MANY_CONNECTIONS:
         many = replace(load, concurrency=connections)
         name = f"GET /v1/books/{{id}}, {connections} connections"
-        rows.append(await wrk_scenario(name, url, [f"/v1/books/{i}" for i in ids], many))
+        rows.append(await wrk_scenario(name, url, book_paths, many))
     # The same connections at a steady rate the API can serve: the tail latency of a
     # frontend fleet's traffic, which a closed loop at that many connections cannot show.
     rate = max(1.0, OPEN_LOOP_SHARE * by_id.rps)

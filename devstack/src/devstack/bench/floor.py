@@ -9,10 +9,11 @@ framework's and how much is the API's own path through it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import msgspec
 from fastapi import FastAPI, Response
@@ -63,10 +64,11 @@ def create_app() -> FastAPI:
     return app
 
 
-@contextmanager
-def floor_server(books_database_url: str) -> Iterator[str]:
+@asynccontextmanager
+async def floor_server(books_database_url: str) -> AsyncIterator[str]:
     """The floor app served on a free port by as many uvicorn processes as `make run`'s
-    API runs (`WEB_CONCURRENCY`, else one per core); its base URL."""
+    API runs (`WEB_CONCURRENCY`, else one per core); its base URL. Started and stopped in
+    a thread: both wait on the process."""
     port = free_port()
     command: Sequence[str] = [
         *(sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:create_app"),
@@ -79,8 +81,11 @@ def floor_server(books_database_url: str) -> Iterator[str]:
         env={"BOOKS_DATABASE_URL": books_database_url},
         own_session=True,
     )
-    with process:
+    await asyncio.to_thread(process.start)
+    try:
         yield f"http://127.0.0.1:{port}"
+    finally:
+        await asyncio.to_thread(process.stop)
 
 
 def floor_processes() -> int:
