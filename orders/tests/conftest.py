@@ -131,8 +131,10 @@ async def serving(app: Litestar) -> AsyncIterator[Litestar]:
             await stop.wait()
 
     task = asyncio.create_task(lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # the startup failed: its error, and no waiter left behind
+        waiting.cancel()
         task.result()
     try:
         yield app

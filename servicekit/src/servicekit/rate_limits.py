@@ -146,7 +146,7 @@ class RateLimiter:
         self.claims: dict[str, asyncio.Future[None]] = {}
         self.storage_down = False
         self.storage_retry_s = storage_retry_s
-        # While Redis is down: when it may be asked again (`time.monotonic()`).
+        # After a failed claim: when Redis may be asked again (`time.monotonic()`).
         self.storage_retry_at = 0.0
 
     async def hit(self, *, key: ApiKey | None, client_host: str) -> None:
@@ -165,7 +165,7 @@ class RateLimiter:
                     RATE_LIMITED.labels(caller).inc()
                     retry_after_s = max(1, math.ceil(lease.deadline - time.monotonic()))
                     raise RateLimited(caller, limit, retry_after_s)
-            if self.storage_down and time.monotonic() < self.storage_retry_at:
+            if time.monotonic() < self.storage_retry_at:
                 LIMITS_UNAVAILABLE.inc()
                 return
             try:
