@@ -4,10 +4,10 @@ Databases and Redis come from `BOOKS_DATABASE_URL`, `ORDERS_DATABASE_URL` and
 `REDIS_URL` when set; otherwise an embedded PostgreSQL and an embedded Valkey
 start with their data under `.data/` on fixed local ports, so a second run finds
 the same data. Without `SMTP_URL`, a local SMTP sink keeps the workers' mail as
-`.eml` files under `.data/mail/`. The service processes run under honcho, which prefixes their
-logs and stops them all on Ctrl-C or SIGTERM; the embedded servers stop last. A process that
-dies (crash, OOM, `kill -9`) is started again with backoff (`devstack.respawn`); only Ctrl-C
-or SIGTERM stops the stack.
+`.eml` files under `.data/mail/`. The service processes run under honcho, which prefixes
+their logs (relayed a burst at a time: `devstack.output`) and stops them all on Ctrl-C or
+SIGTERM; the embedded servers stop last. A process that dies (crash, OOM, `kill -9`) is
+started again with backoff (`devstack.respawn`); only Ctrl-C or SIGTERM stops the stack.
 
 The predecessor's names work too: `BOOKS_DB_DSN` and `DATABASE_URL` (orders) name the
 databases when ours are unset. `PORT` names one service's port, so each API process is
@@ -36,6 +36,7 @@ from psycopg import sql
 
 from devstack import monitoring
 from devstack.mail import MailSink
+from devstack.output import burst_process
 from devstack.servers import EmbeddedPostgres, EmbeddedValkey, PortInUseError, port_is_free
 from servicekit.api_keys import Role, new_token, register_key
 
@@ -386,6 +387,7 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         **{worker.metrics_port_env: str(worker.metrics_port) for worker in config.workers},
     }
     manager = Manager()
+    manager._process_ctor = burst_process
     for service in config.services:
         # `python -m books` is what the image runs; ours name the port, so a `PORT` left in
         # the environment (one service's, in the predecessor) cannot send both to it.
