@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from books.catalog.router import router as catalog_router
 from books.config import ALIASES, Settings, get_settings
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 # What a multipart cover upload adds to the image: the book's fields and the boundaries.
 BODY_OVERHEAD_BYTES = 1024 * 1024
+
+# FastAPI's own OpenTelemetry support stays off: the spans come from the contrib instrumentor
+# (`instrument`), with which it would step aside anyway, and the metrics from Prometheus.
+# Left on, it looks the OpenTelemetry providers up on every request.
+WITHOUT_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 DESCRIPTION = """The catalog: books, prices and covers.
 
@@ -62,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION + errors_description("books", "servicekit"),
         lifespan=lifespan,
         dependencies=[Depends(admit)],
+        telemetry=WITHOUT_NATIVE_TELEMETRY,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -63,6 +63,7 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, *, excluded: frozenset[str]) -> None:
         self.app = app
         self.excluded = excluded
+        self.series: dict[tuple[str, int, str], _Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,12 +86,25 @@ class HttpMetrics:
             handler = getattr(scope.get("route"), "path", UNMATCHED)
             if handler not in self.excluded:
                 duration = max(time.perf_counter() - started, 0.0)
-                method = scope["method"]
-                REQUESTS.labels(method, str(status), handler).inc()
-                REQUEST_SIZE.labels(handler).observe(_content_length(scope["headers"]))
-                RESPONSE_SIZE.labels(handler).observe(response_size)
+                labels = (scope["method"], status, handler)
+                if (series := self.series.get(labels)) is None:
+                    series = self.series[labels] = _Series(*labels)
+                series.requests.inc()
+                series.request_size.observe(_content_length(scope["headers"]))
+                series.response_size.observe(response_size)
                 LATENCY_HIGHR.observe(duration)
-                LATENCY.labels(method, handler).observe(duration)
+                series.latency.observe(duration)
+
+
+class _Series:
+    """The labelled series of one method, status and handler, looked up once: prometheus_client
+    takes a lock and validates the labels on every `labels()` call."""
+
+    def __init__(self, method: str, status: int, handler: str) -> None:
+        self.requests = REQUESTS.labels(method, str(status), handler)
+        self.request_size = REQUEST_SIZE.labels(handler)
+        self.response_size = RESPONSE_SIZE.labels(handler)
+        self.latency = LATENCY.labels(method, handler)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:

@@ -33,7 +33,7 @@ async def require_service_key(
 
 async def admit(request: Request) -> None:
     """Every request to the public API: its key, if any, found; its rate limit counted."""
-    if not is_public_path(request.url.path):
+    if not is_public_path(request.scope["path"]):
         return
     gate: Gate = request.app.state.gate
     request.state.api_key = await gate.admit(
