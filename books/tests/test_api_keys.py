@@ -10,11 +10,13 @@ import psycopg
 import pytest
 import redis
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import REGISTRY
 
 from books.app import create_app
 from books.config import Settings
 from books.db import close_databases
+from books.http import BooksRoute
 from devstack.servers import free_port
 from servicekit.api_keys import Role, bearer, new_token, revoke_key, token_prefix
 from tests.conftest import (
@@ -193,6 +195,25 @@ class TestRateLimits:
             statuses = [(await client.get("/v1/books")).status_code for client in (one, two) * 2]
         assert statuses == [200, 200, 200, 429]
         await close_databases(other)
+
+    async def test_every_route_admits_its_requests(self, strict_app: FastAPI) -> None:
+        """Admission (key and limit) is the route class's work: a route of another class
+        would serve callers past their limit."""
+        routes = [context.route for context in iter_route_contexts(strict_app.routes)]
+        api_routes = [route for route in routes if isinstance(route, APIRoute)]
+        assert len(api_routes) > 20
+        assert [route.path for route in api_routes if not isinstance(route, BooksRoute)] == []
+
+    async def test_a_caller_past_its_limit_is_refused_before_its_body_is_read(
+        self, strict_app: FastAPI, key_of
+    ) -> None:
+        async with client_for(strict_app, key_of(Role.ADMIN)) as writer:
+            for _ in range(2):
+                assert (await writer.get("/v1/books")).status_code == 200
+            response = await writer.patch(
+                "/v1/books/1", content=b"{not json", headers={"Content-Type": "application/json"}
+            )
+        assert assert_problem(response, 429)["error"] == "RATE_LIMITED"
 
     async def test_internal_and_system_endpoints_are_not_limited(self, strict_app: FastAPI) -> None:
         async with client_for(strict_app) as caller:

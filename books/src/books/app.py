@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from books.catalog.router import router as catalog_router
@@ -22,7 +22,6 @@ from books.inventory.router import ledger_router
 from books.inventory.router import router as inventory_router
 from books.item_types.router import router as item_types_router
 from books.lending.router import router as lending_router
-from books.security import admit
 from books.system import router as system_router
 from servicekit.access import create_gate
 from servicekit.aliases import aliases_in_use
@@ -67,7 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION + errors_description("books", "servicekit"),
         lifespan=lifespan,
-        dependencies=[Depends(admit)],
         telemetry=WITHOUT_NATIVE_TELEMETRY,
     )
     app.state.settings = settings

@@ -9,14 +9,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from books.config import Settings
-from books.http import DocumentedRoute
+from books.http import BooksRoute
 from servicekit.database import database_answers
 from servicekit.metrics import service_registry
 
 # A probe answers within this, whatever the database does.
 PROBE_TIMEOUT_S = 1.0
 
-router = APIRouter(tags=["system"], route_class=DocumentedRoute)
+router = APIRouter(tags=["system"], route_class=BooksRoute)
 
 
 class Health(BaseModel):

@@ -26,12 +26,12 @@ from books.covers.forms import (
     validate_body,
 )
 from books.covers.service import CoverServiceDep
-from books.http import BookId, DocumentedRoute, json_response, problem_responses, require_json
+from books.http import BookId, BooksRoute, json_response, problem_responses, require_json
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
 from servicekit.pagination import cursor_link_header, link_header
 
-router = APIRouter(prefix="/v1/books", tags=["books"], route_class=DocumentedRoute)
+router = APIRouter(prefix="/v1/books", tags=["books"], route_class=BooksRoute)
 
 
 @router.post(

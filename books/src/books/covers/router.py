@@ -7,14 +7,14 @@ from fastapi import APIRouter, Request, Response, status
 from books.catalog.schemas import BookRead
 from books.covers.forms import CoverForm, multipart_request_body, read_cover_form
 from books.covers.service import CoverServiceDep
-from books.http import BookId, DocumentedRoute, problem_responses
+from books.http import BookId, BooksRoute, problem_responses
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
 
 router = APIRouter(
     prefix="/v1/books/{book_id}/cover",
     tags=["covers"],
-    route_class=DocumentedRoute,
+    route_class=BooksRoute,
     dependencies=[requires(CATALOG_WRITE)],
 )
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from books.http import BookId, DocumentedRoute, problem_responses, require_json
+from books.http import BookId, BooksRoute, problem_responses, require_json
 from books.inventory.schemas import (
     ReleaseRead,
     ReleaseRequest,
@@ -27,7 +27,7 @@ MAX_OFFSET = 2**31 - 1
 router = APIRouter(
     prefix="/internal/v1/stock",
     tags=["internal"],
-    route_class=DocumentedRoute,
+    route_class=BooksRoute,
     # In this order: a caller without the key learns nothing about what the body should be.
     dependencies=[Depends(require_service_key), Depends(require_json)],
     responses=problem_responses(401, 415, 422, 503),
@@ -48,7 +48,7 @@ async def release_stock(payload: ReleaseRequest, service: InventoryServiceDep) -
     return await service.release_stock(reference=payload.reference)
 
 
-ledger_router = APIRouter(prefix="/v1/books/{book_id}", tags=["stock"], route_class=DocumentedRoute)
+ledger_router = APIRouter(prefix="/v1/books/{book_id}", tags=["stock"], route_class=BooksRoute)
 
 
 @ledger_router.post(

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from books.catalog.schemas import ItemTypeCode
-from books.http import DocumentedRoute, problem_responses, require_json
+from books.http import BooksRoute, problem_responses, require_json
 from books.item_types.schemas import ItemTypeCreate, ItemTypeRead
 from books.item_types.service import ItemTypeServiceDep
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
 
-router = APIRouter(prefix="/v1/item-types", tags=["item types"], route_class=DocumentedRoute)
+router = APIRouter(prefix="/v1/item-types", tags=["item types"], route_class=BooksRoute)
 CodePath = Annotated[ItemTypeCode, Path(description="The item type's code.")]
 
 

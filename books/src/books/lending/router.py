@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from books.http import DocumentedRoute, problem_responses, require_json
+from books.http import BooksRoute, problem_responses, require_json
 from books.lending.schemas import (
     CheckinRead,
     CheckinRequest,
@@ -19,7 +19,7 @@ from books.security import require_service_key
 router = APIRouter(
     prefix="/internal/v1/copies",
     tags=["internal"],
-    route_class=DocumentedRoute,
+    route_class=BooksRoute,
     # In this order: a caller without the key learns nothing about what the body should be.
     dependencies=[Depends(require_service_key), Depends(require_json)],
     responses=problem_responses(401, 415, 422, 503),
