@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from books.errors import BodyTooLarge, UnsupportedMediaType, render_problem
 from books.security import admit
 from servicekit.problems import PROBLEM_JSON
+
+M = TypeVar("M", bound=BaseModel)
 
 BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Book id.")]
 
@@ -49,6 +52,41 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+def query_model(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
+    """Dependency: the query string validated into `model`, a 422 naming each bad parameter.
+
+    Instead of FastAPI's `Annotated[model, Query()]`, which takes each field's annotation
+    apart again on every request: a quarter of the instructions of a batch lookup by ids
+    (`GET /v1/books?ids=…`, which orders sends for every order). The operation declares the
+    parameters with `query_parameters(model)`, as FastAPI would have."""
+
+    async def parse(request: Request) -> M:
+        try:
+            return model.model_validate(dict(request.query_params))
+        except ValidationError as error:
+            errors = [{**e, "loc": ("query", *e["loc"])} for e in error.errors()]
+            raise RequestValidationError(errors) from None
+
+    return parse
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring `model`'s fields as the operation's query parameters."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": field,
+            **({"description": field["description"]} if "description" in field else {}),
+        }
+        for name, field in schema["properties"].items()
+    ]
+    return {"parameters": parameters}
 
 
 def json_response(body: BaseModel, headers: dict[str, str] | None = None) -> Response:

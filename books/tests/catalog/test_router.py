@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from books.catalog.reads import DAY_SKIP_FROM_OFFSET
+from books.catalog.schemas import BookListQuery
 from tests.conftest import assert_problem, book_payload, count_books
 
 
@@ -250,6 +251,18 @@ class TestListBooks:
     ) -> None:
         problem = assert_problem(await client.get(f"/v1/books?{query}"), 422)
         assert [(e["field"], e["in"]) for e in problem["errors"]] == [(field, "query")]
+
+    async def test_documents_every_query_parameter_with_its_rules(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = (await client.get("/openapi.json")).json()
+        parameters = {p["name"]: p for p in document["paths"]["/v1/books"]["get"]["parameters"]}
+        assert set(parameters) == set(BookListQuery.model_fields)
+        assert {p["in"] for p in parameters.values()} == {"query"}
+        assert not any(p["required"] for p in parameters.values())
+        limit = parameters["limit"]["schema"]
+        assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+        assert parameters["ids"]["description"].startswith("Comma-separated book ids")
 
     async def test_rejects_inverted_price_range(self, client: httpx.AsyncClient) -> None:
         problem = assert_problem(await client.get("/v1/books?min_price=5&max_price=1"), 422)

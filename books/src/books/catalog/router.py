@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from books.catalog.schemas import (
     BookCreate,
@@ -26,7 +26,15 @@ from books.covers.forms import (
     validate_body,
 )
 from books.covers.service import CoverServiceDep
-from books.http import BookId, BooksRoute, json_response, problem_responses, require_json
+from books.http import (
+    BookId,
+    BooksRoute,
+    json_response,
+    problem_responses,
+    query_model,
+    query_parameters,
+    require_json,
+)
 from books.security import requires
 from servicekit.api_keys import CATALOG_WRITE
 from servicekit.pagination import cursor_link_header, link_header
@@ -60,9 +68,16 @@ async def create_book(
     return BookRead.model_validate(book)
 
 
-@router.get("", response_model=BookPage, responses=problem_responses(422))
+@router.get(
+    "",
+    response_model=BookPage,
+    responses=problem_responses(422),
+    openapi_extra=query_parameters(BookListQuery),
+)
 async def list_books(
-    query: Annotated[BookListQuery, Query()], reader: CatalogReaderDep, request: Request
+    query: Annotated[BookListQuery, Depends(query_model(BookListQuery))],
+    reader: CatalogReaderDep,
+    request: Request,
 ) -> Response:
     """List active books, newest first, with optional filters."""
     page = await reader.list_books(query=query)
