@@ -14,7 +14,7 @@ from books.catalog.schemas import (
     BookRead,
     BookUpdate,
 )
-from books.catalog.service import CatalogReaderDep, CatalogServiceDep
+from books.catalog.service import CatalogServiceDep, catalog_reader
 from books.covers import forms
 from books.covers.forms import (
     BookCreateForm,
@@ -75,12 +75,10 @@ async def create_book(
     openapi_extra=query_parameters(BookListQuery),
 )
 async def list_books(
-    query: Annotated[BookListQuery, Depends(query_model(BookListQuery))],
-    reader: CatalogReaderDep,
-    request: Request,
+    query: Annotated[BookListQuery, Depends(query_model(BookListQuery))], request: Request
 ) -> Response:
     """List active books, newest first, with optional filters."""
-    page = await reader.list_books(query=query)
+    page = await catalog_reader(request).list_books(query=query)
     params = request.query_params.multi_items()
     links = (
         link_header(
@@ -94,9 +92,9 @@ async def list_books(
 
 
 @router.get("/{book_id}", response_model=BookRead, responses=problem_responses(404, 422))
-async def get_book(book_id: BookId, reader: CatalogReaderDep) -> Response:
+async def get_book(book_id: BookId, request: Request) -> Response:
     """Fetch one active book."""
-    return json_response(await reader.get_book(book_id=book_id))
+    return json_response(await catalog_reader(request).get_book(book_id=book_id))
 
 
 @router.patch(
