@@ -149,6 +149,14 @@ class TestMetrics:
 
 
 class TestOpenApi:
+    @pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+    async def test_the_documentation_pages_are_served(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+
     async def test_documents_public_routes_and_problems(self, client: httpx.AsyncClient) -> None:
         spec = (await client.get("/openapi.json")).json()
         assert {"/v1/books", "/v1/books/{book_id}", "/health", "/ready"} <= spec["paths"].keys()
