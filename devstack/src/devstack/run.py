@@ -387,7 +387,7 @@ def serve(config: StackConfig, env: dict[str, str]) -> int:
         **{worker.metrics_port_env: str(worker.metrics_port) for worker in config.workers},
     }
     manager = Manager()
-    manager._process_ctor = burst_process
+    manager._process_ctor = burst_process  # its output relayed a burst at a time
     for service in config.services:
         # `python -m books` is what the image runs; ours name the port, so a `PORT` left in
         # the environment (one service's, in the predecessor) cannot send both to it.
