@@ -85,13 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(item_types_router)
     app.include_router(ledger_router)
     app.include_router(system_router)
-    # FastAPI put its documentation's routes first; they go last.
-    documentation = {
-        app.openapi_url,
-        app.docs_url,
-        app.redoc_url,
-        app.swagger_ui_oauth2_redirect_url,
-    }
+    # FastAPI put its documentation's routes first; they go last. (An included router has no
+    # `path`; a page turned off has no URL: neither may count as documentation.)
+    urls = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    documentation = {url for url in urls if url is not None}
     app.router.routes.sort(key=lambda route: getattr(route, "path", None) in documentation)
     if tracing:
         instrument(app)
